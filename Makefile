@@ -1,0 +1,29 @@
+# The verbs a user types. Everything runs in .venv on Python 3.12, the Lambda
+# runtime Chalice targets (it follows the Python that runs it).
+PY312 := $(shell command -v python3.12 2>/dev/null || ls -d /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: setup serve test model clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PY312)" || { echo "error: Python 3.12 not found (pyenv install 3.12, or put python3.12 on PATH)" >&2; exit 1; }
+	test -x $(BIN)/python || $(PY312) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+serve: setup  ## serve the model at http://127.0.0.1:$(PORT)/model with chalice local
+	$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
+
+test: setup  ## the test suite
+	$(BIN)/python -m pytest -q
+
+model: setup  ## rebuild the bundled demo model (byte-identical artifact)
+	$(BIN)/python -m model.train
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,2 @@
+"""Everything the Lambda needs besides ``app.py``: request parsing, model
+loading and the prediction service. Importable and testable without Chalice."""

@@ -1,0 +1,93 @@
+"""The model card (``model.json``): what a model directory promises about its
+artifact. Reading and checking it lives here; writing it lives in
+``model/publish.py``, which builds cards with :func:`build_card`.
+"""
+import hashlib
+import json
+import os
+
+CARD_FILE = "model.json"
+ARTIFACT_FILE = "model.joblib"
+TASKS = ("classification", "regression")
+REQUIRED_FIELDS = ("name", "version", "task", "features", "sha256", "versions")
+
+
+class CardError(ValueError):
+    """The card is missing, unreadable or inconsistent."""
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelCard:
+    """A validated view of ``model.json``; ``raw`` is the card as written."""
+
+    def __init__(self, raw):
+        if not isinstance(raw, dict):
+            raise CardError("model card must be a JSON object")
+        missing = [f for f in REQUIRED_FIELDS if f not in raw]
+        if missing:
+            raise CardError("model card lacks: " + ", ".join(missing))
+        if raw["task"] not in TASKS:
+            raise CardError("model card task must be one of: " + ", ".join(TASKS))
+        features = raw["features"]
+        if not isinstance(features, list) or not features:
+            raise CardError("model card features must be a non-empty list")
+        names = [f.get("name") if isinstance(f, dict) else None for f in features]
+        if not all(isinstance(n, str) and n for n in names):
+            raise CardError("every model card feature needs a non-empty name")
+        if len(set(names)) != len(names):
+            raise CardError("model card feature names must be unique")
+        self.raw = raw
+        self.name = str(raw["name"])
+        self.version = str(raw["version"])
+        self.task = raw["task"]
+        self.feature_names = tuple(names)
+        self.classes = raw.get("classes")
+        self.accepts_missing = bool(raw.get("accepts_missing_values", False))
+        self.sha256 = raw["sha256"]
+        self.versions = raw["versions"]
+
+    @classmethod
+    def read(cls, model_dir):
+        path = os.path.join(model_dir, CARD_FILE)
+        try:
+            with open(path, "rb") as f:
+                raw = json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            raise CardError("no model card at %s" % path) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CardError("model card %s is not valid JSON: %s" % (path, exc)) from None
+        return cls(raw)
+
+    @property
+    def n_features(self):
+        return len(self.feature_names)
+
+
+def build_card(*, name, version, task, feature_names, classes, accepts_missing,
+               sha256, versions, estimator, metrics=None, created_at, extra=None):
+    """The dictionary written as ``model.json``; keys in a stable order."""
+    card = {
+        "name": name,
+        "version": version,
+        "task": task,
+        "estimator": estimator,
+        "features": [{"name": n, "type": "number"} for n in feature_names],
+        "classes": classes,
+        "accepts_missing_values": accepts_missing,
+        "versions": versions,
+        "artifact": ARTIFACT_FILE,
+        "sha256": sha256,
+        "metrics": metrics or {},
+        "created_at": created_at,
+    }
+    if extra:
+        card.update(extra)
+    ModelCard(card)  # refuse to write a card that could not be read back
+    return card

@@ -1,0 +1,69 @@
+"""Errors are data: one exception type per kind of failure, each carrying its
+HTTP status and the ``Code`` of Chalice's error shape ``{"Code", "Message"}``.
+
+The status codes live here and nowhere else; ``service`` turns any of these
+into a response with :func:`error_body`.
+"""
+import json
+
+
+class ServiceError(Exception):
+    """Base class: a failure with a status code and a client-safe message."""
+
+    status = 500
+    code = "InternalServerError"
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    """Malformed body or wrong structure (not JSON, wrong keys, wrong types)."""
+
+    status = 400
+    code = "BadRequestError"
+
+
+class PayloadTooLarge(ServiceError):
+    """Too many rows, or a body larger than the limit."""
+
+    status = 413
+    code = "RequestEntityTooLargeError"
+
+
+class UnsupportedMediaType(ServiceError):
+    """A Content-Type (or charset) the endpoint does not read."""
+
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+class Unprocessable(ServiceError):
+    """Well-formed request whose values do not fit the model."""
+
+    status = 422
+    code = "UnprocessableEntityError"
+
+
+class PredictionFailed(ServiceError):
+    """The model itself raised; the detail is logged, never returned."""
+
+    status = 500
+    code = "InternalServerError"
+
+
+class ModelUnavailable(ServiceError):
+    """The model could not be loaded (checksum, unpickling, version skew)."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class ModelLoadError(Exception):
+    """Raised while loading a model directory; the message is the reason."""
+
+
+def error_body(error):
+    """The JSON text of Chalice's error shape for ``error``."""
+    return json.dumps({"Code": error.code, "Message": error.message})

@@ -1,0 +1,418 @@
+"""Request parsing: every accepted body format becomes one float64 matrix in
+the card's feature order, or one precise client error.
+
+Accepted formats (each a small function below):
+
+* ``{"instances": [[...], ...]}``         rows as lists, in feature order
+* ``{"instances": [{"name": v}, ...]}``   rows as objects keyed by feature
+* ``{"dataframe_split": {"columns", "data"}}`` and
+  ``{"dataframe_records": [{...}]}``      MLflow's scoring-server formats
+* ``text/csv``                            rows per line, optional header
+
+Validation is vectorised: numpy converts all rows at once and checks
+finiteness in one pass. Only when that fast path sees something wrong does a
+row-by-row walk run, to name the exact place (``instances[3].petal_width``).
+"""
+import codecs
+import csv
+import io
+import itertools
+import json
+import math
+import operator
+import re
+
+import numpy as np
+
+from chalicelib.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+
+FORMAT_KEYS = ("instances", "dataframe_split", "dataframe_records")
+OPTION_KEYS = ("probabilities",)
+ACCEPTED_KEYS_TEXT = ", ".join(FORMAT_KEYS + OPTION_KEYS)
+JSON_TYPE = "application/json"
+CSV_TYPE = "text/csv"
+MEDIA_TYPES = (JSON_TYPE, CSV_TYPE)
+
+# JSON's literals true/false can hide in a numeric matrix (numpy turns them
+# into 1.0/0.0); their absence from the raw bytes proves there is none.
+_BOOL_TOKENS = (b"true", b"false")
+_CSV_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+_CSV_MISSING = ("", "nan", "NaN", "NA")
+
+
+class Schema:
+    """What parsing needs to know of the model: feature order, missing values."""
+
+    def __init__(self, feature_names, accepts_missing=False):
+        self.feature_names = tuple(feature_names)
+        self.accepts_missing = accepts_missing
+        self.index = {name: i for i, name in enumerate(self.feature_names)}
+        self._getter = operator.itemgetter(*self.feature_names)
+
+    @property
+    def n_features(self):
+        return len(self.feature_names)
+
+    def ordered_values(self, record):
+        values = self._getter(record)
+        return values if self.n_features > 1 else (values,)
+
+
+class Parsed:
+    __slots__ = ("X", "probabilities")
+
+    def __init__(self, X, probabilities):
+        self.X = X
+        self.probabilities = probabilities
+
+
+def parse_request(body, content_type, schema, max_rows, probabilities_param=None):
+    """Parse a raw body (bytes) into :class:`Parsed` or raise a ServiceError."""
+    media_type = _media_type(content_type)
+    if media_type == CSV_TYPE:
+        X = parse_csv(_decode_utf8(body), schema, max_rows)
+        return Parsed(X, _query_flag(probabilities_param))
+    payload = _load_json(body)
+    return parse_payload(payload, schema, max_rows,
+                         bools_possible=any(t in body for t in _BOOL_TOKENS))
+
+
+def _media_type(content_type):
+    if not content_type:
+        return JSON_TYPE
+    media_type, *params = content_type.split(";")
+    media_type = media_type.strip().lower()
+    if media_type not in MEDIA_TYPES:
+        raise UnsupportedMediaType("Unsupported media type: %s; send one of: %s"
+                                   % (content_type, ", ".join(MEDIA_TYPES)))
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and \
+                value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType("Unsupported charset: %s; send UTF-8"
+                                       % value.strip())
+    return media_type
+
+
+def _query_flag(value):
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise BadRequest("probabilities: expected true or false, got %s" % _describe(value))
+
+
+def _decode_utf8(body):
+    if isinstance(body, str):
+        return body[1:] if body.startswith("\ufeff") else body
+    if body.startswith(codecs.BOM_UTF8):
+        body = body[len(codecs.BOM_UTF8):]
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("request body is not valid UTF-8 (byte %d)" % exc.start) from None
+
+
+def _unique_keys(pairs):
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadRequest("duplicate key %s in a JSON object" % _describe(key))
+            seen.add(key)
+    return record
+
+
+def _load_json(body):
+    text = _decode_utf8(body)
+    if not text.strip():
+        raise BadRequest("request body is empty; send a JSON object with one of: "
+                         + ", ".join(FORMAT_KEYS))
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise BadRequest("malformed JSON: %s" % exc) from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
+    except ValueError:  # e.g. an integer beyond Python's digit limit
+        raise BadRequest("malformed JSON: a number has too many digits") from None
+
+
+def parse_payload(payload, schema, max_rows, bools_possible=True):
+    """Parse an already-decoded JSON payload (see module docstring)."""
+    if type(payload) is not dict:
+        raise BadRequest("request body must be a JSON object with exactly one of: %s; got %s"
+                         % (", ".join(FORMAT_KEYS), _describe(payload)))
+    unknown = [k for k in payload if k not in FORMAT_KEYS and k not in OPTION_KEYS]
+    if unknown:
+        raise BadRequest("unknown key %s; accepted keys: %s"
+                         % (_describe(unknown[0]), ACCEPTED_KEYS_TEXT))
+    formats = [k for k in FORMAT_KEYS if k in payload]
+    if len(formats) != 1:
+        raise BadRequest("expected exactly one of %s; got %s"
+                         % (", ".join(FORMAT_KEYS), " and ".join(formats) or "none"))
+    probabilities = payload.get("probabilities", False)
+    if type(probabilities) is not bool:
+        raise BadRequest("probabilities: expected true or false, got %s"
+                         % _describe(probabilities))
+    key = formats[0]
+    X = _FORMAT_PARSERS[key](payload[key], schema, max_rows, bools_possible)
+    return Parsed(X, probabilities)
+
+
+def _check_rows(rows, path, max_rows):
+    if type(rows) is not list:
+        raise BadRequest("%s: expected a list of rows, got %s" % (path, _describe(rows)))
+    if not rows:
+        raise BadRequest("%s: expected at least one row" % path)
+    if len(rows) > max_rows:
+        raise PayloadTooLarge("%s: %d rows exceed the limit of %d per request"
+                              % (path, len(rows), max_rows))
+
+
+def parse_instances(rows, schema, max_rows, bools_possible=True):
+    _check_rows(rows, "instances", max_rows)
+    if type(rows[0]) is dict:
+        return _records_to_matrix(rows, "instances", schema, bools_possible)
+    return _lists_to_matrix(rows, "instances", schema, bools_possible)
+
+
+def parse_dataframe_records(rows, schema, max_rows, bools_possible=True):
+    _check_rows(rows, "dataframe_records", max_rows)
+    return _records_to_matrix(rows, "dataframe_records", schema, bools_possible)
+
+
+def parse_dataframe_split(split, schema, max_rows, bools_possible=True):
+    path = "dataframe_split"
+    if type(split) is not dict:
+        raise BadRequest("%s: expected an object with columns and data, got %s"
+                         % (path, _describe(split)))
+    unknown = [k for k in split if k not in ("columns", "data", "index")]
+    if unknown:
+        raise BadRequest("%s: unknown key %s; accepted keys: columns, data, index"
+                         % (path, _describe(unknown[0])))
+    if "data" not in split:
+        raise BadRequest("%s: missing key 'data'" % path)
+    columns = split.get("columns")
+    if columns is None:
+        columns = list(schema.feature_names)
+    elif type(columns) is not list or not all(type(c) is str for c in columns):
+        raise BadRequest("%s.columns: expected a list of feature names, got %s"
+                         % (path, _describe(columns)))
+    order = _column_order(columns, path + ".columns", schema)
+    rows = split["data"]
+    _check_rows(rows, path + ".data", max_rows)
+    index = split.get("index")
+    if index is not None and (type(index) is not list or len(index) != len(rows)):
+        raise BadRequest("%s.index: expected a list with one label per row" % path)
+    return _lists_to_matrix(rows, path + ".data", schema, bools_possible,
+                            columns=columns, order=order)
+
+
+def _column_order(columns, path, schema):
+    """Positions that put ``columns`` into the card's order (None: already)."""
+    seen = set()
+    for column in columns:
+        if column not in schema.index:
+            raise Unprocessable("%s: unknown feature %s; expected: %s"
+                                % (path, _describe(column), ", ".join(schema.feature_names)))
+        if column in seen:
+            raise Unprocessable("%s: feature %s appears twice" % (path, _describe(column)))
+        seen.add(column)
+    missing = [n for n in schema.feature_names if n not in seen]
+    if missing:
+        raise Unprocessable("%s: missing feature %s" % (path, _describe(missing[0])))
+    if tuple(columns) == schema.feature_names:
+        return None
+    return [columns.index(name) for name in schema.feature_names]
+
+
+def _records_to_matrix(rows, path, schema, bools_possible):
+    names = schema.feature_names
+    n = len(names)
+    values = []
+    append = values.append
+    keys = schema.index.keys()
+    for i, record in enumerate(rows):
+        if type(record) is not dict:
+            raise BadRequest("%s[%d]: expected an object keyed by feature name, got %s"
+                             % (path, i, _describe(record)))
+        if len(record) != n or record.keys() != keys:
+            _explain_record_keys(record, "%s[%d]" % (path, i), schema)
+        append(schema.ordered_values(record))
+    return _to_matrix(values, schema, bools_possible,
+                      lambda i, j: "%s[%d].%s" % (path, i, names[j]),
+                      lambda i: "%s[%d]" % (path, i))
+
+
+def _explain_record_keys(record, where, schema):
+    unknown = [k for k in record if k not in schema.index]
+    if unknown:
+        raise Unprocessable("%s: unknown feature %s; expected: %s"
+                            % (where, _describe(unknown[0]), ", ".join(schema.feature_names)))
+    missing = [n for n in schema.feature_names if n not in record]
+    raise Unprocessable("%s: missing feature %s" % (where, _describe(missing[0])))
+
+
+def _lists_to_matrix(rows, path, schema, bools_possible, columns=None, order=None):
+    names = columns or schema.feature_names
+    X = _to_matrix(rows, schema, bools_possible,
+                   lambda i, j: "%s[%d][%d] (%s)" % (path, i, j, names[j]),
+                   lambda i: "%s[%d]" % (path, i))
+    return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+def _to_matrix(rows, schema, bools_possible, where, row_where):
+    """Rows of plain numbers -> (n_rows, n_features) float64, or a precise error.
+
+    One ``numpy.asarray`` both converts and proves the shape and types: a
+    string, null, object or ragged row makes it fail or give a non-numeric
+    dtype, and then :func:`_explain_rows` walks the rows to name the first
+    bad value.
+    """
+    try:
+        X = np.asarray(rows)
+    except (ValueError, TypeError, OverflowError):
+        X = None
+    if (X is None or X.ndim != 2 or X.dtype.kind not in "fi"
+            or X.shape[1] != schema.n_features
+            or (bools_possible and bool in set(map(type, itertools.chain.from_iterable(rows))))):
+        return _explain_rows(rows, schema, where, row_where)
+    if X.dtype.kind != "f" or X.dtype.itemsize != 8:
+        X = X.astype(np.float64)
+    _check_finite(X, schema, where)
+    return X
+
+
+def _check_finite(X, schema, where):
+    finite = np.isfinite(X)
+    if finite.all():
+        return
+    bad = ~finite
+    if schema.accepts_missing:
+        bad &= ~np.isnan(X)
+        if not bad.any():
+            return
+    i, j = np.argwhere(bad)[0]
+    raise Unprocessable("%s: expected a finite number, got %s"
+                        % (where(int(i), int(j)), _describe(float(X[i, j]))))
+
+
+def _explain_rows(rows, schema, where, row_where):
+    """The slow path: find the first bad row or value and say where it is."""
+    n = schema.n_features
+    out = np.empty((len(rows), n), dtype=np.float64)
+    for i, row in enumerate(rows):
+        if type(row) not in (list, tuple):
+            raise BadRequest("%s: expected a list of %d numbers, got %s"
+                             % (row_where(i), n, _describe(row)))
+        if len(row) != n:
+            raise Unprocessable("%s: expected %d values (%s), got %d"
+                                % (row_where(i), n, ", ".join(schema.feature_names), len(row)))
+        for j, value in enumerate(row):
+            out[i, j] = _number(value, schema, where, i, j)
+    return out
+
+
+def _number(value, schema, where, i, j):
+    kind = type(value)
+    if kind is float:
+        if math.isfinite(value) or (value != value and schema.accepts_missing):
+            return value
+        raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), _describe(value)))
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise Unprocessable("%s: number out of range" % where(i, j)) from None
+    if value is None and schema.accepts_missing:
+        return math.nan
+    raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _describe(value)))
+
+
+def parse_csv(text, schema, max_rows):
+    """CSV: one row per line in feature order, or any order under a header."""
+    lines = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for fields in reader:
+            if fields and (len(fields) > 1 or fields[0].strip()):
+                lines.append((reader.line_num, [f.strip() for f in fields]))
+                if len(lines) > max_rows + 1:
+                    break
+    except csv.Error as exc:
+        raise BadRequest("malformed CSV: line %d: %s" % (reader.line_num, exc)) from None
+    names = schema.feature_names
+    order = None
+    if lines and _looks_like_header(lines[0][1], schema):
+        header = lines.pop(0)[1]
+        order = _column_order(header, "CSV header", schema)
+        names = header
+    if not lines:
+        raise BadRequest("CSV body has no data rows")
+    if len(lines) > max_rows:
+        raise PayloadTooLarge("CSV body: more than %d rows, the limit per request" % max_rows)
+    n = schema.n_features
+    X = np.empty((len(lines), n), dtype=np.float64)
+    for i, (line_num, fields) in enumerate(lines):
+        if len(fields) != n:
+            raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
+                                % (line_num, n, ", ".join(names), len(fields)))
+        for j, field in enumerate(fields):
+            X[i, j] = _csv_number(field, schema, "CSV line %d, column %d (%s)"
+                                  % (line_num, j + 1, names[j]))
+    return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+def _looks_like_header(fields, schema):
+    """A header names a feature, or has no number at all; a data line with
+    one bad value is data, so that its error names the value."""
+    return (any(f in schema.index for f in fields)
+            or not any(_CSV_NUMBER.match(f) for f in fields))
+
+
+def _csv_number(field, schema, where):
+    if _CSV_NUMBER.match(field):
+        value = float(field)
+        if math.isfinite(value):
+            return value
+        raise Unprocessable("%s: expected a finite number, got %s" % (where, field))
+    if schema.accepts_missing and field in _CSV_MISSING:
+        return math.nan
+    raise Unprocessable("%s: expected a number, got %s" % (where, _describe(field)))
+
+
+def _describe(value):
+    """A short, JSON-like rendering of a client's value for an error message."""
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is float:
+        if value != value:
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if type(value) is int:
+        text = str(value) if value.bit_length() < 200 else "a %d-bit integer" % value.bit_length()
+        return text
+    if type(value) is str:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        return json.dumps(shown)
+    if type(value) in (list, tuple):
+        return "a list"
+    if type(value) is dict:
+        return "an object"
+    return type(value).__name__
+
+
+_FORMAT_PARSERS = {
+    "instances": parse_instances,
+    "dataframe_split": parse_dataframe_split,
+    "dataframe_records": parse_dataframe_records,
+}

@@ -1,0 +1,90 @@
+"""The served model: one small class with ``load()`` and ``predict()``.
+
+It is loaded once per process (Lambda's init phase, or lazily on the first
+request under ``chalice local``), never per request. A model that fails to
+load leaves the app up: ``error`` says why, and every prediction answers 503.
+"""
+import logging
+import threading
+
+import sklearn
+
+from chalicelib.errors import ModelLoadError, ModelUnavailable, PredictionFailed, Unprocessable
+from chalicelib.loading import load_model_dir
+from chalicelib.parsing import Schema
+
+log = logging.getLogger(__name__)
+
+
+class ServedModel:
+    def __init__(self, model_dir):
+        self.model_dir = model_dir
+        self.card = None
+        self.estimator = None
+        self.schema = None
+        self.error = None
+        self.has_proba = False
+        self.classes = None
+        self.identity = None
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def load(self):
+        """Load the model directory once; later calls return at once."""
+        if self._loaded:
+            return self
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+        return self
+
+    def _load(self):
+        try:
+            card, estimator = load_model_dir(self.model_dir)
+        except ModelLoadError as exc:
+            self.error = "model not available: %s" % exc
+            log.error("model load failed for %s: %s", self.model_dir, exc)
+            return
+        self.card = card
+        self.estimator = estimator
+        self.schema = Schema(card.feature_names, card.accepts_missing)
+        self.has_proba = hasattr(estimator, "predict_proba")
+        classes = getattr(estimator, "classes_", None)
+        self.classes = classes.tolist() if classes is not None else None
+        self.identity = {"name": card.name, "version": card.version}
+        log.info("model %s %s loaded from %s", card.name, card.version, self.model_dir)
+
+    def fail(self, reason):
+        """Mark the model unusable without trying to load it."""
+        log.error("%s", reason)
+        self.error = reason
+        self._loaded = True
+
+    def ready(self):
+        """The loaded model, or ModelUnavailable saying why not."""
+        self.load()
+        if self.error:
+            raise ModelUnavailable(self.error)
+        return self
+
+    def predict(self, X, probabilities=False):
+        """Predictions (and class probabilities) for a validated matrix ``X``
+        as plain Python lists; labels exactly as the model was trained."""
+        if probabilities and not self.has_proba:
+            raise Unprocessable("probabilities: model %s (%s) has no predict_proba"
+                                % (self.card.name, type(self.estimator).__name__))
+        # Parsing already proved X finite (or NaN where the card allows it),
+        # so scikit-learn's own finiteness scans are repeated work.
+        try:
+            with sklearn.config_context(assume_finite=True):
+                predictions = self.estimator.predict(X)
+                proba = self.estimator.predict_proba(X) if probabilities else None
+        except Exception:
+            log.exception("model %s raised during prediction", self.card.name)
+            raise PredictionFailed("prediction failed") from None
+        result = {"predictions": predictions.tolist()}
+        if probabilities:
+            result["classes"] = self.classes
+            result["probabilities"] = proba.tolist()
+        return result

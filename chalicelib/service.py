@@ -1,0 +1,166 @@
+"""The prediction service behind the routes: settings, the one place where
+errors become responses, and one structured log line per request.
+
+``app.py`` hands each Chalice request to a :class:`Service` method and gets a
+:class:`Reply` back; nothing here imports Chalice.
+"""
+import binascii
+import json
+import os
+import sys
+import time
+
+from chalicelib.errors import BadRequest, PayloadTooLarge, ServiceError, error_body
+from chalicelib.parsing import parse_request
+from chalicelib.served_model import ServedModel
+
+BUNDLED_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "model")
+DEFAULT_MAX_ROWS = 10_000
+# Lambda refuses synchronous invocations over 6 MB; refuse earlier and say so.
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _positive_int(env, name, default):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError("%s must be a positive integer, got %r" % (name, raw))
+    return value
+
+
+class Settings:
+    def __init__(self, model_dir, max_rows, max_body_bytes, log_requests):
+        self.model_dir = model_dir
+        self.max_rows = max_rows
+        self.max_body_bytes = max_body_bytes
+        self.log_requests = log_requests
+
+    @classmethod
+    def from_env(cls, env=None):
+        env = os.environ if env is None else env
+        return cls(
+            model_dir=env.get("MODEL_DIR") or BUNDLED_MODEL_DIR,
+            max_rows=_positive_int(env, "MAX_ROWS", DEFAULT_MAX_ROWS),
+            max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            log_requests=env.get("LOG_REQUESTS", "true").lower() not in ("0", "false", "no"),
+        )
+
+
+class Reply:
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status, body, headers):
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class Service:
+    def __init__(self, settings):
+        self.settings = settings
+        self.model = ServedModel(settings.model_dir)
+
+    def predict(self, request):
+        """POST /model: ``request`` has ``raw_body``, ``headers``,
+        ``query_params`` and ``context`` like a Chalice request."""
+        started = time.perf_counter()
+        rows = 0
+        try:
+            model = self.model.ready()
+            body = _raw_body(request, self.settings.max_body_bytes)
+            headers = request.headers
+            query = request.query_params or {}
+            parsed = parse_request(body, headers.get("content-type"), model.schema,
+                                   self.settings.max_rows, query.get("probabilities"))
+            rows = len(parsed.X)
+            result = model.predict(parsed.X, parsed.probabilities)
+            result["model"] = model.identity
+            reply = Reply(200, _dumps(result), self._model_headers(model))
+        except ServiceError as error:
+            reply = Reply(error.status, error_body(error), JSON_HEADERS)
+        if self.settings.log_requests:
+            self._log(request, reply.status, started, rows)
+        return reply
+
+    def card(self):
+        """GET /model: the model card as written."""
+        try:
+            model = self.model.ready()
+        except ServiceError as error:
+            return Reply(error.status, error_body(error), JSON_HEADERS)
+        return Reply(200, json.dumps(model.card.raw), self._model_headers(model))
+
+    def health(self):
+        """GET /health: 200 when the model is loaded and usable, else 503."""
+        try:
+            model = self.model.ready()
+        except ServiceError as error:
+            return Reply(error.status, error_body(error), JSON_HEADERS)
+        body = {"status": "ok"}
+        body.update(model.identity)
+        return Reply(200, json.dumps(body), self._model_headers(model))
+
+    @staticmethod
+    def _model_headers(model):
+        return {"Content-Type": "application/json",
+                "X-Model-Name": model.card.name,
+                "X-Model-Version": model.card.version}
+
+    def _log(self, request, status, started, rows):
+        context = getattr(request, "context", None) or {}
+        identity = self.model.identity or {}
+        sys.stdout.write(json.dumps({
+            "request_id": context.get("requestId"),
+            "route": "POST /model",
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "rows": rows,
+            "model_version": identity.get("version"),
+        }) + "\n")
+
+
+def _raw_body(request, limit):
+    try:
+        body = request.raw_body
+    except (binascii.Error, ValueError):
+        raise BadRequest("request body is marked base64-encoded but is not valid base64") from None
+    if body is None:
+        return b""
+    if len(body) > limit:
+        raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d"
+                              % (len(body), limit))
+    return body
+
+
+def _dumps(result):
+    try:
+        return json.dumps(result, allow_nan=False)
+    except ValueError:  # the model answered NaN or Infinity: not valid JSON
+        raise ServiceError("model returned a non-finite value") from None
+
+
+def from_environment(env=None):
+    """The service the Lambda runs, with its model loaded now (the init
+    phase) unless Chalice's CLI is only importing the app (it sets
+    AWS_CHALICE_CLI_MODE for every command, ``chalice local`` included, which
+    then loads on the first request)."""
+    env = os.environ if env is None else env
+    try:
+        settings = Settings.from_env(env)
+        problem = None
+    except ValueError as exc:
+        settings = Settings(BUNDLED_MODEL_DIR, DEFAULT_MAX_ROWS, DEFAULT_MAX_BODY_BYTES, True)
+        problem = "configuration error: %s" % exc
+    service = Service(settings)
+    if problem:
+        service.model.fail(problem)
+    elif not env.get("AWS_CHALICE_CLI_MODE"):
+        service.model.load()
+    return service
