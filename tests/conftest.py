@@ -1,0 +1,78 @@
+"""Shared fixtures: the real app behind Chalice's test client, with a fresh
+service per test so that MODEL_DIR and limits can vary."""
+import json
+import os
+import shutil
+
+import pytest
+from chalice.test import Client
+
+import app as app_module
+from chalicelib import service
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_MODEL = os.path.join(PROJECT_DIR, "model")
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+class Api:
+    """A Chalice test client bound to one Service, with JSON helpers."""
+
+    def __init__(self, client, service_):
+        self.client = client
+        self.service = service_
+
+    def post(self, body, content_type="application/json", query=""):
+        if not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        return self.client.http.post("/model" + query, headers=headers, body=body)
+
+    def get(self, path):
+        return self.client.http.get(path)
+
+
+def body_of(response):
+    return json.loads(response.body)
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """``serve(**env)`` -> Api for the real app with a service built from env."""
+    opened = []
+
+    def _serve(**env):
+        env = {k: str(v) for k, v in env.items()}
+        env.setdefault("MODEL_DIR", BUNDLED_MODEL)
+        env.setdefault("LOG_REQUESTS", "false")
+        monkeypatch.setattr(app_module, "SERVICE", service.from_environment(env))
+        client = Client(app_module.app)
+        client.__enter__()
+        opened.append(client)
+        return Api(client, app_module.SERVICE)
+
+    yield _serve
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(serve):
+    return serve()
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    """A writable copy of the bundled model directory."""
+    target = tmp_path / "model"
+    target.mkdir()
+    for name in ("model.joblib", "model.json"):
+        shutil.copyfile(os.path.join(BUNDLED_MODEL, name), target / name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def iris_model():
+    import joblib
+    return joblib.load(os.path.join(BUNDLED_MODEL, "model.joblib"))
