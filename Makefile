@@ -1,6 +1,8 @@
 # The verbs a user types. Everything runs in .venv on Python 3.12, the Lambda
 # runtime Chalice targets (it follows the Python that runs it).
-PY312 := $(shell command -v python3.12 2>/dev/null || ls -d /root/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+# The first python3.12 that really runs (a pyenv shim may exist but refuse).
+PY312 := $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
