@@ -3,6 +3,10 @@ service per test so that MODEL_DIR and limits can vary."""
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from chalice.test import Client
@@ -76,3 +80,40 @@ def model_copy(tmp_path):
 def iris_model():
     import joblib
     return joblib.load(os.path.join(BUNDLED_MODEL, "model.joblib"))
+
+
+CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def local_url(tmp_path_factory):
+    """URL of a real ``chalice local`` serving the project on loopback."""
+    port = free_port()
+    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
+    # Its output goes to a file: a pipe nobody reads would fill and stall it.
+    log = open(tmp_path_factory.mktemp("chalice-local") / "output.log", "w+b")
+    proc = subprocess.Popen([CHALICE, "local", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError("chalice local did not start: %s" % log.read().decode())
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()

@@ -1,24 +1,10 @@
-"""A real ``chalice local`` on a free loopback port, spoken to over HTTP."""
+"""A real ``chalice local`` on a free loopback port (the ``local_url``
+fixture), spoken to over HTTP."""
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
-import pytest
-
-from tests.conftest import IRIS_ROWS, PROJECT_DIR
-
-CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import IRIS_ROWS
 
 
 def request(url, body=None, content_type="application/json"):
@@ -31,29 +17,6 @@ def request(url, body=None, content_type="application/json"):
             return response.status, dict(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), json.loads(error.read())
-
-
-@pytest.fixture(scope="module")
-def local_url():
-    port = free_port()
-    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
-    proc = subprocess.Popen([CHALICE, "local", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = "http://127.0.0.1:%d" % port
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("chalice local did not start: %s" % proc.stdout.read().decode())
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_predicts_over_http(local_url):
