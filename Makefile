@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup serve test model clean
+.PHONY: setup serve test model build package deploy clean
+OUT ?= dist/prod
 
 setup: $(VENV)/.installed
 
@@ -27,5 +28,17 @@ test: setup  ## the test suite
 model: setup  ## rebuild the bundled demo model (byte-identical artifact)
 	$(BIN)/python -m model.train
 
+build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache
+	$(BIN)/python -m tools.build_package --stage prod
+
+package: build  ## deployment.zip + SAM template in $(OUT); must reuse the build
+	rm -rf $(OUT)
+	@out=$$($(BIN)/chalice package --stage prod $(OUT) 2>&1); s=$$?; echo "$$out"; \
+	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
+	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
+
+deploy: build  ## chalice deploy --stage prod (needs AWS credentials)
+	$(BIN)/chalice deploy --stage prod
+
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build dist .pytest_cache .chalice/deployments

@@ -149,11 +149,13 @@ def _write_model_dir(out_dir, artifact_path, card):
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".model-")
         os.close(fd)
         shutil.copyfile(artifact_path, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would ship unreadable to Lambda's user
         os.replace(tmp, target)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".card-")
     with os.fdopen(fd, "w") as f:
         json.dump(card, f, indent=2)
         f.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, os.path.join(out_dir, CARD_FILE))
 
 

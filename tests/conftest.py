@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import zipfile
+
 import pytest
 from chalice.test import Client
 
@@ -117,3 +119,27 @@ def local_url(tmp_path_factory):
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+class BuiltProject:
+    def __init__(self, path, output):
+        self.path = path
+        self.output = output
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory):
+    """A copy of the project built once by ``tools.build_package`` (what
+    ``make build`` runs), shared by the package, template and deploy tests.
+    A stale cached zip and a stray .pyc are planted first: the build must not
+    ship them."""
+    from tests.packaging import build_package, copy_project
+    project = copy_project(tmp_path_factory.mktemp("built") / "project")
+    deployments = project / ".chalice" / "deployments"
+    deployments.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(deployments / ("0" * 32 + "-python3.12.zip"), "w") as zf:
+        zf.writestr("app.py", "raise SystemExit('stale package')\n")
+    stray = project / "chalicelib" / "__pycache__"
+    stray.mkdir(exist_ok=True)
+    (stray / "gone.cpython-312.pyc").write_bytes(b"stale")
+    return BuiltProject(project, build_package(project))

@@ -1,0 +1,194 @@
+"""Run the real Chalice CLI on a throwaway copy of the project.
+
+Tests never run ``chalice`` in the working tree: ``chalice deploy`` writes
+``.chalice/deployed/<stage>.json`` (and ``delete`` rewrites it), and
+``chalice package`` writes its dependency cache to ``.chalice/deployments/``.
+``copy_project`` makes a copy with what Chalice reads (the app, ``chalicelib/``,
+``vendor/`` with its symlinks, the model they point at, ``requirements.txt``,
+``.chalice/`` config, policy files and dependency cache, but never
+``.chalice/deployed/``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHALICE = Path(sys.executable).parent / "chalice"
+REGION = "us-east-1"
+
+# Top-level entries Chalice never reads (build/ is the build's work area: a
+# build wired into chalice_package can point at the tree's wheel cache);
+# .chalice/deployed/ is deploy state.
+_SKIP_TOP = {".venv", ".git", ".pytest_cache", ".hypothesis", "tests", "build", "dist"}
+
+
+def _ignore(source: Path):
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        rel = Path(directory).resolve().relative_to(source)
+        skip = set()
+        if rel == Path("."):
+            skip |= _SKIP_TOP & set(names)
+        if rel == Path(".chalice"):
+            skip |= {"deployed"} & set(names)
+        if not rel.parts or rel.parts[0] != "vendor":
+            # Bytecode the tests' own imports left behind; vendor/ is copied as is.
+            skip |= {"__pycache__"} & set(names)
+        return skip
+
+    return ignore
+
+
+def copy_project(dest: Path, source: Path = ROOT) -> Path:
+    """Copy the project at ``source`` to ``dest`` (which must not exist)."""
+    source = Path(source).resolve()
+    shutil.copytree(source, dest, symlinks=True, ignore=_ignore(source))
+    assert not (dest / ".chalice" / "deployed").exists()
+    return dest
+
+
+def offline_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for CLI steps that need no AWS at all (package, url)."""
+    env = {
+        k: v for k, v in dict(os.environ if base is None else base).items()
+        if not k.upper().startswith("AWS_")
+    }
+    env.update(
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        # Nothing listens here: if a step did call AWS, it fails on loopback.
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",
+        AWS_ACCESS_KEY_ID="AKIAFAKEFAKEFAKEFAKE",
+        AWS_SECRET_ACCESS_KEY="fake",
+    )
+    return env
+
+
+def chalice(project_dir: Path, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``chalice --project-dir PROJECT_DIR ARGS...``; fail loudly."""
+    cmd = [str(CHALICE), "--project-dir", str(project_dir), *args]
+    proc = subprocess.run(
+        cmd, cwd=project_dir, env=offline_env() if env is None else env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+WHEELS = ROOT / "build" / "wheels"
+
+
+def build_package(project_dir: Path, stage: str = "prod") -> str:
+    """What ``make build`` does, for ``project_dir``: the trimmed package,
+    written into its Chalice cache (wheels cached in this tree's build/)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.build_package", "--project-dir", str(project_dir),
+         "--stage", stage, "--wheels-dir", str(WHEELS)],
+        cwd=ROOT, env=dict(os.environ, AWS_DEFAULT_REGION=REGION),
+        capture_output=True, text=True, timeout=900,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"build failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def chalice_package(project_dir: Path, out_dir: Path, stage: str = "prod",
+                    pkg_format: str | None = None) -> Path:
+    """``chalice package --stage STAGE [--pkg-format F] OUT_DIR``; returns OUT_DIR.
+
+    Writes ``sam.json`` (default, SAM) or ``chalice.tf.json`` (terraform) and
+    ``deployment.zip``, and leaves the dependency zip in the project's
+    ``.chalice/deployments/`` cache, so a later ``chalice deploy`` of the
+    same project reuses it instead of building again.
+    """
+    args = ["package", "--stage", stage]
+    if pkg_format:
+        args += ["--pkg-format", pkg_format]
+    chalice(project_dir, *args, str(out_dir))
+    return Path(out_dir)
+
+
+# --- What .chalice/config.json asks for ------------------------------------
+
+
+def stage_settings(project_dir: Path, stage: str = "prod") -> dict:
+    """The function settings the config gives ``stage``, resolved by hand.
+
+    A stage value wins over the top-level one; environment variables are the
+    top-level ones updated by the stage's. Memory and timeout must be set
+    explicitly (Chalice's silent defaults, 128 MB and 60 s, are not a choice).
+    Per-function overrides (``lambda_functions``) are not used by this app;
+    they are refused here so that adding one makes this helper be revisited.
+    """
+    config = json.loads((Path(project_dir) / ".chalice" / "config.json").read_text())
+    stage_cfg = config["stages"][stage]
+    assert "lambda_functions" not in config and "lambda_functions" not in stage_cfg
+
+    def pick(key):
+        if key in stage_cfg:
+            return stage_cfg[key]
+        if key in config:
+            return config[key]
+        raise AssertionError(f"{key} is set neither for stage {stage!r} nor top-level")
+
+    return {
+        "app_name": config["app_name"],
+        "function_name": f"{config['app_name']}-{stage}",
+        "api_gateway_stage": pick("api_gateway_stage"),
+        "lambda_memory_size": pick("lambda_memory_size"),
+        "lambda_timeout": pick("lambda_timeout"),
+        "autogen_policy": pick("autogen_policy"),
+        "iam_policy_file": pick("iam_policy_file"),
+        "environment_variables": {
+            **config.get("environment_variables", {}),
+            **stage_cfg.get("environment_variables", {}),
+        },
+    }
+
+
+def committed_policy(project_dir: Path, stage: str = "prod") -> dict:
+    """The IAM policy document committed for ``stage``."""
+    name = stage_settings(project_dir, stage)["iam_policy_file"]
+    return json.loads((Path(project_dir) / ".chalice" / name).read_text())
+
+
+# --- What the function's role may do ---------------------------------------
+
+
+def policy_grants(policy: dict) -> set[tuple[str, str]]:
+    """Expand a policy document into its (action, resource) grants.
+
+    Refuses anything a plain set of pairs cannot express (Deny, NotAction,
+    NotResource, conditions), so an equality check on the result is an exact
+    statement of what the role may do.
+    """
+    grants = set()
+    statements = policy["Statement"]
+    if isinstance(statements, dict):
+        statements = [statements]
+    for st in statements:
+        assert set(st) <= {"Sid", "Effect", "Action", "Resource"}, st
+        assert st["Effect"] == "Allow", st
+        actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
+        resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
+        grants |= {(a, r) for a in actions for r in resources}
+    return grants
+
+
+def least_privilege_grants(function_name: str) -> set[tuple[str, str]]:
+    """All the function needs: write its own CloudWatch Logs, nothing else."""
+    group = f"arn:*:logs:*:*:log-group:/aws/lambda/{function_name}"
+    return {
+        ("logs:CreateLogGroup", group),
+        ("logs:CreateLogStream", f"{group}:*"),
+        ("logs:PutLogEvents", f"{group}:*"),
+    }

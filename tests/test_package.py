@@ -1,0 +1,460 @@
+"""The deployment package, proven without AWS.
+
+For the bundled model and for a bring-your-own model of another family, in a
+copy of the project: ``tools.build_package`` (what ``make build`` runs), then
+the real ``chalice package --stage prod OUT/``, which must reuse that build.
+The zip is checked (size, model inside with a matching sha256, bytecode,
+modes), unzipped into a read-only directory and run in a fresh interpreter
+that sees nothing but it and the standard library (``-I -S -B``), as
+Lambda's ``/var/task``: ``app.app(event, context)`` answers API Gateway REST
+proxy events (payload v1, stage ``prod``) for every request format and error
+case of the contract, with the predictions the model gives in the dev venv.
+
+The wheel download is cached in ``build/wheels`` of this repository, so a
+second run does not download again.
+"""
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+
+from tools import lambda_events as ev
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
+WHEELS = os.path.join(REPO, "build", "wheels")
+MiB = 1024 * 1024
+PROJECT_FILES = ("app.py", "chalicelib", "model", "vendor", ".chalice", "requirements.txt")
+MAX_ROWS = 5  # the stage says 10000; the isolated run overrides it to test 413 cheaply
+DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+
+# Runs in `python -I -S -B`: only the unzipped package and the standard
+# library are importable. Reads events from argv[2], writes answers to argv[3].
+ISOLATED_RUNNER = r"""
+import json, os, sys
+package, events_file, out_file = sys.argv[1:4]
+stdlib = [p for p in sys.path if p]
+sys.path[:] = [package] + stdlib
+assert not any("site-packages" in p for p in sys.path), sys.path
+with open(events_file) as f:
+    cases = json.load(f)
+import app
+class Context:
+    function_name = "sklearn-serverless-prod"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sklearn-serverless-prod"
+    memory_limit_in_mb = "512"
+    aws_request_id = "00000000-0000-0000-0000-000000000001"
+    log_group_name = "/aws/lambda/sklearn-serverless-prod"
+    log_stream_name = "stream"
+    def get_remaining_time_in_millis(self):
+        return 10000
+answers = {}
+for name, event in cases:
+    answers[name] = app.app(event, Context())
+modules = {n: getattr(m, "__file__", None) for n, m in sys.modules.items()
+           if getattr(m, "__file__", None)}
+with open(out_file, "w") as f:
+    json.dump({"answers": answers, "modules": modules, "sys_path": sys.path,
+               "dont_write_bytecode": sys.dont_write_bytecode,
+               "no_site": sys.flags.no_site, "isolated": sys.flags.isolated}, f)
+"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def copy_project(dest):
+    os.makedirs(dest)
+    for name in PROJECT_FILES:
+        src = os.path.join(REPO, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dest, name), symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "deployments",
+                                                          "deployed", "*.pyc"))
+        else:
+            shutil.copy2(src, os.path.join(dest, name))
+    return dest
+
+
+def run(cmd, cwd, env=None, timeout=900):
+    full_env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
+    full_env.pop("AWS_PROFILE", None)
+    full_env.update(env or {})
+    return subprocess.run(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def build(project, extra_env=None):
+    return run([PYTHON, "-m", "tools.build_package", "--project-dir", project,
+                "--stage", "prod", "--wheels-dir", WHEELS], cwd=REPO, env=extra_env)
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class Built:
+    """A project copy built and packaged by `chalice package --stage prod`."""
+
+    def __init__(self, project, build_output, package_output, out_dir):
+        self.project = project
+        self.build_output = build_output
+        self.package_output = package_output
+        self.zip_path = os.path.join(out_dir, "deployment.zip")
+        self.card = json.load(open(os.path.join(project, "model", "model.json")))
+        self.estimator = joblib.load(os.path.join(project, "model", "model.joblib"))
+        self.unzipped = None
+
+    def unzip_read_only(self, dest):
+        with zipfile.ZipFile(self.zip_path) as zf:
+            zf.extractall(dest)
+        for root, dirs, files in os.walk(dest, topdown=False):
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o444)
+            os.chmod(root, 0o555)
+        self.unzipped = dest
+        return dest
+
+
+def build_and_package(project, out_dir):
+    built = build(project)
+    assert built.returncode == 0, built.stdout
+    packaged = run([CHALICE, "--project-dir", project, "package", "--stage", "prod", out_dir],
+                   cwd=project)
+    assert packaged.returncode == 0, packaged.stdout
+    return Built(project, built.stdout, packaged.stdout, out_dir)
+
+
+def make_writable(tree):
+    for root, dirs, files in os.walk(tree):
+        os.chmod(root, 0o755)
+
+
+def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS):
+    """Answer ``cases`` [(name, event)] with the unzipped package, isolated."""
+    events_file = tmp_path / "events.json"
+    out_file = tmp_path / "answers.json"
+    events_file.write_text(json.dumps(cases))
+    with open(os.path.join(REPO, ".chalice", "config.json")) as f:
+        config = json.load(f)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "AWS_REGION": "us-east-1",
+           "AWS_LAMBDA_FUNCTION_NAME": "sklearn-serverless-prod", "LAMBDA_TASK_ROOT": package}
+    env.update(config.get("environment_variables", {}))
+    env.update(config["stages"]["prod"].get("environment_variables", {}))
+    env["MAX_ROWS"] = str(max_rows)
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", ISOLATED_RUNNER, package,
+                           str(events_file), str(out_file)],
+                          cwd=package, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    result = json.loads(out_file.read_text())
+    result["stdout"] = proc.stdout
+    return result
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def bundled(built_project, tmp_path_factory):
+    """The bundled iris model: the shared build (which found a stale cached
+    zip and a stray .pyc planted), packaged by plain ``chalice package``."""
+    base = tmp_path_factory.mktemp("bundled")
+    project = str(built_project.path)
+    packaged = run([CHALICE, "--project-dir", project, "package", "--stage", "prod",
+                    str(base / "out")], cwd=project)
+    assert packaged.returncode == 0, packaged.stdout
+    built = Built(project, built_project.output, packaged.stdout, str(base / "out"))
+    built.unzip_read_only(str(base / "task"))
+    yield built
+    make_writable(str(base / "task"))
+
+
+def _train_diabetes_forest(path):
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import RandomForestRegressor
+    X, y = load_diabetes(return_X_y=True)
+    forest = RandomForestRegressor(n_estimators=25, max_depth=6, random_state=0).fit(X, y)
+    joblib.dump(forest, path)
+    return X
+
+
+@pytest.fixture(scope="module")
+def byo(tmp_path_factory):
+    """A bring-your-own RandomForestRegressor (diabetes), published with
+    ``python -m model.publish`` into a copy of the project."""
+    base = tmp_path_factory.mktemp("byo")
+    project = copy_project(str(base / "project"))
+    artifact = str(base / "forest.joblib")
+    _train_diabetes_forest(artifact)
+    published = run([PYTHON, "-m", "model.publish", artifact, "--name", "diabetes-forest",
+                     "--version", "2.0.0", "--features", ",".join(DIABETES_FEATURES),
+                     "--out", os.path.join(project, "model")], cwd=project)
+    assert published.returncode == 0, published.stdout
+    built = build_and_package(project, str(base / "out"))
+    built.unzip_read_only(str(base / "task"))
+    yield built
+    make_writable(str(base / "task"))
+
+
+# ---------------------------------------------------------------- the cases
+
+
+def contract_cases(card, max_rows=MAX_ROWS):
+    """(name, event) for every request format and error case; the rows used."""
+    names = [f["name"] for f in card["features"]]
+    n = len(names)
+    rows = [[round(0.1 * (i + 1) + 0.37 * j, 3) for j in range(n)] for i in range(4)]
+    if card["name"] == "iris-classifier":
+        rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5],
+                [6.3, 2.9, 5.6, 1.8]]
+    elif card["name"] == "diabetes-forest":
+        rows = [[0.038, 0.05, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017],
+                [-0.001, -0.044, -0.051, -0.026, -0.008, -0.019, 0.074, -0.039, -0.068, -0.092],
+                [0.085, 0.05, 0.044, -0.005, -0.045, -0.034, -0.032, -0.002, 0.002, -0.025],
+                [-0.089, -0.044, -0.011, -0.036, 0.012, 0.025, -0.036, 0.034, 0.023, -0.009]]
+    rev = list(reversed(names))
+    objects = [dict(zip(names, r)) for r in rows]
+    csv_body = "\n".join(",".join(repr(v) for v in r) for r in rows) + "\n"
+    csv_header = ",".join(rev) + "\r\n" + "\r\n".join(
+        ",".join(repr(v) for v in reversed(r)) for r in rows)
+    js = json.dumps
+    post = ev.post_model
+    cases = [
+        ("instances-lists", post(js({"instances": rows}))),
+        ("instances-objects", post(js({"instances": objects}))),
+        ("dataframe-split", post(js({"dataframe_split": {
+            "columns": rev, "data": [list(reversed(r)) for r in rows]}}))),
+        ("dataframe-records", post(js({"dataframe_records": objects}))),
+        ("csv-no-header", post(csv_body, "text/csv")),
+        ("csv-header", post(csv_header, "text/csv; charset=utf-8")),
+        ("probabilities", post(js({"instances": rows, "probabilities": True}))),
+        ("csv-probabilities", post(csv_body, "text/csv", query={"probabilities": "true"})),
+        ("base64-body", post(js({"instances": rows}).encode(), "application/json")),
+        ("malformed-json", post('{"instances": [[1, 2')),
+        ("unknown-key", post(js({"rows": rows}))),
+        ("text-plain", post(js({"instances": rows}), "text/plain")),
+        ("too-many-rows", post(js({"instances": [rows[0]] * (max_rows + 1)}))),
+        ("too-many-csv-rows", post("\n".join([",".join(map(repr, rows[0]))] * (max_rows + 1)),
+                                   "text/csv")),
+        ("wrong-count", post(js({"instances": [rows[0] + [1.0]]}))),
+        ("non-numeric", post(js({"instances": [["abc"] + rows[0][1:]]}))),
+        ("nan", post('{"instances": [[NaN%s]]}' % "".join(", %r" % v for v in rows[0][1:]))),
+        ("get-health", ev.get("/health")),
+        ("get-card", ev.get("/model")),
+    ]
+    return cases, rows
+
+
+def check_contract(built, tmp_path):
+    cases, rows = contract_cases(built.card)
+    result = run_isolated(built.unzipped, cases, tmp_path)
+    answers = result["answers"]
+
+    # Isolation: nothing came from outside the package and the stdlib.
+    assert result["no_site"] and result["isolated"] and result["dont_write_bytecode"]
+    stdlib = os.path.realpath(sys.base_prefix) + os.sep
+    package = os.path.realpath(built.unzipped) + os.sep
+    for name, path in result["modules"].items():
+        real = os.path.realpath(path)
+        assert real.startswith(package) or real.startswith(stdlib), (name, path)
+    for name in ("sklearn", "numpy", "scipy", "joblib", "chalicelib", "app"):
+        assert os.path.realpath(result["modules"][name]).startswith(package), name
+    assert not any(p.endswith("__pycache__") for p in _walk_dirs(built.unzipped)
+                   if p.startswith(os.path.join(built.unzipped, "sklearn")))
+
+    def body(name, status):
+        answer = answers[name]
+        assert answer["statusCode"] == status, (name, answer)
+        return json.loads(answer["body"])
+
+    X = np.asarray(rows, dtype=np.float64)
+    expected = built.estimator.predict(X).tolist()
+    identity = {"name": built.card["name"], "version": built.card["version"]}
+    for name in ("instances-lists", "instances-objects", "dataframe-split", "dataframe-records",
+                 "csv-no-header", "csv-header", "base64-body"):
+        got = body(name, 200)
+        assert got["model"] == identity, name
+        assert got["predictions"] == pytest.approx(expected, rel=1e-12) \
+            if built.card["task"] == "regression" else got["predictions"] == expected, name
+        headers = answers[name]["headers"]
+        assert headers["Content-Type"] == "application/json"
+        assert headers["X-Model-Version"] == built.card["version"]
+    if hasattr(built.estimator, "predict_proba"):
+        proba = built.estimator.predict_proba(X).tolist()
+        for name in ("probabilities", "csv-probabilities"):
+            got = body(name, 200)
+            assert got["predictions"] == expected
+            assert got["classes"] == built.card["classes"]
+            assert np.allclose(got["probabilities"], proba, rtol=1e-12, atol=1e-15), name
+    else:
+        for name in ("probabilities", "csv-probabilities"):
+            got = body(name, 422)
+            assert got["Code"] == "UnprocessableEntityError"
+            assert "predict_proba" in got["Message"]
+    assert body("malformed-json", 400)["Code"] == "BadRequestError"
+    assert "malformed JSON" in body("malformed-json", 400)["Message"]
+    assert "unknown key" in body("unknown-key", 400)["Message"]
+    assert body("text-plain", 415)["Code"] == "UnsupportedMediaType"
+    for name in ("too-many-rows", "too-many-csv-rows"):
+        got = body(name, 413)
+        assert got["Code"] == "RequestEntityTooLargeError" and str(MAX_ROWS) in got["Message"]
+    n = len(built.card["features"])
+    assert "expected %d values" % n in body("wrong-count", 422)["Message"]
+    assert "expected a number" in body("non-numeric", 422)["Message"]
+    nan = answers["nan"]
+    if built.card["accepts_missing_values"]:
+        assert nan["statusCode"] == 200, nan
+    else:
+        assert nan["statusCode"] == 422, nan
+        assert "finite number" in json.loads(nan["body"])["Message"]
+    assert body("get-health", 200) == dict(identity, status="ok")
+    assert body("get-card", 200) == built.card
+    # one structured log line per POST, with the API Gateway request id
+    logs = [json.loads(line) for line in result["stdout"].splitlines()
+            if line.startswith('{"request_id"')]
+    assert len(logs) == sum(1 for _, e in cases if e["httpMethod"] == "POST") - 1  # 415: Chalice
+    assert all(entry["request_id"] for entry in logs)
+
+
+def _walk_dirs(root):
+    for dirpath, dirs, files in os.walk(root):
+        yield dirpath
+
+
+def check_zip(built):
+    assert "Reusing existing deployment package" in built.package_output, built.package_output
+    cached = [f for f in os.listdir(os.path.join(built.project, ".chalice", "deployments"))
+              if f.endswith(".zip")]
+    assert len(cached) == 1, cached  # the stale one is gone
+    assert sha256(os.path.join(built.project, ".chalice", "deployments", cached[0])) == \
+        sha256(built.zip_path)  # `chalice package` shipped our build, byte for byte
+    size = os.path.getsize(built.zip_path)
+    assert size <= 50 * MiB
+    with zipfile.ZipFile(built.zip_path) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        assert zf.testzip() is None
+        unzipped = sum(i.file_size for i in infos.values())
+        assert unzipped <= 250 * MiB
+        for name in ("model/model.joblib", "model/model.json", "app.py", "chalice/app.py",
+                     "chalicelib/service.py"):
+            assert name in infos, name
+        card = json.loads(zf.read("model/model.json"))
+        assert card == built.card
+        assert hashlib.sha256(zf.read("model/model.joblib")).hexdigest() == card["sha256"]
+        assert "chalicelib/__pycache__/gone.cpython-312.pyc" not in infos
+        # test suites stay out (numpy/_core/tests/_natype.py ships if imported)
+        assert not [n for n in infos if "/tests/" in n and "_natype." not in n]
+        assert not [n for n in infos if n.startswith(("sklearn/datasets/", "scipy/io/"))]
+        for name, info in infos.items():
+            mode = info.external_attr >> 16
+            assert mode & 0o444 == 0o444, (name, oct(mode))  # readable by Lambda's user
+            if name.endswith(".pyc"):
+                flags = int.from_bytes(zf.read(name)[4:8], "little")
+                assert flags == 0b01, name  # hash-based, unchecked: never recompiled
+    return size, unzipped, len(infos)
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_bundled_model_package(bundled, tmp_path):
+    size, unzipped, files = check_zip(bundled)
+    print("bundled: %.2f MiB zipped, %.2f MiB unzipped, %d files"
+          % (size / MiB, unzipped / MiB, files))
+    check_contract(bundled, tmp_path)
+
+
+def test_byo_model_package(byo, tmp_path):
+    size, unzipped, files = check_zip(byo)
+    print("byo: %.2f MiB zipped, %.2f MiB unzipped, %d files"
+          % (size / MiB, unzipped / MiB, files))
+    assert byo.card["estimator"] == "RandomForestRegressor"
+    with zipfile.ZipFile(byo.zip_path) as zf:
+        names = set(zf.namelist())
+    assert any(n.startswith("sklearn/tree/_tree.") and n.endswith(".so") for n in names)
+    check_contract(byo, tmp_path)
+
+
+def test_trimming_follows_the_model(bundled, byo):
+    """What ships depends on what the model imports: each package carries
+    the estimator's own modules, and neither carries every extension."""
+    with zipfile.ZipFile(bundled.zip_path) as a, zipfile.ZipFile(byo.zip_path) as b:
+        bundled_names, byo_names = set(a.namelist()), set(b.namelist())
+    assert "sklearn/ensemble/_forest.pyc" in byo_names
+    assert "sklearn/linear_model/_logistic.pyc" in bundled_names
+
+
+# ---------------------------------------------------------------- loud failures
+
+
+@pytest.fixture
+def project_copy(tmp_path):
+    return copy_project(str(tmp_path / "project"))
+
+
+def test_build_refuses_a_model_whose_sha_does_not_match(project_copy):
+    card_path = os.path.join(project_copy, "model", "model.json")
+    card = json.load(open(card_path))
+    card["sha256"] = "0" * 64
+    os.chmod(card_path, 0o644)
+    with open(card_path, "w") as f:
+        json.dump(card, f)
+    result = build(project_copy)
+    assert result.returncode == 2, result.stdout
+    assert "model.joblib has sha256" in result.stdout and "card says 000" in result.stdout
+    assert not os.path.isdir(os.path.join(project_copy, ".chalice", "deployments")) or not \
+        os.listdir(os.path.join(project_copy, ".chalice", "deployments"))
+
+
+def test_build_refuses_a_package_without_the_model(project_copy):
+    shutil.rmtree(os.path.join(project_copy, "vendor"))
+    result = build(project_copy)
+    assert result.returncode == 2, result.stdout
+    assert "no model card model/model.json" in result.stdout
+
+
+def test_build_refuses_a_pin_without_a_compatible_wheel(project_copy, tmp_path):
+    # PyYAML 5.3.1 predates Python 3.12: only sdists and old wheels exist.
+    # Offline (no index, only the wheel cache) so the answer is deterministic.
+    with open(os.path.join(project_copy, "requirements.txt"), "a") as f:
+        f.write("PyYAML==5.3.1\n")
+    wheels = tmp_path / "wheels"
+    shutil.copytree(WHEELS, wheels, ignore=shutil.ignore_patterns(".lock"))
+    result = run([PYTHON, "-m", "tools.build_package", "--project-dir", project_copy,
+                  "--wheels-dir", str(wheels)], cwd=REPO,
+                 env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)})
+    assert result.returncode == 2, result.stdout
+    assert "no wheel of PyYAML==5.3.1 fits the Lambda runtime (python3.12" in result.stdout
+
+
+def test_build_refuses_an_unpinned_dependency(project_copy):
+    path = os.path.join(project_copy, "requirements.txt")
+    lines = [line for line in open(path) if not line.startswith("threadpoolctl==")]
+    with open(path, "w") as f:
+        f.writelines(lines)
+    result = build(project_copy)
+    assert result.returncode == 2, result.stdout
+    assert "requires threadpoolctl" in result.stdout
+    assert "which requirements.txt does not pin" in result.stdout
+
+
+def test_size_limits_are_loud():
+    from tools import build_package as bp
+    with pytest.raises(bp.BuildError, match="over Lambda's 50 MiB limit"):
+        bp.check_size({"zipped": 50 * MiB + 1, "unzipped": 100 * MiB})
+    with pytest.raises(bp.BuildError, match="over Lambda's 250 MiB limit"):
+        bp.check_size({"zipped": 30 * MiB, "unzipped": 250 * MiB + 1})
+    bp.check_size({"zipped": 39 * MiB, "unzipped": 200 * MiB})

@@ -1,0 +1,1 @@
+"""Developer tools (never shipped to the Lambda)."""
