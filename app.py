@@ -33,3 +33,8 @@ def model_card():
 @app.route("/health", methods=["GET"], cors=CORS)
 def health():
     return _respond(SERVICE.health())
+
+
+@app.route("/openapi.json", methods=["GET"], cors=CORS)
+def openapi():
+    return _respond(SERVICE.openapi())

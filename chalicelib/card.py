@@ -60,9 +60,11 @@ class ModelCard:
             with open(path, "rb") as f:
                 raw = json.loads(f.read().decode("utf-8"))
         except FileNotFoundError:
-            raise CardError("no model card at %s" % path) from None
+            raise CardError("no model card (%s) in the model directory" % CARD_FILE) from None
+        except OSError as exc:  # a directory, no permission...
+            raise CardError("model card %s cannot be read: %s" % (CARD_FILE, exc.strerror)) from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise CardError("model card %s is not valid JSON: %s" % (path, exc)) from None
+            raise CardError("model card %s is not valid JSON: %s" % (CARD_FILE, exc)) from None
         return cls(raw)
 
     @property

@@ -61,7 +61,13 @@ class ModelUnavailable(ServiceError):
 
 
 class ModelLoadError(Exception):
-    """Raised while loading a model directory; the message is the reason."""
+    """Raised while loading a model directory; the message is the reason
+    (for the log and ``model.publish``); ``public`` is the part a client may
+    read in the 503: no file path, no runtime library version."""
+
+    def __init__(self, message, public=None):
+        super().__init__(message)
+        self.public = public or message
 
 
 def error_body(error):

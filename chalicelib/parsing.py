@@ -69,12 +69,13 @@ class Parsed:
 def parse_request(body, content_type, schema, max_rows, probabilities_param=None):
     """Parse a raw body (bytes) into :class:`Parsed` or raise a ServiceError."""
     media_type = _media_type(content_type)
+    asked_in_query = _query_flag(probabilities_param)
     if media_type == CSV_TYPE:
-        X = parse_csv(_decode_utf8(body), schema, max_rows)
-        return Parsed(X, _query_flag(probabilities_param))
-    payload = _load_json(body)
-    return parse_payload(payload, schema, max_rows,
-                         bools_possible=any(t in body for t in _BOOL_TOKENS))
+        return Parsed(parse_csv(_decode_utf8(body), schema, max_rows), asked_in_query)
+    parsed = parse_payload(_load_json(body), schema, max_rows,
+                           bools_possible=any(t in body for t in _BOOL_TOKENS))
+    parsed.probabilities = parsed.probabilities or asked_in_query
+    return parsed
 
 
 def _media_type(content_type):

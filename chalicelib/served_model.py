@@ -7,6 +7,7 @@ load leaves the app up: ``error`` says why, and every prediction answers 503.
 import logging
 import threading
 
+import numpy as np
 import sklearn
 
 from chalicelib.errors import ModelLoadError, ModelUnavailable, PredictionFailed, Unprocessable
@@ -43,7 +44,7 @@ class ServedModel:
         try:
             card, estimator = load_model_dir(self.model_dir)
         except ModelLoadError as exc:
-            self.error = "model not available: %s" % exc
+            self.error = "model not available: %s" % exc.public
             log.error("model load failed for %s: %s", self.model_dir, exc)
             return
         self.card = card
@@ -76,10 +77,18 @@ class ServedModel:
                                 % (self.card.name, type(self.estimator).__name__))
         # Parsing already proved X finite (or NaN where the card allows it),
         # so scikit-learn's own finiteness scans are repeated work.
+        # Finite is not enough: 1e308 overflows a scaler or a float32 cast
+        # into inf and NaN, and the model would answer from those (a label
+        # computed from NaN, or NaN probabilities). Overflow and invalid
+        # operations raise here instead, and the client hears it is the values.
         try:
-            with sklearn.config_context(assume_finite=True):
+            with sklearn.config_context(assume_finite=True), \
+                    np.errstate(over="raise", invalid="raise"):
                 predictions = self.estimator.predict(X)
                 proba = self.estimator.predict_proba(X) if probabilities else None
+        except FloatingPointError:
+            raise Unprocessable("values too large for model %s: its arithmetic overflows; "
+                                "send values of a realistic magnitude" % self.card.name) from None
         except Exception:
             log.exception("model %s raised during prediction", self.card.name)
             raise PredictionFailed("prediction failed") from None

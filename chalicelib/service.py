@@ -107,6 +107,12 @@ class Service:
         body.update(model.identity)
         return Reply(200, json.dumps(body), self._model_headers(model))
 
+    def openapi(self):
+        """GET /openapi.json: the API's OpenAPI 3.1 document, its request
+        schema generated from the model card (built once per process)."""
+        from chalicelib.openapi import document_json
+        return Reply(200, document_json(self), JSON_HEADERS)
+
     @staticmethod
     def _model_headers(model):
         return {"Content-Type": "application/json",
@@ -130,13 +136,22 @@ def _raw_body(request, limit):
     try:
         body = request.raw_body
     except (binascii.Error, ValueError):
-        raise BadRequest("request body is marked base64-encoded but is not valid base64") from None
+        if _marked_base64(request):
+            raise BadRequest("request body is marked base64-encoded but is not valid base64") \
+                from None
+        raise BadRequest("request body is not valid UTF-8") from None
     if body is None:
         return b""
     if len(body) > limit:
         raise PayloadTooLarge("request body of %d bytes exceeds the limit of %d"
                               % (len(body), limit))
     return body
+
+
+def _marked_base64(request):
+    original = getattr(request, "to_original_event", None)
+    event = original() if callable(original) else None
+    return bool((event or {}).get("isBase64Encoded"))
 
 
 def _dumps(result):

@@ -100,7 +100,8 @@ def local_url(tmp_path_factory):
     env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
     # Its output goes to a file: a pipe nobody reads would fill and stall it.
     log = open(tmp_path_factory.mktemp("chalice-local") / "output.log", "w+b")
-    proc = subprocess.Popen([CHALICE, "local", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([CHALICE, "local", "--no-autoreload", "--host", "127.0.0.1",
+                             "--port", str(port)],
                             cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = "http://127.0.0.1:%d" % port
     try:

@@ -219,3 +219,10 @@ def test_one_structured_log_line_per_request(serve, capsys):
     assert [(l["status"], l["rows"], l["model_version"]) for l in lines] == [(200, 3, "1.0.0"), (400, 0, "1.0.0")]
     assert all(l["latency_ms"] >= 0 for l in lines)
     assert "5.1" not in json.dumps(lines)  # bodies are never logged
+
+
+def test_probabilities_query_parameter_for_json_too(api):
+    body = body_of(api.post({"instances": IRIS_ROWS}, query="?probabilities=true"))
+    assert len(body["probabilities"]) == 3
+    assert_error(api.post({"instances": IRIS_ROWS}, query="?probabilities=maybe"), 400,
+                 "probabilities: expected true or false")
