@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup serve test model build package deploy clean
+.PHONY: setup serve test model build package deploy harden bench clean
 OUT ?= dist/prod
 
 setup: $(VENV)/.installed
@@ -39,6 +39,9 @@ package: build  ## deployment.zip + SAM template in $(OUT); must reuse the build
 
 deploy: build  ## chalice deploy --stage prod (needs AWS credentials)
 	$(BIN)/chalice deploy --stage prod
+
+harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts
+	$(BIN)/python -m tools.harden
 
 clean:
 	rm -rf build dist .pytest_cache .chalice/deployments
