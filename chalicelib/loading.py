@@ -5,15 +5,22 @@ Every check that can refuse a model lives here, so that ``model.publish``
 same reasons. Failures raise :class:`~chalicelib.errors.ModelLoadError` with a
 reason fit for a 503 message and the log.
 """
+import logging
 import os
 
 import joblib
 import sklearn
 
+from chalicelib import safe_pickle
 from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
 from chalicelib.errors import ModelLoadError
 
+log = logging.getLogger(__name__)
+
 ALLOW_VERSION_SKEW_ENV = "ALLOW_VERSION_SKEW"
+# Off by default. When true, artifacts are unpickled by plain joblib.load,
+# which runs whatever code they name: only for artifacts you built yourself.
+TRUST_MODEL_PICKLE_ENV = "TRUST_MODEL_PICKLE"
 
 
 def _truthy(value):
@@ -27,10 +34,13 @@ def check_versions(card, allow_skew=None):
         allow_skew = _truthy(os.environ.get(ALLOW_VERSION_SKEW_ENV, ""))
     saved = card.versions.get("scikit-learn") if isinstance(card.versions, dict) else None
     if saved != sklearn.__version__ and not allow_skew:
+        advice = ("republish it with the pinned version (or set %s=true to accept the risk)"
+                  % ALLOW_VERSION_SKEW_ENV)
         raise ModelLoadError(
-            "model was saved with scikit-learn %s but this runtime has %s; "
-            "republish it with the pinned version (or set %s=true to accept the risk)"
-            % (saved, sklearn.__version__, ALLOW_VERSION_SKEW_ENV))
+            "model was saved with scikit-learn %s but this runtime has %s; %s"
+            % (saved, sklearn.__version__, advice),
+            public="model was saved with scikit-learn %s, not this runtime's version; %s"
+            % (saved, advice))
 
 
 def check_estimator(estimator, card):
@@ -43,9 +53,19 @@ def check_estimator(estimator, card):
                              % (card.n_features, n_in))
 
 
-def load_artifact(path):
-    """Unpickle an artifact. Kept apart so the unpickler can be hardened."""
-    return joblib.load(path)
+def load_artifact(path, trust=None):
+    """Unpickle an artifact with the restricted unpickler of
+    :mod:`chalicelib.safe_pickle` (only the scientific stack's classes and
+    reconstruction helpers), or, when ``TRUST_MODEL_PICKLE`` is true, with
+    plain ``joblib.load``, saying so in the log every time."""
+    if trust is None:
+        trust = _truthy(os.environ.get(TRUST_MODEL_PICKLE_ENV, ""))
+    if trust:
+        log.warning("%s=true: unpickling %s with plain joblib.load, which runs any code "
+                    "the artifact names; the allowlist of the scientific stack is OFF",
+                    TRUST_MODEL_PICKLE_ENV, path)
+        return joblib.load(path)
+    return safe_pickle.load(path)
 
 
 def load_model_dir(model_dir):
@@ -56,8 +76,12 @@ def load_model_dir(model_dir):
         raise ModelLoadError(str(exc)) from None
     artifact = os.path.join(model_dir, ARTIFACT_FILE)
     if not os.path.isfile(artifact):
-        raise ModelLoadError("no model artifact at %s" % artifact)
-    actual = sha256_of(artifact)
+        raise ModelLoadError("no model artifact (%s) in the model directory" % ARTIFACT_FILE)
+    try:
+        actual = sha256_of(artifact)
+    except OSError as exc:
+        raise ModelLoadError("model artifact %s cannot be read: %s"
+                             % (ARTIFACT_FILE, exc.strerror)) from None
     if actual != card.sha256:
         raise ModelLoadError("artifact sha256 %s does not match the card's %s"
                              % (actual, card.sha256))
@@ -67,7 +91,7 @@ def load_model_dir(model_dir):
     except ModelLoadError:
         raise
     except Exception as exc:  # a corrupt or foreign pickle can raise anything
-        raise ModelLoadError("artifact does not load: %s: %s"
-                             % (type(exc).__name__, exc)) from None
+        raise ModelLoadError("artifact does not load: %s: %s" % (type(exc).__name__, exc),
+                             public="artifact does not load (%s)" % type(exc).__name__) from None
     check_estimator(estimator, card)
     return card, estimator

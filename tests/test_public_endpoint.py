@@ -261,10 +261,7 @@ BROKEN_MODELS = {
 # Broken today (see the helper's report for the fixes in chalicelib/card.py
 # and chalicelib/loading.py); strict, so each turns into a failure to remove
 # from this list once fixed.
-KNOWN_LEAKS = {
-    "no artifact": "the 503 message names the artifact's absolute path",
-    "version skew": "the 503 message states the runtime's scikit-learn version",
-}
+KNOWN_LEAKS = {}  # breakage name -> why its 503 still leaks (none today)
 
 
 @pytest.mark.parametrize("breakage", [

@@ -1,0 +1,322 @@
+"""A restricted unpickler for joblib artifacts: only the scientific stack.
+
+``joblib.load`` is ``pickle``: an artifact can name any importable callable
+(``os.system``, ``builtins.eval``, ``numpy.load`` with ``allow_pickle``...)
+and the unpickler calls it. :func:`load` reads a joblib file exactly as
+``joblib.load`` does (same decompression, same ``NumpyUnpickler`` and its
+array wrappers) but with ``find_class`` overridden: every global the stream
+names is checked *before* anything is imported or called, and anything not
+on the allowlist below raises :class:`~chalicelib.errors.ModelLoadError`.
+Object arrays, which joblib stores as a nested pickle, are read by a nested
+unpickler that joblib routes through the same ``find_class``.
+
+The allowlist is data, not modules:
+
+* :data:`ALLOWED_GLOBALS`: exact ``(module, name)`` pairs, found by dumping
+  the bundled model, a random forest, gradient boosting (regression), histogram
+  gradient boosting (classification), a Pipeline with a ColumnTransformer
+  (StandardScaler, OneHotEncoder), and every default-constructed estimator of
+  ``sklearn.utils.all_estimators()`` that fits on a small numeric data set,
+  then recording each global the unpickler asked for. Functions are listed
+  one by one, and only ones that compute (no I/O, no import, no eval).
+* :data:`SKLEARN_CLASS_BASES`: a *class* defined in a ``sklearn`` module
+  (``cls.__module__`` equals the module named) and derived from one of these
+  bases, so that bring-your-own models of any estimator type load. Test and
+  mocking modules are excluded (:data:`SKLEARN_DENIED_MODULES`).
+* NumPy scalar types (subclasses of ``numpy.generic`` defined in ``numpy``)
+  and NumPy ufuncs (``FunctionTransformer(func=numpy.log1p)``).
+* SciPy sparse matrix and array classes, from their defining modules only.
+
+Never allowed, whatever the module: dotted names (``inspect.os.system``
+reached through ``sklearn.base``), builtins beyond a few inert types,
+``getattr``, ``functools``/``operator`` gadgets, ``copyreg._reconstructor``,
+``numpy.load``, ``pickle``, ``joblib.load`` and joblib's legacy
+``NDArrayWrapper`` (which reads a companion ``.npy`` file with
+``numpy.load(allow_pickle=True)``). joblib's pre-0.10 "ZF" format is refused
+outright: it is read by an unpickler we cannot restrict.
+
+What this does not do: an allowlisted class can still be given a crafted
+state (say a ``Tree`` whose node indices point outside its arrays), which
+the card's sha256 check, not the unpickler, has to keep out.
+"""
+import importlib
+import inspect
+import re
+import threading
+import warnings
+
+import joblib
+from joblib import numpy_pickle, numpy_pickle_utils
+
+from chalicelib.errors import ModelLoadError
+
+# --------------------------------------------------------------------------
+# The allowlist (data).
+
+#: Exact globals. Comments say which model first needed them.
+ALLOWED_GLOBALS = frozenset({
+    # joblib's array placeholder (the array bytes follow it in the stream).
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    # Inert builtins (slice: ColumnTransformer column selections).
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+    ("builtins", "range"),
+    ("collections", "OrderedDict"),
+    # NumPy arrays, dtypes, scalars and protocol-5 buffers.
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    # The same under NumPy 1.x names (models saved with numpy<2).
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    # Random states and generators (GradientBoosting*, HistGradientBoosting*,
+    # random forests with a RandomState).
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random.mtrand", "RandomState"),
+    ("numpy.random._generator", "Generator"),
+    ("numpy.random._mt19937", "MT19937"),
+    ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random._pcg64", "PCG64DXSM"),
+    ("numpy.random._philox", "Philox"),
+    ("numpy.random._sfc64", "SFC64"),
+    ("numpy.random.bit_generator", "SeedSequence"),
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+    # Pure functions stored as hyper-parameters by default constructors.
+    ("numpy", "mean"),                       # FeatureAgglomeration(pooling_func)
+    ("sklearn.feature_selection._univariate_selection", "f_classif"),  # SelectKBest
+    ("sklearn.feature_selection._univariate_selection", "f_regression"),
+    ("sklearn.feature_selection._univariate_selection", "r_regression"),
+    ("sklearn.feature_selection._univariate_selection", "chi2"),
+    ("sklearn.feature_selection._mutual_info", "mutual_info_classif"),
+    ("sklearn.feature_selection._mutual_info", "mutual_info_regression"),
+    ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),  # BisectingKMeans
+    # Cython types and their pickle helpers.
+    ("sklearn.tree._tree", "Tree"),          # every tree and forest
+    ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
+    ("sklearn._loss.link", "Interval"),      # loss objects of GB/HGB
+    ("sklearn.neighbors._kd_tree", "KDTree"),
+    ("sklearn.neighbors._kd_tree", "newObj"),
+    ("sklearn.neighbors._ball_tree", "BallTree"),
+    ("sklearn.neighbors._ball_tree", "newObj"),
+    ("sklearn.metrics._dist_metrics", "newObj"),
+    # Private helper classes of estimators (not BaseEstimator subclasses).
+    ("sklearn.calibration", "_CalibratedClassifier"),
+    ("sklearn.cluster._birch", "_CFNode"),
+    ("sklearn.cluster._birch", "_CFSubcluster"),
+    ("sklearn.cluster._bisect_k_means", "_BisectingTree"),
+    ("sklearn.neural_network._stochastic_optimizers", "AdamOptimizer"),
+    ("sklearn.neural_network._stochastic_optimizers", "SGDOptimizer"),
+    ("sklearn.utils._bunch", "Bunch"),
+    # SplineTransformer.
+    ("scipy.interpolate._bsplines", "BSpline"),
+    ("scipy._lib.array_api_compat.numpy._aliases", "asarray"),
+})
+
+#: A class defined in an sklearn module is allowed if it derives from one of
+#: these (estimators and transformers, losses and links, GP kernels,
+#: distance metrics).
+SKLEARN_CLASS_BASES = frozenset({
+    ("sklearn.base", "BaseEstimator"),
+    ("sklearn._loss.loss", "BaseLoss"),
+    ("sklearn._loss.link", "BaseLink"),
+    ("sklearn._loss._loss", "CyLossFunction"),
+    ("sklearn.gaussian_process.kernels", "Kernel"),
+    ("sklearn.metrics._dist_metrics", "DistanceMetric"),
+})
+
+#: sklearn modules whose classes are never allowed by the rule above, even
+#: when they are estimators: test helpers, mocks, dataset fetchers, vendored
+#: code. Matched as a module or a package prefix.
+SKLEARN_DENIED_MODULES = (
+    "sklearn.utils._testing",
+    "sklearn.utils._mocking",
+    "sklearn.utils.estimator_checks",
+    "sklearn.utils._test_common",
+    "sklearn.utils._show_versions",
+    "sklearn.datasets",
+    "sklearn.externals",
+    "sklearn.experimental",
+    "sklearn.conftest",
+    "sklearn._build_utils",
+    "sklearn.__check_build",
+)
+
+#: SciPy sparse containers: classes defined in these modules and derived
+#: from scipy.sparse's base class.
+SCIPY_SPARSE_MODULES = frozenset(
+    "scipy.sparse._%s" % kind for kind in ("csr", "csc", "coo", "bsr", "dia", "dok", "lil"))
+
+REFUSAL = "artifact references %s, which is not on the allowlist of the scientific stack"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+# --------------------------------------------------------------------------
+# Deciding.
+
+_resolved = {}          # (module, name) -> object, for allowed globals only
+_resolved_lock = threading.Lock()
+
+
+def _shown(module, name):
+    text = "%s.%s" % (module, name)
+    if len(text) > 120 or not text.isprintable():
+        text = repr(text[:120])
+    return text
+
+
+def _refuse(module, name):
+    raise ModelLoadError(REFUSAL % _shown(module, name))
+
+
+def _denied_sklearn(module):
+    return any(module == d or module.startswith(d + ".") for d in SKLEARN_DENIED_MODULES) \
+        or ".tests" in module or module.endswith("._testing")
+
+
+def _defined_here(obj, module):
+    return isinstance(obj, type) and getattr(obj, "__module__", None) == module
+
+
+def _derives_from_allowed_base(cls):
+    # By name along the MRO: real classes only (an artifact cannot define
+    # one), and no need to import the bases' modules on the cold start.
+    return any((getattr(c, "__module__", None), getattr(c, "__qualname__", None))
+               in SKLEARN_CLASS_BASES for c in cls.__mro__)
+
+
+def _by_rule(module, name):
+    """The object for a global allowed by one of the class rules, or None.
+
+    Modules are imported only once their name has passed the checks; the
+    attribute is read from the module's ``__dict__`` (no module
+    ``__getattr__``, no dotted traversal)."""
+    root = module.split(".", 1)[0]
+    if root == "sklearn":
+        if _denied_sklearn(module):
+            return None
+        obj = vars(importlib.import_module(module)).get(name)
+        if _defined_here(obj, module) and _derives_from_allowed_base(obj):
+            return obj
+        return None
+    if module == "numpy":
+        import numpy
+        obj = vars(numpy).get(name)
+        if _defined_here(obj, "numpy") and issubclass(obj, numpy.generic):
+            return obj
+        if isinstance(obj, numpy.ufunc):
+            return obj
+        return None
+    if module in SCIPY_SPARSE_MODULES:
+        from scipy.sparse._base import _spbase
+        obj = vars(importlib.import_module(module)).get(name)
+        if _defined_here(obj, module) and issubclass(obj, _spbase):
+            return obj
+    return None
+
+
+def resolve(module, name):
+    """The object an artifact may name as ``module.name``; ModelLoadError if
+    it is not allowed. Nothing is imported for a name that fails the
+    syntactic checks or names a module outside the scientific stack."""
+    if not (isinstance(module, str) and isinstance(name, str)):
+        _refuse(module, name)
+    key = (module, name)
+    obj = _resolved.get(key)
+    if obj is not None:
+        return obj
+    if not (_MODULE.match(module) and _IDENTIFIER.match(name)):
+        _refuse(module, name)               # dotted names, odd characters
+    if key in ALLOWED_GLOBALS:
+        try:
+            obj = vars(importlib.import_module(module))[name]
+        except (ImportError, KeyError):
+            _refuse(module, name)
+    else:
+        try:
+            obj = _by_rule(module, name)
+        except ImportError:
+            obj = None
+        if obj is None:
+            _refuse(module, name)
+    with _resolved_lock:
+        _resolved[key] = obj
+    return obj
+
+
+# --------------------------------------------------------------------------
+# Loading. joblib.load builds its NumpyUnpickler inside a private function
+# with no way to pass another class, so load() repeats the few lines of
+# joblib.load around it; check_joblib() proves those internals are the ones
+# this was written against and fails closed if they are not.
+
+EXPECTED_JOBLIB = "1.6.0"
+_UNPICKLER_PARAMS = ["self", "filename", "file_handle", "ensure_native_byte_order", "mmap_mode"]
+
+
+def check_joblib():
+    """Raise ModelLoadError unless joblib's internals are as expected."""
+    problems = []
+    init = getattr(getattr(numpy_pickle, "NumpyUnpickler", None), "__init__", None)
+    if init is None or list(inspect.signature(init).parameters) != _UNPICKLER_PARAMS:
+        problems.append("NumpyUnpickler.__init__ signature")
+    if not callable(getattr(numpy_pickle_utils, "_validate_fileobject_and_memmap", None)):
+        problems.append("numpy_pickle_utils._validate_fileobject_and_memmap")
+    if getattr(numpy_pickle_utils, "Unpickler", None) is not __import__("pickle")._Unpickler:
+        problems.append("numpy_pickle_utils.Unpickler is not pickle._Unpickler")
+    read_array = getattr(getattr(numpy_pickle, "NumpyArrayWrapper", None), "read_array", None)
+    if read_array is None or "inner_unpickler.find_class = unpickler.find_class" \
+            not in inspect.getsource(read_array):
+        problems.append("object arrays are no longer read through the outer find_class")
+    if problems:
+        raise ModelLoadError(
+            "joblib %s differs from the %s the restricted unpickler was written for (%s); "
+            "refusing to unpickle" % (joblib.__version__, EXPECTED_JOBLIB, ", ".join(problems)))
+
+
+class RestrictedUnpickler(numpy_pickle.NumpyUnpickler):
+    """joblib's unpickler with every global checked by :func:`resolve`."""
+
+    # Same copy-of-dispatch idiom as NumpyUnpickler (its BUILD override is kept).
+    dispatch = numpy_pickle.NumpyUnpickler.dispatch.copy()
+
+    def find_class(self, module, name):
+        if self.proto < 3 and self.fix_imports:
+            from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+            if (module, name) in NAME_MAPPING:
+                module, name = NAME_MAPPING[(module, name)]
+            elif module in IMPORT_MAPPING:
+                module = IMPORT_MAPPING[module]
+        return resolve(module, name)
+
+    def persistent_load(self, pid):
+        raise ModelLoadError("artifact uses pickle persistent ids, which are not supported")
+
+
+_checked = False
+
+
+def load(path):
+    """``joblib.load(path)`` with the restricted unpickler (no mmap)."""
+    global _checked
+    if not _checked:
+        check_joblib()
+        _checked = True
+    with open(path, "rb") as f, warnings.catch_warnings():
+        # joblib warns about its pre-0.10 format before we refuse it.
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=".*joblib version less than 0.10")
+        with numpy_pickle_utils._validate_fileobject_and_memmap(f, path, None) as (fobj, _):
+            if isinstance(fobj, str):
+                raise ModelLoadError(
+                    "artifact is in joblib's pre-0.10 format, whose unpickler cannot be "
+                    "restricted; re-save it with a current joblib.dump")
+            return RestrictedUnpickler(path, fobj, ensure_native_byte_order=True).load()
