@@ -1,5 +1,6 @@
 """Shared fixtures: the real app behind Chalice's test client, with a fresh
 service per test so that MODEL_DIR and limits can vary."""
+import contextlib
 import json
 import os
 import shutil
@@ -93,33 +94,40 @@ def free_port():
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def chalice_local(log_path, **env):
+    """A real ``chalice local`` on a free 127.0.0.1 port, yielding its URL.
+    No autoreload, so edits elsewhere in the tree do not restart it mid-run;
+    its output goes to ``log_path`` (a pipe nobody reads would fill and stall
+    it)."""
+    port = free_port()
+    environ = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", **env)
+    with open(log_path, "w+b") as log:
+        proc = subprocess.Popen([CHALICE, "local", "--no-autoreload", "--host", "127.0.0.1",
+                                 "--port", str(port)],
+                                cwd=PROJECT_DIR, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError("chalice local did not start: %s" % log.read().decode())
+                    time.sleep(0.2)
+            yield "http://127.0.0.1:%d" % port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def local_url(tmp_path_factory):
-    """URL of a real ``chalice local`` serving the project on loopback."""
-    port = free_port()
-    env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
-    # Its output goes to a file: a pipe nobody reads would fill and stall it.
-    log = open(tmp_path_factory.mktemp("chalice-local") / "output.log", "w+b")
-    proc = subprocess.Popen([CHALICE, "local", "--no-autoreload", "--host", "127.0.0.1",
-                             "--port", str(port)],
-                            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = "http://127.0.0.1:%d" % port
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError("chalice local did not start: %s" % log.read().decode())
-                time.sleep(0.2)
+    """URL of a real ``chalice local`` serving the project as it is."""
+    with chalice_local(tmp_path_factory.mktemp("chalice-local") / "output.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 class BuiltProject:

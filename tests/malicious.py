@@ -15,7 +15,6 @@ array, joblib's legacy formats).
 
 ``python -m tests.malicious DIR`` writes the whole corpus under DIR.
 """
-import io
 import os
 import pickle
 import struct

@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from chalice.test import Client
 import app as app_module
 from chalicelib import openapi, service
 from chalicelib.card import ModelCard
-from tests.conftest import BUNDLED_MODEL, FEATURES, IRIS_ROWS, PROJECT_DIR, body_of
+from tests.conftest import BUNDLED_MODEL, FEATURES, IRIS_ROWS, PROJECT_DIR, body_of, chalice_local
 
 BIN = os.path.dirname(sys.executable)
 BYO_FEATURES = ["age", "income", "tenure_months"]
@@ -199,40 +198,6 @@ def test_served_even_when_the_card_is_unreadable(serve, model_copy):
 
 # --------------------------------------------------------------------------
 # schemathesis against a real `chalice local`.
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def chalice_local(log_path, **env):
-    """``chalice local`` on a free 127.0.0.1 port; no autoreload, so that
-    edits elsewhere in the tree do not restart it mid-run."""
-    port = _free_port()
-    environ = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", **env)
-    with open(log_path, "w+b") as log:
-        proc = subprocess.Popen(
-            [os.path.join(BIN, "chalice"), "local", "--no-autoreload",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=PROJECT_DIR, env=environ, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        raise RuntimeError("chalice local did not start: %s" % log.read().decode())
-                    time.sleep(0.2)
-            yield "http://127.0.0.1:%d" % port
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-
 
 def logged_statuses(log_path):
     """Statuses of POST /model from the app's one-JSON-line-per-request log."""

@@ -8,7 +8,6 @@ is the loud opt-out.
 """
 import concurrent.futures
 import fractions
-import hashlib
 import json
 import logging
 import os
