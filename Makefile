@@ -43,5 +43,8 @@ deploy: build  ## chalice deploy --stage prod (needs AWS credentials)
 harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts
 	$(BIN)/python -m tools.harden
 
+bench: setup  ## cold start, latency, batch, size, memory, cost against the floor -> build/bench.json
+	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) --json build/bench.json
+
 clean:
 	rm -rf build dist .pytest_cache .chalice/deployments

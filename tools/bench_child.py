@@ -1,0 +1,237 @@
+"""The in-process half of ``tools.bench``: warm latency, batch and where the
+time goes, measured inside the unzipped production package.
+
+    python -I -S -B tools/bench_child.py PACKAGE_DIR SPEC_JSON OUT_JSON
+
+Standard library only (plus what the package ships): it runs in the isolated
+interpreter that sees nothing but the package and the standard library, as
+Lambda's ``/var/task``. The parent points stdout at /dev/null; stdout is
+wrapped the way Lambda's Python runtime (awslambdaric) wraps it, flushing
+after every write, so each request's log line costs its write(2) as there.
+"""
+import json
+import sys
+import time
+
+
+class Unbuffered:
+    """awslambdaric's ``sys.stdout`` wrapper: flush after every write."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write(data)
+        self.stream.flush()
+
+    def writelines(self, lines):
+        self.stream.writelines(lines)
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+class Context:
+    function_name = "sklearn-serverless-prod"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sklearn-serverless-prod"
+    memory_limit_in_mb = "512"
+    aws_request_id = "00000000-0000-0000-0000-000000000001"
+    log_group_name = "/aws/lambda/sklearn-serverless-prod"
+    log_stream_name = "stream"
+
+    def get_remaining_time_in_millis(self):
+        return 10000
+
+
+def pct(values, q):
+    s = sorted(values)
+    if not s:
+        return None
+    k = min(len(s) - 1, max(0, int(round(q / 100.0 * (len(s) - 1)))))
+    return s[k]
+
+
+def median(values):
+    return pct(values, 50)
+
+
+def main():
+    package, spec_file, out_file = sys.argv[1:4]
+    stdlib = [p for p in sys.path if p]
+    sys.path[:] = [package] + stdlib
+    sys.stdout = Unbuffered(sys.stdout)
+    with open(spec_file) as f:
+        spec = json.load(f)
+    perf = time.perf_counter_ns
+
+    import app  # the package's app.py: the model loads here (init phase)
+    import numpy as np
+    import sklearn
+    from chalice.app import Request
+    from chalicelib import service as service_module
+    from chalicelib import parsing
+    from chalicelib.parsing import parse_request
+
+    svc = app.SERVICE
+    served = svc.model.ready()
+    est = served.estimator
+    ctx = Context()
+    single, batch = spec["single_event"], spec["batch_event"]
+    row = np.asarray([spec["row"]], dtype=np.float64)
+    out = {"python": sys.version.split()[0], "isolated": bool(sys.flags.isolated),
+           "no_site": bool(sys.flags.no_site), "model": served.identity,
+           "estimator": type(est).__name__}
+
+    # Sanity: the handler answers 200 and the same predictions as bare predict.
+    r = app.app(single, ctx)
+    assert r["statusCode"] == 200, r
+    assert json.loads(r["body"])["predictions"] == est.predict(row).tolist(), r["body"]
+    rb = app.app(batch, ctx)
+    assert rb["statusCode"] == 200, rb["statusCode"]
+
+    def handler():
+        app.app(single, ctx)
+
+    def bare():
+        est.predict(row)
+
+    # ---- warm latency: interleaved blocks (ABBA), every call timed.
+    n, block = spec["n_requests"], spec["block"]
+    for _ in range(min(200, n // 4)):
+        handler()
+        bare()
+    h_times, p_times = [], []
+    for b in range(max(1, n // block)):
+        order = ((handler, h_times), (bare, p_times))
+        if b % 2:
+            order = order[::-1]
+        for fn, sink in order:
+            for _ in range(block):
+                t0 = perf()
+                fn()
+                sink.append(perf() - t0)
+    out["warm"] = {"n": len(h_times), "block": block,
+                   "handler_ns": {"p50": median(h_times), "p99": pct(h_times, 99),
+                                  "min": min(h_times), "max": max(h_times)},
+                   "predict_ns": {"p50": median(p_times), "p99": pct(p_times, 99),
+                                  "min": min(p_times), "max": max(p_times)}}
+
+    # ---- where the time goes: each stage once per round, round-robin.
+    def stages(event, body_rows, rounds):
+        body = event["body"]
+        body_bytes = body.encode("utf-8")
+        ct = event["headers"]["Content-Type"]
+        schema = served.schema
+        max_rows = svc.settings.max_rows
+        X = parse_request(body_bytes, ct, schema, max_rows, None).X
+        result = served.predict(X)
+        result["model"] = served.identity
+        req = Request(event, ctx)
+        sink = {}
+
+        def timed(name, fn):
+            t0 = perf()
+            fn()
+            sink.setdefault(name, []).append(perf() - t0)
+
+        def guarded():
+            with sklearn.config_context(assume_finite=True), \
+                    np.errstate(over="raise", invalid="raise"):
+                est.predict(X)
+
+        def guards_only():
+            with sklearn.config_context(assume_finite=True), \
+                    np.errstate(over="raise", invalid="raise"):
+                pass
+
+        def floor():
+            payload = json.loads(body)
+            Xf = np.asarray(payload["instances"])
+            json.dumps(est.predict(Xf).tolist())
+
+        load_json = getattr(parsing, "_load_json", None)
+        dumps = getattr(service_module, "_dumps", None)
+        log_line = getattr(svc, "_log", None)
+        items = [
+            ("handler", lambda: app.app(event, ctx)),
+            ("chalice Request()", lambda: Request(event, ctx)),
+            ("service.predict", lambda: svc.predict(Request(event, ctx))),
+            ("parse_request", lambda: parse_request(body_bytes, ct, schema, max_rows, None)),
+            ("  _load_json (dup-key hook)", load_json and (lambda: load_json(body_bytes))),
+            ("  json.loads (plain)", lambda: json.loads(body)),
+            ("  np.asarray(rows)", lambda: np.asarray(body_rows)),
+            ("served.predict", lambda: served.predict(X)),
+            ("  predict in guards", guarded),
+            ("  guards only", guards_only),
+            ("  bare predict", lambda: est.predict(X)),
+            ("_dumps(result)", dumps and (lambda: dumps(result))),
+            ("_log (to sink)", log_line and (lambda: log_line(req, 200, time.perf_counter(), len(X)))),
+            ("floor (stdlib)", floor),
+        ]
+        # chalicelib internals may be renamed: time what exists.
+        items = [(name, fn) for name, fn in items if fn]
+        for _ in range(3):
+            for name, fn in items:
+                fn()
+        for _ in range(rounds):
+            for name, fn in items:
+                timed(name, fn)
+        return [(name, median(sink[name])) for name, _ in items]
+
+    out["single_stages"] = stages(single, [spec["row"]], spec["stage_rounds"])
+
+    # ---- batch: handler against the stdlib floor, interleaved.
+    body = batch["body"]
+
+    def batch_handler():
+        app.app(batch, ctx)
+
+    def batch_floor():
+        payload = json.loads(body)
+        X = np.asarray(payload["instances"])
+        json.dumps(est.predict(X).tolist())
+
+    bh, bf = [], []
+    for _ in range(2):
+        batch_handler()
+        batch_floor()
+    for i in range(spec["batch_reps"]):
+        order = ((batch_handler, bh), (batch_floor, bf))
+        if i % 2:
+            order = order[::-1]
+        for fn, sink in order:
+            t0 = perf()
+            fn()
+            sink.append(perf() - t0)
+    out["batch"] = {"rows": spec["batch_rows"], "reps": len(bh),
+                    "handler_ns": {"p50": median(bh), "min": min(bh), "max": max(bh)},
+                    "floor_ns": {"p50": median(bf), "min": min(bf), "max": max(bf)}}
+    out["batch_stages"] = stages(batch, spec["batch_instances"], spec["batch_stage_rounds"])
+
+    if spec.get("profile"):
+        import cProfile
+        import io
+        import pstats
+        profiles = {}
+        for label, event, count in (("single", single, spec["profile_single"]),
+                                    ("batch", batch, spec["profile_batch"])):
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(count):
+                app.app(event, ctx)
+            prof.disable()
+            text = io.StringIO()
+            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(22)
+            profiles[label] = "%d calls\n%s" % (count, text.getvalue())
+        out["profiles"] = profiles
+
+    import resource
+    out["rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(out_file, "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main()
