@@ -70,10 +70,12 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
     """Parse a raw body (bytes) into :class:`Parsed` or raise a ServiceError."""
     media_type = _media_type(content_type)
     asked_in_query = _query_flag(probabilities_param)
+    text = _decode_utf8(body)
     if media_type == CSV_TYPE:
-        return Parsed(parse_csv(_decode_utf8(body), schema, max_rows), asked_in_query)
-    parsed = parse_payload(_load_json(body), schema, max_rows,
-                           bools_possible=any(t in body for t in _BOOL_TOKENS))
+        return Parsed(parse_csv(text, schema, max_rows), asked_in_query)
+    payload, numbers_only = _load_json(text)
+    parsed = parse_payload(payload, schema, max_rows, numbers_only=numbers_only,
+                           bools_possible="true" in text or "false" in text)
     parsed.probabilities = parsed.probabilities or asked_in_query
     return parsed
 
@@ -81,6 +83,9 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
 def _media_type(content_type):
     if not content_type:
         return JSON_TYPE
+    known = _MEDIA_TYPE_CACHE.get(content_type)
+    if known:
+        return known
     media_type, *params = content_type.split(";")
     media_type = media_type.strip().lower()
     if media_type not in MEDIA_TYPES:
@@ -92,6 +97,9 @@ def _media_type(content_type):
                 value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("Unsupported charset: %s; send UTF-8"
                                        % value.strip())
+    # Clients repeat one Content-Type; bounded, so varied headers cannot grow it.
+    if len(_MEDIA_TYPE_CACHE) < 32:
+        _MEDIA_TYPE_CACHE[content_type] = media_type
     return media_type
 
 
@@ -128,13 +136,27 @@ def _unique_keys(pairs):
     return record
 
 
-def _load_json(body):
-    text = _decode_utf8(body)
+def _load_json(text):
+    """The payload, and whether its body holds nothing but numbers besides the
+    top-level keys and a boolean ``probabilities`` (then rows can skip the
+    per-value type checks: no string, boolean, null or object hides there)."""
     if not text.strip():
         raise BadRequest("request body is empty; send a JSON object with one of: "
                          + ", ".join(FORMAT_KEYS))
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        if text.count("{") > 1:  # nested objects: their keys may repeat
+            return _STRICT_DECODER.decode(text), False
+        payload = json.loads(text)
+        if type(payload) is not dict:
+            return payload, False
+        # Each key takes two quotes: more quotes mean strings somewhere, and
+        # a duplicated key among them, so decode again, checking keys.
+        if text.count('"') != 2 * len(payload):
+            return _STRICT_DECODER.decode(text), False
+        flags = sum(type(v) is bool for v in payload.values())
+        numbers_only = ("null" not in text  # numpy would read null as NaN
+                        and text.count("true") + text.count("false") == flags)
+        return payload, numbers_only
     except json.JSONDecodeError as exc:
         raise BadRequest("malformed JSON: %s" % exc) from None
     except RecursionError:
@@ -143,7 +165,12 @@ def _load_json(body):
         raise BadRequest("malformed JSON: a number has too many digits") from None
 
 
-def parse_payload(payload, schema, max_rows, bools_possible=True):
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_FEW_ROWS = 8
+_MEDIA_TYPE_CACHE = {}
+
+
+def parse_payload(payload, schema, max_rows, numbers_only=False, bools_possible=True):
     """Parse an already-decoded JSON payload (see module docstring)."""
     if type(payload) is not dict:
         raise BadRequest("request body must be a JSON object with exactly one of: %s; got %s"
@@ -161,7 +188,7 @@ def parse_payload(payload, schema, max_rows, bools_possible=True):
         raise BadRequest("probabilities: expected true or false, got %s"
                          % _describe(probabilities))
     key = formats[0]
-    X = _FORMAT_PARSERS[key](payload[key], schema, max_rows, bools_possible)
+    X = _FORMAT_PARSERS[key](payload[key], schema, max_rows, numbers_only, bools_possible)
     return Parsed(X, probabilities)
 
 
@@ -175,19 +202,19 @@ def _check_rows(rows, path, max_rows):
                               % (path, len(rows), max_rows))
 
 
-def parse_instances(rows, schema, max_rows, bools_possible=True):
+def parse_instances(rows, schema, max_rows, numbers_only=False, bools_possible=True):
     _check_rows(rows, "instances", max_rows)
     if type(rows[0]) is dict:
         return _records_to_matrix(rows, "instances", schema, bools_possible)
-    return _lists_to_matrix(rows, "instances", schema, bools_possible)
+    return _lists_to_matrix(rows, "instances", schema, bools_possible, numbers_only)
 
 
-def parse_dataframe_records(rows, schema, max_rows, bools_possible=True):
+def parse_dataframe_records(rows, schema, max_rows, numbers_only=False, bools_possible=True):
     _check_rows(rows, "dataframe_records", max_rows)
     return _records_to_matrix(rows, "dataframe_records", schema, bools_possible)
 
 
-def parse_dataframe_split(split, schema, max_rows, bools_possible=True):
+def parse_dataframe_split(split, schema, max_rows, numbers_only=False, bools_possible=True):
     path = "dataframe_split"
     if type(split) is not dict:
         raise BadRequest("%s: expected an object with columns and data, got %s"
@@ -259,12 +286,44 @@ def _explain_record_keys(record, where, schema):
     raise Unprocessable("%s: missing feature %s" % (where, _describe(missing[0])))
 
 
-def _lists_to_matrix(rows, path, schema, bools_possible, columns=None, order=None):
+def _lists_to_matrix(rows, path, schema, bools_possible, numbers_only=False,
+                     columns=None, order=None):
     names = columns or schema.feature_names
-    X = _to_matrix(rows, schema, bools_possible,
-                   lambda i, j: "%s[%d][%d] (%s)" % (path, i, j, names[j]),
-                   lambda i: "%s[%d]" % (path, i))
+
+    def where(i, j):
+        return "%s[%d][%d] (%s)" % (path, i, j, names[j])
+
+    X = _numbers_to_matrix(rows, schema.n_features) if numbers_only else None
+    if X is None:
+        X = _to_matrix(rows, schema, bools_possible, where, lambda i: "%s[%d]" % (path, i))
+    elif len(rows) > _FEW_ROWS or not _sum_is_finite(rows):
+        _check_finite(X, schema, where)
     return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+def _numbers_to_matrix(rows, n_features):
+    """The fast path for rows of a body proven to hold only numbers: one
+    ``numpy.fromiter`` over all values, no intermediate nested array. None
+    when any row is not a list of ``n_features`` numbers: the general path
+    then finds and names the problem."""
+    try:
+        if set(map(len, rows)) != {n_features}:
+            return None
+        values = np.fromiter(itertools.chain.from_iterable(rows), np.float64,
+                             len(rows) * n_features)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return values.reshape(len(rows), n_features)
+
+
+def _sum_is_finite(rows):
+    """True proves every value finite (NaN and infinities survive a sum); a
+    False may come from finite values whose sum overflows, so it only sends
+    the matrix to the exact check. For a few rows this beats numpy's calls."""
+    try:
+        return math.isfinite(sum(map(sum, rows)))
+    except (TypeError, OverflowError):
+        return False
 
 
 def _to_matrix(rows, schema, bools_possible, where, row_where):

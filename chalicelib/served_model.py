@@ -4,13 +4,15 @@ It is loaded once per process (Lambda's init phase, or lazily on the first
 request under ``chalice local``), never per request. A model that fails to
 load leaves the app up: ``error`` says why, and every prediction answers 503.
 """
+import json
 import logging
 import threading
 
 import numpy as np
 import sklearn
 
-from chalicelib.errors import ModelLoadError, ModelUnavailable, PredictionFailed, Unprocessable
+from chalicelib.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
+                               Unprocessable)
 from chalicelib.loading import load_model_dir
 from chalicelib.parsing import Schema
 
@@ -26,7 +28,10 @@ class ServedModel:
         self.error = None
         self.has_proba = False
         self.classes = None
-        self.identity = None
+        self.identity = self.headers = None
+        self._identity_json = self._classes_json = None
+        self.version_json = "null"
+        self._classes_array = self._label_json = None
         self._loaded = False
         self._lock = threading.Lock()
 
@@ -54,6 +59,13 @@ class ServedModel:
         classes = getattr(estimator, "classes_", None)
         self.classes = classes.tolist() if classes is not None else None
         self.identity = {"name": card.name, "version": card.version}
+        self._identity_json = json.dumps(self.identity)
+        self.version_json = json.dumps(card.version)
+        self.headers = {"Content-Type": "application/json",
+                        "X-Model-Name": card.name, "X-Model-Version": card.version}
+        self._classes_json = json.dumps(self.classes)
+        self._classes_array = np.asarray(classes) if classes is not None else None
+        self._label_json = _label_json(self._classes_array)
         log.info("model %s %s loaded from %s", card.name, card.version, self.model_dir)
 
     def fail(self, reason):
@@ -70,8 +82,9 @@ class ServedModel:
         return self
 
     def predict(self, X, probabilities=False):
-        """Predictions (and class probabilities) for a validated matrix ``X``
-        as plain Python lists; labels exactly as the model was trained."""
+        """The response body (JSON text) for a validated matrix ``X``:
+        predictions (and class probabilities), labels exactly as trained,
+        and the model's name and version."""
         if probabilities and not self.has_proba:
             raise Unprocessable("probabilities: model %s (%s) has no predict_proba"
                                 % (self.card.name, type(self.estimator).__name__))
@@ -92,8 +105,41 @@ class ServedModel:
         except Exception:
             log.exception("model %s raised during prediction", self.card.name)
             raise PredictionFailed("prediction failed") from None
-        result = {"predictions": predictions.tolist()}
+        parts = ['{"predictions": ', self._predictions_json(predictions)]
         if probabilities:
-            result["classes"] = self.classes
-            result["probabilities"] = proba.tolist()
-        return result
+            parts += [', "classes": ', self._classes_json,
+                      ', "probabilities": ', _encode(proba.tolist())]
+        parts += [', "model": ', self._identity_json, "}"]
+        return "".join(parts)
+
+    def _predictions_json(self, predictions):
+        """JSON of the predictions. String class labels are written from
+        their JSON prepared at load, by position in the sorted ``classes_``:
+        converting each numpy string to a Python one costs more than the
+        model's own prediction on a large batch."""
+        labels = self._label_json
+        if labels is not None and predictions.dtype == self._classes_array.dtype:
+            positions = np.searchsorted(self._classes_array, predictions)
+            positions[positions >= len(labels)] = 0
+            if (self._classes_array[positions] == predictions).all():
+                return "[" + ", ".join(map(labels.__getitem__, positions.tolist())) + "]"
+        return _encode(predictions.tolist())
+
+
+def _label_json(classes):
+    """JSON of each class label when they are sorted strings, else None."""
+    if classes is None or classes.dtype.kind != "U" or classes.ndim != 1:
+        return None
+    if len(classes) > 1 and not (classes[:-1] < classes[1:]).all():
+        return None
+    return [json.dumps(label) for label in classes.tolist()]
+
+
+_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
+def _encode(value):
+    try:
+        return _ENCODER.encode(value)
+    except ValueError:  # the model answered NaN or Infinity: not valid JSON
+        raise ServiceError("model returned a non-finite value") from None

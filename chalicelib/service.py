@@ -80,9 +80,7 @@ class Service:
             parsed = parse_request(body, headers.get("content-type"), model.schema,
                                    self.settings.max_rows, query.get("probabilities"))
             rows = len(parsed.X)
-            result = model.predict(parsed.X, parsed.probabilities)
-            result["model"] = model.identity
-            reply = Reply(200, _dumps(result), self._model_headers(model))
+            reply = Reply(200, model.predict(parsed.X, parsed.probabilities), model.headers)
         except ServiceError as error:
             reply = Reply(error.status, error_body(error), JSON_HEADERS)
         if self.settings.log_requests:
@@ -95,7 +93,7 @@ class Service:
             model = self.model.ready()
         except ServiceError as error:
             return Reply(error.status, error_body(error), JSON_HEADERS)
-        return Reply(200, json.dumps(model.card.raw), self._model_headers(model))
+        return Reply(200, json.dumps(model.card.raw), model.headers)
 
     def health(self):
         """GET /health: 200 when the model is loaded and usable, else 503."""
@@ -105,7 +103,7 @@ class Service:
             return Reply(error.status, error_body(error), JSON_HEADERS)
         body = {"status": "ok"}
         body.update(model.identity)
-        return Reply(200, json.dumps(body), self._model_headers(model))
+        return Reply(200, json.dumps(body), model.headers)
 
     def openapi(self):
         """GET /openapi.json: the API's OpenAPI 3.1 document, its request
@@ -113,23 +111,17 @@ class Service:
         from chalicelib.openapi import document_json
         return Reply(200, document_json(self), JSON_HEADERS)
 
-    @staticmethod
-    def _model_headers(model):
-        return {"Content-Type": "application/json",
-                "X-Model-Name": model.card.name,
-                "X-Model-Version": model.card.version}
-
     def _log(self, request, status, started, rows):
         context = getattr(request, "context", None) or {}
-        identity = self.model.identity or {}
-        sys.stdout.write(json.dumps({
-            "request_id": context.get("requestId"),
-            "route": "POST /model",
-            "status": status,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-            "rows": rows,
-            "model_version": identity.get("version"),
-        }) + "\n")
+        sys.stdout.write(_LOG_LINE % (json.dumps(context.get("requestId")), status,
+                                      (time.perf_counter() - started) * 1000, rows,
+                                      self.model.version_json))
+
+
+# One JSON object per line, as CloudWatch shows it; formatted, not built with
+# json.dumps, because it is written for every request.
+_LOG_LINE = ('{"request_id": %s, "route": "POST /model", "status": %d, '
+             '"latency_ms": %.3f, "rows": %d, "model_version": %s}\n')
 
 
 def _raw_body(request, limit):
@@ -152,13 +144,6 @@ def _marked_base64(request):
     original = getattr(request, "to_original_event", None)
     event = original() if callable(original) else None
     return bool((event or {}).get("isBase64Encoded"))
-
-
-def _dumps(result):
-    try:
-        return json.dumps(result, allow_nan=False)
-    except ValueError:  # the model answered NaN or Infinity: not valid JSON
-        raise ServiceError("model returned a non-finite value") from None
 
 
 def from_environment(env=None):

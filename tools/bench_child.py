@@ -70,7 +70,6 @@ def main():
     import numpy as np
     import sklearn
     from chalice.app import Request
-    from chalicelib import service as service_module
     from chalicelib import parsing
     from chalicelib.parsing import parse_request
 
@@ -126,8 +125,6 @@ def main():
         schema = served.schema
         max_rows = svc.settings.max_rows
         X = parse_request(body_bytes, ct, schema, max_rows, None).X
-        result = served.predict(X)
-        result["model"] = served.identity
         req = Request(event, ctx)
         sink = {}
 
@@ -152,21 +149,19 @@ def main():
             json.dumps(est.predict(Xf).tolist())
 
         load_json = getattr(parsing, "_load_json", None)
-        dumps = getattr(service_module, "_dumps", None)
         log_line = getattr(svc, "_log", None)
         items = [
             ("handler", lambda: app.app(event, ctx)),
             ("chalice Request()", lambda: Request(event, ctx)),
             ("service.predict", lambda: svc.predict(Request(event, ctx))),
             ("parse_request", lambda: parse_request(body_bytes, ct, schema, max_rows, None)),
-            ("  _load_json (dup-key hook)", load_json and (lambda: load_json(body_bytes))),
+            ("  _load_json", load_json and (lambda: load_json(body))),
             ("  json.loads (plain)", lambda: json.loads(body)),
             ("  np.asarray(rows)", lambda: np.asarray(body_rows)),
             ("served.predict", lambda: served.predict(X)),
             ("  predict in guards", guarded),
             ("  guards only", guards_only),
             ("  bare predict", lambda: est.predict(X)),
-            ("_dumps(result)", dumps and (lambda: dumps(result))),
             ("_log (to sink)", log_line and (lambda: log_line(req, 200, time.perf_counter(), len(X)))),
             ("floor (stdlib)", floor),
         ]

@@ -1,0 +1,79 @@
+"""The parser's fast paths give exactly what the general path gives, and
+fall back to it (and its precise messages) whenever a body is not plain."""
+import json
+
+import numpy as np
+import pytest
+
+from chalicelib import parsing
+from chalicelib.errors import BadRequest, Unprocessable
+from chalicelib.parsing import Schema, parse_request
+
+SCHEMA = Schema(["a", "b", "c"])
+
+
+def parse(payload, schema=SCHEMA):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return parse_request(body, "application/json", schema, 10_000)
+
+
+@pytest.mark.parametrize("text,numbers_only", [
+    ('{"instances": [[1, 2.5, -3e2]]}', True),
+    ('{"instances": [[1, 2, 3]], "probabilities": true}', True),
+    ('{"instances": [[1, 2, 3]], "probabilities": false}', True),
+    ('{"instances": [[1, 2, true]], "probabilities": true}', False),
+    ('{"instances": [[1, 2, null]]}', False),
+    ('{"instances": [[1, 2, "3"]]}', False),
+    ('{"instances": [{"a": 1, "b": 2, "c": 3}]}', False),
+    ('{"instances": [[1, 2, 3]], "instances": [[4, 5, 6]]}', None),
+])
+def test_only_a_body_of_plain_numbers_takes_the_fast_path(text, numbers_only):
+    if numbers_only is None:
+        with pytest.raises(BadRequest, match="duplicate key"):
+            parsing._load_json(text)
+        return
+    assert parsing._load_json(text)[1] is numbers_only
+
+
+@pytest.mark.parametrize("rows", [
+    [[1, 2, 3]],
+    [[5.1, -3.5e-3, 1e300]] * 3,
+    [[i, i * 0.5, -i] for i in range(50)],
+    [[2 ** 70, 0, 1]],
+])
+def test_fast_path_equals_the_general_path(rows):
+    fast = parse({"instances": rows}).X
+    general = parse({"instances": rows, "probabilities": False}).X
+    slow = parsing._to_matrix(rows, SCHEMA, True, None, None)
+    assert fast.dtype == np.float64 and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(general, slow)
+
+
+@pytest.mark.parametrize("rows,message", [
+    ([[1, 2, 3], [1, 2]], "instances[1]: expected 3 values"),
+    ([[1, 2, [3]]], "instances[0][2] (c): expected a number, got a list"),
+    ([[1, 2, 10 ** 400]], "instances[0][2] (c): number out of range"),
+    ([[1e308, 1e308, 1]] * 3, None),  # the sum overflows, the values are finite
+])
+def test_fast_path_falls_back_to_precise_errors(rows, message):
+    if message is None:
+        assert parse({"instances": rows}).X.shape == (3, 3)
+        return
+    with pytest.raises(Unprocessable) as caught:
+        parse({"instances": rows})
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize("n_rows", [1, 100])
+def test_non_finite_values_are_found_on_both_sizes(n_rows):
+    rows = [[1, 2, 3]] * n_rows
+    body = json.dumps({"instances": rows})[:-2] + ", [1, NaN, 3]]}"
+    with pytest.raises(Unprocessable, match=r"instances\[%d\]\[1\] \(b\): expected a finite number, got NaN" % n_rows):
+        parse(body.encode())
+
+
+def test_media_type_cache_is_bounded():
+    for i in range(100):
+        parsing._media_type("application/json; x=%d" % i)
+    assert len(parsing._MEDIA_TYPE_CACHE) <= 32
