@@ -3,53 +3,24 @@
 Tests never run ``chalice`` in the working tree: ``chalice deploy`` writes
 ``.chalice/deployed/<stage>.json`` (and ``delete`` rewrites it), and
 ``chalice package`` writes its dependency cache to ``.chalice/deployments/``.
-``copy_project`` makes a copy with what Chalice reads (the app, ``chalicelib/``,
-``vendor/`` with its symlinks, the model they point at, ``requirements.txt``,
-``.chalice/`` config, policy files and dependency cache, but never
-``.chalice/deployed/``).
+``copy_project`` (from ``tools.project_copy``) makes a copy with what
+Chalice reads (the app, ``chalicelib/``, ``vendor/`` with its symlinks, the
+model they point at, ``requirements.txt``, ``.chalice/`` config and policy
+files), without bytecode, package cache or deploy state.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from tools.project_copy import copy_project  # noqa: F401  (re-exported for the tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE = Path(sys.executable).parent / "chalice"
 REGION = "us-east-1"
-
-# Top-level entries Chalice never reads (build/ is the build's work area: a
-# build wired into chalice_package can point at the tree's wheel cache);
-# .chalice/deployed/ is deploy state.
-_SKIP_TOP = {".venv", ".git", ".pytest_cache", ".hypothesis", "tests", "build", "dist"}
-
-
-def _ignore(source: Path):
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        rel = Path(directory).resolve().relative_to(source)
-        skip = set()
-        if rel == Path("."):
-            skip |= _SKIP_TOP & set(names)
-        if rel == Path(".chalice"):
-            skip |= {"deployed"} & set(names)
-        if not rel.parts or rel.parts[0] != "vendor":
-            # Bytecode the tests' own imports left behind; vendor/ is copied as is.
-            skip |= {"__pycache__"} & set(names)
-        return skip
-
-    return ignore
-
-
-def copy_project(dest: Path, source: Path = ROOT) -> Path:
-    """Copy the project at ``source`` to ``dest`` (which must not exist)."""
-    source = Path(source).resolve()
-    shutil.copytree(source, dest, symlinks=True, ignore=_ignore(source))
-    assert not (dest / ".chalice" / "deployed").exists()
-    return dest
-
 
 def offline_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for CLI steps that need no AWS at all (package, url)."""

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 
 from tools import lambda_events as ev
+from tools.project_copy import copy_project, make_writable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
 WHEELS = os.path.join(REPO, "build", "wheels")
 MiB = 1024 * 1024
-PROJECT_FILES = ("app.py", "chalicelib", "model", "vendor", ".chalice", "requirements.txt")
 MAX_ROWS = 5  # the stage says 10000; the isolated run overrides it to test 413 cheaply
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
@@ -70,19 +70,6 @@ with open(out_file, "w") as f:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def copy_project(dest):
-    os.makedirs(dest)
-    for name in PROJECT_FILES:
-        src = os.path.join(REPO, name)
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(dest, name), symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "deployments",
-                                                          "deployed", "*.pyc"))
-        else:
-            shutil.copy2(src, os.path.join(dest, name))
-    return dest
 
 
 def run(cmd, cwd, env=None, timeout=900):
@@ -133,11 +120,6 @@ def build_and_package(project, out_dir):
                    cwd=project)
     assert packaged.returncode == 0, packaged.stdout
     return Built(project, built.stdout, packaged.stdout, out_dir)
-
-
-def make_writable(tree):
-    for root, dirs, files in os.walk(tree):
-        os.chmod(root, 0o755)
 
 
 def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS):

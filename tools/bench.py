@@ -47,7 +47,9 @@ TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS_DIR)
 sys.path.insert(0, REPO) if REPO not in sys.path else None
 
+from chalicelib.card import sha256_of  # noqa: E402
 from tools import lambda_events as ev  # noqa: E402
+from tools.project_copy import copy_project, make_writable  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "build", "bench")
 WHEELS = os.path.join(REPO, "build", "wheels")
@@ -55,7 +57,6 @@ PYTHON = sys.executable
 CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
 CHILD = os.path.join(TOOLS_DIR, "bench_child.py")
 MiB = 1024 * 1024
-PROJECT_FILES = ("app.py", "chalicelib", "model", "vendor", ".chalice", "requirements.txt")
 # What decides the package's contents besides the model (a change rebuilds it).
 SOURCE_FILES = ("app.py", "requirements.txt", ".chalice/config.json", "tools/build_package.py")
 
@@ -83,14 +84,6 @@ def note(msg):
 
 # --------------------------------------------------------------------------
 # Models and packages (cached in build/bench/).
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sources_digest():
@@ -128,7 +121,7 @@ class Model:
         self.title = title
         self.artifact = artifact      # the joblib file (the floor loads it)
         self.publish = publish        # (name, version) to publish into a copy, or None
-        self.sha256 = sha256_file(artifact)
+        self.sha256 = sha256_of(artifact)
 
 
 def models(wanted):
@@ -145,30 +138,6 @@ def models(wanted):
         out.append(Model("rf200", "random forest, 200 trees (iris features)", path,
                          publish=("iris-forest-200", "1.0.0")))
     return out
-
-
-def copy_project(dest):
-    os.makedirs(dest)
-    for name in PROJECT_FILES:
-        src = os.path.join(REPO, name)
-        if os.path.isdir(src):
-            shutil.copytree(src, os.path.join(dest, name), symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "deployments",
-                                                          "deployed", "*.pyc"))
-        else:
-            shutil.copy2(src, os.path.join(dest, name))
-    return dest
-
-
-def make_writable(tree):
-    if not os.path.isdir(tree):
-        return
-    for root, dirs, files in os.walk(tree):
-        os.chmod(root, 0o755)
-        for name in files:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                os.chmod(full, 0o644)
 
 
 def remove_tree(tree):
@@ -229,7 +198,7 @@ def package(model, variant, src_digest):
         with open(meta_file) as f:
             meta = json.load(f)
         zip_path = os.path.join(cache, "package.zip")
-        if not os.path.isfile(zip_path) or sha256_file(zip_path) != meta["zip_sha256"]:
+        if not os.path.isfile(zip_path) or sha256_of(zip_path) != meta["zip_sha256"]:
             meta = None
     if meta is None:
         remove_tree(cache)
@@ -262,7 +231,7 @@ def package(model, variant, src_digest):
         with zipfile.ZipFile(zip_path) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
         meta = {"variant": variant, "model": model.key, "model_sha256": model.sha256,
-                "sources_sha256": src_digest, "zip_sha256": sha256_file(zip_path),
+                "sources_sha256": src_digest, "zip_sha256": sha256_of(zip_path),
                 "zipped": os.path.getsize(zip_path),
                 "unzipped": sum(i.file_size for i in infos), "files": len(infos),
                 "pyc": sum(1 for i in infos if i.filename.endswith(".pyc")),
@@ -477,13 +446,13 @@ def warm(model, prod, stage_env, memory, quick, profile, tmp):
     heavy = model.key == "rf200"
     # >= 2,000 requests each; the forest (~20 ms a prediction here) gets fewer
     # to stay within the time budget, and says so in its line.
-    n = (300 if quick else 600) if heavy else (2000 if quick else 3000)
+    n = (300 if quick else 400) if heavy else (2000 if quick else 3000)
     rows = batch_rows(1000)
     spec = {"single_event": ev.post_model(json.dumps({"instances": [IRIS_ROW]})),
             "batch_event": ev.post_model(json.dumps({"instances": rows})),
             "row": IRIS_ROW, "batch_rows": len(rows), "batch_instances": rows,
             "n_requests": n, "block": 50 if heavy else 100,
-            "stage_rounds": (20 if quick else 40) if heavy else (400 if quick else 800),
+            "stage_rounds": 20 if heavy else (400 if quick else 800),
             "batch_reps": 10 if heavy else (20 if quick else 40),
             "batch_stage_rounds": 5 if heavy else (10 if quick else 20),
             "profile": profile, "profile_single": 100 if heavy else 2000,

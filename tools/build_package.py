@@ -51,6 +51,9 @@ import sys
 import time
 import zipfile
 
+# Standard library only, here and below: this file also runs itself (the
+# trace, the replay) in an isolated interpreter that sees nothing else.
+
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TOOLS_DIR)
 EVENTS_FILE = os.path.join(REPO_DIR, "tools", "lambda_events.py")
@@ -284,7 +287,6 @@ def check_closure(wheels, pins, view):
     """Every runtime dependency of every wheel must itself be pinned: the
     download uses --no-deps, so an unpinned one would be silently absent."""
     try:
-        from packaging.markers import Marker  # noqa: F401
         from packaging.requirements import Requirement
     except ImportError:
         from pip._vendor.packaging.requirements import Requirement
@@ -409,14 +411,6 @@ def check_model(root, model_rel):
         raise BuildError("%s/%s has sha256 %s but its card says %s"
                          % (model_rel, artifact, actual, card.get("sha256")))
     return card
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -799,17 +793,6 @@ def write_zip(pkg_dir, zip_path, compresslevel):
     return {"zipped": os.path.getsize(zip_path), "unzipped": unzipped, "files": len(entries)}
 
 
-def _make_writable(directory):
-    if not os.path.isdir(directory):
-        return
-    for root, dirs, files in os.walk(directory):
-        os.chmod(root, 0o755)
-        for name in files:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                os.chmod(full, 0o644)
-
-
 def extract_read_only(zip_path, target):
     """Unzip like Lambda does into a read-only tree (as /var/task is)."""
     _make_writable(target)
@@ -925,6 +908,25 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
           % (_rel(package_path), sizes["zipped"] / MiB, sizes["unzipped"] / MiB,
              sizes["files"], sizes["seconds"], stage, stage), flush=True)
     return sizes
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _make_writable(directory):
+    if not os.path.isdir(directory):
+        return
+    for root, dirs, files in os.walk(directory):
+        os.chmod(root, 0o755)
+        for name in files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o644)
 
 
 def main(argv=None):
