@@ -170,9 +170,10 @@ def _no_literals_but_flags(text, payload):
     and false. Of these only null and true contain "u", only null and false
     contain "l": two character counts prove that no null or boolean hides
     among the rows (each a full scan would cost more)."""
-    values = payload.values()
-    u = sum(key.count("u") for key in payload) + sum(v is True for v in values)
-    l_ = sum(key.count("l") for key in payload) + sum(v is False for v in values)
+    u = l_ = 0
+    for key, value in payload.items():
+        u += key.count("u") + (value is True)
+        l_ += key.count("l") + (value is False)
     return text.count("u") == u and text.count("l") == l_
 
 
@@ -318,6 +319,9 @@ def _numbers_to_matrix(rows, n_features):
     when any row is not a list of ``n_features`` numbers: the general path
     then finds and names the problem."""
     try:
+        if len(rows) <= _FEW_ROWS:  # numpy's nested-list path costs less here
+            X = np.array(rows, dtype=np.float64)
+            return X if X.ndim == 2 and X.shape[1] == n_features else None
         if set(map(len, rows)) != {n_features}:
             return None
         values = np.fromiter(itertools.chain.from_iterable(rows), np.float64,
