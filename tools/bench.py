@@ -271,6 +271,8 @@ def child_env(task, stage_env, memory):
     return env
 
 
+# Inline rather than tools.lambda_events.LambdaContext: importing that module
+# (uuid, base64) inside the timed child would count towards the cold start.
 _CONTEXT = r"""
 class Ctx:
     function_name = "sklearn-serverless-prod"
