@@ -89,21 +89,20 @@ class Service:
 
     def card(self):
         """GET /model: the model card as written."""
-        try:
-            model = self.model.ready()
-        except ServiceError as error:
-            return Reply(error.status, error_body(error), JSON_HEADERS)
-        return Reply(200, json.dumps(model.card.raw), model.headers)
+        return self._with_model(lambda model: json.dumps(model.card.raw))
 
     def health(self):
         """GET /health: 200 when the model is loaded and usable, else 503."""
+        return self._with_model(lambda model: json.dumps(dict(status="ok", **model.identity)))
+
+    def _with_model(self, render):
+        """200 with ``render(model)`` as body, or the error of a model that is
+        not available."""
         try:
             model = self.model.ready()
         except ServiceError as error:
             return Reply(error.status, error_body(error), JSON_HEADERS)
-        body = {"status": "ok"}
-        body.update(model.identity)
-        return Reply(200, json.dumps(body), model.headers)
+        return Reply(200, render(model), model.headers)
 
     def openapi(self):
         """GET /openapi.json: the API's OpenAPI 3.1 document, its request

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from tools import lambda_events as ev
+from tools.build_package import extract_read_only
 from tools.project_copy import copy_project, make_writable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,12 +104,7 @@ class Built:
         self.unzipped = None
 
     def unzip_read_only(self, dest):
-        with zipfile.ZipFile(self.zip_path) as zf:
-            zf.extractall(dest)
-        for root, dirs, files in os.walk(dest, topdown=False):
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o444)
-            os.chmod(root, 0o555)
+        extract_read_only(self.zip_path, dest)
         self.unzipped = dest
         return dest
 

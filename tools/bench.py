@@ -49,6 +49,7 @@ sys.path.insert(0, REPO) if REPO not in sys.path else None
 
 from chalicelib.card import sha256_of  # noqa: E402
 from tools import lambda_events as ev  # noqa: E402
+from tools.build_package import extract_read_only  # noqa: E402
 from tools.project_copy import copy_project, make_writable  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "build", "bench")
@@ -143,16 +144,6 @@ def models(wanted):
 def remove_tree(tree):
     make_writable(tree)
     shutil.rmtree(tree, ignore_errors=True)
-
-
-def extract_read_only(zip_path, target):
-    remove_tree(target)
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(target)
-    for root, dirs, files in os.walk(target, topdown=False):
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o444)
-        os.chmod(root, 0o555)
 
 
 def aws_offline_env():
