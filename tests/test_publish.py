@@ -10,11 +10,15 @@ import joblib
 import numpy as np
 import pytest
 import sklearn.base
-from sklearn.datasets import load_diabetes
+from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from model.publish import PublishError, publish
+from model.train import FEATURES, compare
 from tests.conftest import BUNDLED_MODEL, PROJECT_DIR, body_of
 
 DIABETES = load_diabetes()
@@ -107,13 +111,81 @@ def test_missing_values_support_is_detected_and_served(serve, tmp_path):
     assert api.post("a,b\n1.0,\n", content_type="text/csv").status_code == 200
 
 
-def test_demo_model_rebuilds_byte_for_byte(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "model.train", "--out", str(tmp_path)],
-                            cwd=PROJECT_DIR, capture_output=True, text=True)
+def run_train(*args, env=None, unpinned=False):
+    """``python -m model.train``; ``unpinned`` imports numpy first, so the BLAS
+    kernel is whatever ``OPENBLAS_CORETYPE`` in ``env`` (or the CPU) picks."""
+    command = [sys.executable, "-m", "model.train"]
+    if unpinned:
+        command = [sys.executable, "-c",
+                   "import sys, numpy, runpy; sys.argv = ['model.train'] + sys.argv[1:]; "
+                   "runpy.run_module('model.train', run_name='__main__')"]
+    return subprocess.run([*command, *map(str, args)], cwd=PROJECT_DIR, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def test_demo_model_rebuild_is_equivalent_to_the_committed_one(tmp_path):
+    """The promise that holds on any x86-64 machine: same predictions on all
+    of iris, probabilities and parameters within the stated tolerance, the
+    card identical but for sha256 and created_at."""
+    result = run_train("--out", tmp_path)
     assert result.returncode == 0, result.stderr
-    bundled = json.loads(open(os.path.join(BUNDLED_MODEL, "model.json")).read())
-    rebuilt = json.loads((tmp_path / "model.json").read_text())
-    assert rebuilt["sha256"] == bundled["sha256"]
-    assert (tmp_path / "model.joblib").read_bytes() == open(os.path.join(BUNDLED_MODEL, "model.joblib"), "rb").read()
-    assert {k: v for k, v in rebuilt.items() if k != "created_at"} == \
-        {k: v for k, v in bundled.items() if k != "created_at"}
+    problems, largest = compare(BUNDLED_MODEL, str(tmp_path))
+    assert problems == []
+    assert max(largest.values()) <= 1e-12
+
+
+@pytest.mark.parametrize("kernel_pair", [("Sandybridge", "Zen"), ("Haswell", "Prescott")])
+def test_pinned_rebuild_is_bit_identical_whatever_kernel_the_cpu_would_pick(tmp_path, kernel_pair):
+    """Same machine, same run: the pin, not the CPU, decides the kernel."""
+    digests = []
+    for kernel in kernel_pair:
+        out = tmp_path / kernel
+        result = run_train("--out", out, env={"OPENBLAS_CORETYPE": kernel})
+        assert result.returncode == 0, result.stderr
+        digests.append(hashlib.sha256((out / "model.joblib").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_unpinned_kernels_really_differ_in_bits_and_stay_equivalent(tmp_path):
+    """The control: without the pin, two kernels give other bits (so the pin
+    is what makes the test above pass), yet the same model."""
+    digests = {}
+    for kernel in ("Sandybridge", "Haswell"):
+        out = tmp_path / kernel
+        result = run_train("--out", out, env={"OPENBLAS_CORETYPE": kernel}, unpinned=True)
+        assert result.returncode == 0, result.stderr
+        assert "not pinned" in result.stderr
+        digests[kernel] = hashlib.sha256((out / "model.joblib").read_bytes()).hexdigest()
+    assert digests["Sandybridge"] != digests["Haswell"]
+    assert compare(str(tmp_path / "Sandybridge"), str(tmp_path / "Haswell"))[0] == []
+
+
+def test_a_rebuild_that_differs_in_bits_does_not_replace_the_committed_artifact(tmp_path):
+    committed = tmp_path / "model"
+    result = run_train("--out", committed, "--created-at", "2026-01-01T00:00:00+00:00",
+                       env={"OPENBLAS_CORETYPE": "Sandybridge"}, unpinned=True)
+    assert result.returncode == 0, result.stderr
+    before = {f: (committed / f).read_bytes() for f in ("model.joblib", "model.json")}
+    result = run_train("--out", committed)
+    assert result.returncode == 0, result.stderr
+    assert "equivalent within" in result.stdout and "kept the existing artifact" in result.stdout
+    assert {f: (committed / f).read_bytes() for f in before} == before
+    result = run_train("--out", committed, "--replace")
+    assert result.returncode == 0 and (committed / "model.joblib").read_bytes() != before["model.joblib"]
+
+
+def test_a_rebuild_that_is_not_equivalent_is_refused(tmp_path):
+    committed = tmp_path / "model"
+    assert run_train("--out", committed).returncode == 0
+    other = tmp_path / "other.joblib"
+    iris = load_iris()
+    y = np.asarray(iris.target_names)[iris.target]
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(iris.data, y), other)
+    card = json.loads((committed / "model.json").read_text())
+    publish(str(other), name=card["name"], version=card["version"], features=FEATURES,
+            out_dir=str(committed), metrics=card["metrics"], created_at=card["created_at"])
+    before = (committed / "model.joblib").read_bytes()
+    result = run_train("--out", committed)
+    assert result.returncode == 1
+    assert "NOT equivalent" in result.stderr and "coef_ differ beyond" in result.stderr
+    assert (committed / "model.joblib").read_bytes() == before
