@@ -36,7 +36,11 @@ MEDIA_TYPES = (JSON_TYPE, CSV_TYPE)
 # JSON's literals true/false can hide in a numeric matrix (numpy turns them
 # into 1.0/0.0); their absence from the raw bytes proves there is none.
 _BOOL_TOKENS = (b"true", b"false")
-_CSV_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# ASCII digits only (``\d`` would take "١٢" as 12, which JSON refuses), and
+# possessive quantifiers: a run of digits followed by a non-digit fails in
+# one pass instead of backtracking over every split of the run.
+_CSV_NUMBER = re.compile(r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+\Z",
+                         re.ASCII)
 _CSV_MISSING = ("", "nan", "NaN", "NA")
 
 
@@ -411,11 +415,22 @@ def _number(value, schema, where, i, j):
 
 def parse_csv(text, schema, max_rows):
     """CSV: one row per line in feature order, or any order under a header."""
+    n = schema.n_features
     lines = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         for fields in reader:
             if fields and (len(fields) > 1 or fields[0].strip()):
+                if len(fields) > n:
+                    # Refused before any per-field work: a line of millions
+                    # of empty fields costs only the C reader's pass. A too
+                    # long header still names its first wrong column, found
+                    # within the first n + 1 fields.
+                    if not lines and _looks_like_header(fields[:n + 1], schema):
+                        _column_order([f.strip() for f in fields[:n + 1]], "CSV header", schema)
+                    raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
+                                        % (reader.line_num, n, ", ".join(schema.feature_names),
+                                           len(fields)))
                 lines.append((reader.line_num, [f.strip() for f in fields]))
                 if len(lines) > max_rows + 1:
                     break
@@ -431,7 +446,6 @@ def parse_csv(text, schema, max_rows):
         raise BadRequest("CSV body has no data rows")
     if len(lines) > max_rows:
         raise PayloadTooLarge("CSV body: more than %d rows, the limit per request" % max_rows)
-    n = schema.n_features
     X = np.empty((len(lines), n), dtype=np.float64)
     for i, (line_num, fields) in enumerate(lines):
         if len(fields) != n:
