@@ -458,10 +458,11 @@ def parse_csv(text, schema, max_rows):
 
 
 def _looks_like_header(fields, schema):
-    """A header names a feature, or has no number at all; a data line with
-    one bad value is data, so that its error names the value."""
+    """A header names a feature, or has no number at all (and is not all
+    empty fields); a data line with one bad value is data, so that its error
+    names the value."""
     return (any(f in schema.index for f in fields)
-            or not any(_CSV_NUMBER.match(f) for f in fields))
+            or (any(fields) and not any(_CSV_NUMBER.match(f) for f in fields)))
 
 
 def _csv_number(field, schema, where):
