@@ -14,7 +14,7 @@ import sklearn
 from chalicelib.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
                                Unprocessable)
 from chalicelib.loading import load_model_dir
-from chalicelib.parsing import Schema
+from chalicelib.schema import Schema
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ServedModel:
             return
         self.card = card
         self.estimator = estimator
-        self.schema = Schema(card.feature_names, card.accepts_missing)
+        self.schema = Schema.from_card(card)
         self.has_proba = hasattr(estimator, "predict_proba")
         classes = getattr(estimator, "classes_", None)
         self.classes = classes.tolist() if classes is not None else None
