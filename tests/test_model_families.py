@@ -209,3 +209,17 @@ def test_a_sample_gives_types_ranges_and_the_example(serve, tmp_path):
     assert card["example"]["instances"][0]["color"] == X["color"].iloc[0]
     api = serve(MODEL_DIR=tmp_path / "m")
     assert_all_formats_match(api, model, X.head(8))
+
+
+def test_openapi_follows_the_typed_schema(serve, tmp_path):
+    _, _, card, model_dir = published(tmp_path, "tabular_pipeline")
+    api = serve(MODEL_DIR=model_dir)
+    document = body_of(api.get("/openapi.json"))
+    record = document["components"]["schemas"]["Record"]["properties"]
+    assert record["color"] == {"type": "string", "enum": families.COLORS, "title": "color"}
+    assert record["age"]["type"] == "number"
+    content = document["paths"]["/model"]["post"]["requestBody"]["content"]["application/json"]
+    assert content["example"] == card["example"]
+    _, _, card, model_dir = published(tmp_path, "text_pipeline")
+    document = body_of(serve(MODEL_DIR=model_dir).get("/openapi.json"))
+    assert "InstancesTexts" in document["components"]["schemas"]
