@@ -103,10 +103,9 @@
   // ---- one prediction -------------------------------------------------
   var seq = 0;
   function request() {
-    if (cfg.text) return { instances: [fields[0].el.value] };
     var row = {};
     fields.forEach(function (f) { row[f.name] = valueOf(f); });
-    var body = { instances: [row] };
+    var body = { instances: [cfg.text ? fields[0].el.value : row] };
     if (wantProba && !noProba) body.probabilities = true;
     return body;
   }
@@ -221,22 +220,24 @@
   }
   var link = $("download");
   function runBatch() {
-    var text = $("csv").value, header, rows, sent;
+    var text = $("csv").value, proba = wantProba && !noProba, header, rows, sent;
     link.hidden = true;
     $("table").textContent = "";
     if (cfg.text) {
       rows = text.split(/\r?\n/).filter(function (s) { return s.trim() !== ""; })
         .map(function (s) { return [s]; });
       header = names;
-      sent = rows.length && call("model", "application/json",
-        JSON.stringify({ instances: rows.map(function (r) { return r[0]; }) }));
+      var texts = { instances: rows.map(function (r) { return r[0]; }) };
+      if (proba) texts.probabilities = true;
+      sent = rows.length && call("model", "application/json", JSON.stringify(texts));
     } else {
       rows = parseCsv(text);
       header = rows.length && looksLikeHeader(rows[0]) ? rows.shift() : names;
-      var proba = wantProba && !noProba;
       sent = rows.length && call(proba ? "model?probabilities=true" : "model", "text/csv", text);
     }
-    if (!rows.length) return say("bstatus", "Nothing to predict: paste, drop or choose rows first.", true);
+    if (!rows.length) {
+      return say("bstatus", "Nothing to predict: paste, drop or choose rows first.", true);
+    }
     say("bstatus", "predicting " + rows.length + " rows\u2026");
     sent.then(function (res) {
       if (proba && isProbaRefusal(res)) { noProba = true; return runBatch(); }
@@ -257,7 +258,8 @@
       if (link.href) URL.revokeObjectURL(link.href);
       link.href = URL.createObjectURL(new Blob([toCsv(out)], { type: "text/csv" }));
       link.hidden = false;
-      say("bstatus", n + (n === 1 ? " row" : " rows") + " predicted" + (n > 500 ? " (the table shows 500; the download has all)" : "") + ".");
+      say("bstatus", n + (n === 1 ? " row" : " rows") + " predicted" +
+        (n > 500 ? " (the table shows 500; the download has all)" : "") + ".");
     }, function (e) { say("bstatus", "Could not reach the API: " + e.message, true); });
   }
   $("run").addEventListener("click", runBatch);
@@ -272,7 +274,9 @@
     box.classList.remove("over");
     if (e.dataTransfer && e.dataTransfer.files.length) readFile(e.dataTransfer.files[0]);
   });
-  $("file").addEventListener("change", function () { if (this.files.length) readFile(this.files[0]); });
+  $("file").addEventListener("change", function () {
+    if (this.files.length) readFile(this.files[0]);
+  });
 
   // A starting point for the batch box: the header and the form's row.
   if (!cfg.text && names.length) {

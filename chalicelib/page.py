@@ -121,7 +121,9 @@ def form_fields(card):
             field.update(kind=kind, range=bounds)
             if bounds:
                 low, high = bounds
-                field["step"] = "1" if kind == "integer" else "%.6g" % ((high - low) / 100)
+                # a round step of at most 1% of the range, so whole values sit on it
+                field["step"] = "1" if kind == "integer" else \
+                    "%g" % 10 ** math.floor(math.log10((high - low) / 100))
             if _finite(given):
                 value = given
             elif bounds:

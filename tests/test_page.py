@@ -188,7 +188,7 @@ def test_the_form_follows_the_typed_features():
         ("plan", "category", "basic")]
     form = page.render_form(fields)
     # a slider over the training range beside the number input
-    assert ('<input type="range" id="r0" data-for="f0" min="18" max="90" step="0.72" '
+    assert ('<input type="range" id="r0" data-for="f0" min="18" max="90" step="0.1" '
             'value="42" aria-label="age slider"><input type="number" id="f0" data-i="0" '
             'data-kind="number" step="any" value="42">') in form
     assert ('<input type="range" id="r1" data-for="f1" min="1" max="8" step="1" value="3"'
@@ -221,8 +221,8 @@ def test_without_an_example_the_form_starts_mid_range_first_category_false_zero(
 
 def test_a_typed_card_page_is_self_contained_and_escaped():
     text, csp = page.render_page(TYPED_CARD, "none")
-    check_self_contained(text, {"Content-Security-Policy": csp,
-                                "Content-Type": page.HTML_TYPE, "X-Content-Type-Options": "nosniff"})
+    check_self_contained(text, {"Content-Security-Policy": csp, "Content-Type": page.HTML_TYPE,
+                                "X-Content-Type-Options": "nosniff"})
     assert "<b>model</b>" not in text and "churn &lt;b&gt;model&lt;/b&gt;" in text
     assert "</script><script>alert(1)" not in text
     config = config_of(text)
