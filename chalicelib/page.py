@@ -113,10 +113,10 @@ def form_fields(card):
             field.update(kind="category", options=options,
                          value=str(given) if given is not None and str(given) in options
                          else options[0])
-        elif kind in ("string", "text"):
-            field.update(kind=kind, value="" if given is None else str(given))
-        else:  # number, integer, and any type this page does not know: a number
-            kind = "integer" if kind == "integer" else "number"
+        elif kind not in NUMERIC:  # string, text, and a type this page does not know
+            field.update(kind="text" if kind == "text" else "string",
+                         value="" if given is None else str(given))
+        else:
             bounds = _range_of(feature)
             field.update(kind=kind, range=bounds)
             if bounds:

@@ -211,12 +211,17 @@ def test_without_an_example_the_form_starts_mid_range_first_category_false_zero(
     assert values == {"age": "54.0", "n_rooms": "4", "visits": "0", "is_member": False,
                       "color": "blue", "city": "", "<img src=x onerror=alert(1)>": "0",
                       "plan": '"</select><script>'}
-    # a list example row fills by position; a broken range is ignored
+    # a list example row fills by position; a broken range is ignored; a
+    # type this page does not know is typed as text (the API says if it is wrong)
     card = {"features": [{"name": "a", "type": "number", "range": [5, 1]},
-                         {"name": "b", "type": "number", "range": [0, 1]}],
-            "example": {"instances": [[3.25, 0.75]]}}
+                         {"name": "b", "type": "number", "range": [0, 1]},
+                         {"name": "c", "type": "datetime"}, {"name": "d"}],
+            "example": {"instances": [[3.25, 0.75, "2026-11-27", 2]]}}
     fields = page.form_fields(card)
-    assert [(f["value"], f["range"]) for f in fields] == [("3.25", None), ("0.75", (0, 1))]
+    assert [(f["kind"], f["value"], f.get("range")) for f in fields] == [
+        ("number", "3.25", None), ("number", "0.75", (0, 1)), ("string", "2026-11-27", None),
+        ("number", "2", None)]
+    assert 'step="0.01"' in page.render_form(fields)
 
 
 def test_a_typed_card_page_is_self_contained_and_escaped():

@@ -508,6 +508,7 @@ def test_a_typed_card_builds_typed_requests(open_page, serve_card):
         "city": "Nantes", "<img src=x onerror=alert(1)>": 0.5, "plan": "basic"}],
         "probabilities": True}
     assert all(path == "/model" and ctype == "application/json" for path, ctype, _ in bodies)
+    page.screenshot(path=os.path.join(PROJECT_DIR, "build", "try-it-typed.png"), full_page=True)
 
 
 def test_a_text_model_sends_texts(open_page, serve_card):
