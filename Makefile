@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-serve: setup  ## serve the model at http://127.0.0.1:$(PORT)/model with chalice local
+serve: setup  ## serve the model at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
 	$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
 
 test: setup  ## the test suite

@@ -38,3 +38,10 @@ def health():
 @app.route("/openapi.json", methods=["GET"], cors=CORS)
 def openapi():
     return _respond(SERVICE.openapi())
+
+
+# The try-it page: open on every stage (it holds nothing secret; predictions
+# stay behind the stage's auth), same origin as /model, so no CORS.
+@app.route("/", methods=["GET"])
+def try_it_page():
+    return _respond(SERVICE.page())

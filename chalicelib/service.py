@@ -111,6 +111,13 @@ class Service:
         from chalicelib.openapi import document_json
         return Reply(200, document_json(self), JSON_HEADERS)
 
+    def page(self):
+        """GET /: the try-it page, generated from the model card once per
+        process; imported here so that nothing of it loads before the first
+        GET / (it never touches the prediction path)."""
+        from chalicelib.page import page_of
+        return Reply(*page_of(self))
+
     def _log(self, request, status, started, rows):
         context = getattr(request, "context", None) or {}
         sys.stdout.write(_LOG_LINE % (json.dumps(context.get("requestId")), status,

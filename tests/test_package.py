@@ -252,6 +252,7 @@ def contract_cases(card, max_rows=MAX_ROWS):
         ("nan", post('{"instances": [[NaN%s]]}' % "".join(", %r" % v for v in rows[0][1:]))),
         ("get-health", ev.get("/health")),
         ("get-card", ev.get("/model")),
+        ("get-page", ev.get("/")),
     ]
     return cases, rows
 
@@ -320,6 +321,12 @@ def check_contract(built, tmp_path):
         assert "finite number" in json.loads(nan["body"])["Message"]
     assert body("get-health", 200) == dict(identity, status="ok")
     assert body("get-card", 200) == built.card
+    page = answers["get-page"]  # the try-it page's template, style and script ship
+    assert page["statusCode"] == 200, page
+    assert page["headers"]["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in page["headers"]["Content-Security-Policy"]
+    assert built.card["name"] in page["body"] and "{{" not in page["body"]
+    assert len(page["body"].encode()) <= 50 * 1024
     # one structured log line per POST, with the API Gateway request id
     logs = [json.loads(line) for line in result["stdout"].splitlines()
             if line.startswith('{"request_id"')]

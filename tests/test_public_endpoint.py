@@ -51,6 +51,7 @@ print(json.dumps(results))
 """
 PROTECTED = ("POST /model", "GET /model")
 PUBLIC = ("GET /health", "GET /openapi.json")
+PAGE = "GET /"  # the try-it page: open, same-origin (no CORS)
 AUTHS = [None, "none", "api_key", "iam", " API_KEY "]
 CORS_ORIGINS = [None, ORIGIN]
 INVALID_AUTHS = ["apikey", "cognito", "true"]
@@ -85,15 +86,18 @@ def route_configs():
 @pytest.mark.parametrize("auth", AUTHS)
 def test_auth_and_cors_follow_the_stage_environment(route_configs, auth, cors_origin):
     routes = route_configs[auth, cors_origin]
-    assert set(routes) == set(PROTECTED + PUBLIC)
+    assert set(routes) == set(PROTECTED + PUBLIC + (PAGE,))
     mode = (auth or "none").strip().lower()
     for route in PROTECTED:
         assert bool(routes[route]["api_key_required"]) is (mode == "api_key"), route
         assert routes[route]["authorizer"] == ("IAMAuthorizer" if mode == "iam" else None), route
-    for route in PUBLIC:  # health checks and the API description stay open
+    for route in PUBLIC + (PAGE,):  # health checks, the API description and page stay open
         assert not routes[route]["api_key_required"]
         assert routes[route]["authorizer"] is None
+    assert routes[PAGE]["cors"] is None  # the page calls its own origin
     for route, config in routes.items():
+        if route == PAGE:
+            continue
         if cors_origin is None:
             assert config["cors"] is None, route  # CORS off by default
         else:
@@ -150,6 +154,7 @@ def test_prod_requires_an_api_key_in_api_gateway():
     assert swagger["paths"]["/model"]["get"]["security"] == [{"api_key": []}]
     assert "security" not in swagger["paths"]["/health"]["get"]
     assert "security" not in swagger["paths"]["/openapi.json"]["get"]
+    assert "security" not in swagger["paths"]["/"]["get"]  # the try-it page
     # CORS is off in prod's config: no preflight (OPTIONS) methods.
     assert not any("options" in methods for methods in swagger["paths"].values())
 
