@@ -62,11 +62,33 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
     text = _decode_utf8(body)
     if media_type == CSV_TYPE:
         return Parsed(parse_csv(text, schema, max_rows), asked_in_query)
-    payload, numbers_only = _load_json(text)
+    _refuse_container_floods(text, max_rows)
+    payload, numbers_only = _load_json(text, max_rows)
     parsed = parse_payload(payload, schema, max_rows, numbers_only=numbers_only,
                            bools_possible="true" in text or "false" in text)
     parsed.probabilities = parsed.probabilities or asked_in_query
     return parsed
+
+
+# Containers a valid body may hold besides one per row: the top object, a
+# dataframe_split object with its columns/data/index lists, some slack.
+_CONTAINER_SLACK = 8
+
+
+def _refuse_container_floods(text, max_rows):
+    """A body with no strings but its top-level keys (at most two keys: four
+    quotes) has only structural brackets, so two C-speed counts give its
+    exact number of lists and objects. More than one per allowed row is a
+    413 before decoding: millions of ``{}`` or ``[]`` would otherwise cost
+    the decoder time and memory out of proportion to their bytes."""
+    if text.count('"') > 4:
+        return
+    containers = text.count("[") + text.count("{")
+    if containers > max_rows + _CONTAINER_SLACK:
+        if "[[[" in text:  # no valid body nests lists three deep
+            raise BadRequest("malformed JSON: nested too deeply")
+        raise PayloadTooLarge("request body holds %d lists and objects: more rows than the "
+                              "limit of %d per request" % (containers, max_rows))
 
 
 def _media_type(content_type):
@@ -125,25 +147,44 @@ def _unique_keys(pairs):
     return record
 
 
-def _load_json(text):
+def _strict_decoder(max_objects):
+    """A decoder that refuses repeated keys and, counting the objects as it
+    completes them, stops a body of more objects than rows allowed: a flood
+    of tiny records is refused after ``max_objects``, not after decoding
+    millions of dicts."""
+    count = 0
+
+    def hook(pairs):
+        nonlocal count
+        count += 1
+        if count > max_objects:
+            raise PayloadTooLarge("request body holds more than %d objects: more rows than "
+                                  "the limit of %d per request"
+                                  % (max_objects, max_objects - _CONTAINER_SLACK))
+        return _unique_keys(pairs)
+    return json.JSONDecoder(object_pairs_hook=hook)
+
+
+def _load_json(text, max_rows=None):
     """The payload, and whether its body holds nothing but numbers besides the
     top-level keys and a boolean ``probabilities`` (then rows can skip the
     per-value type checks: no string, boolean, null or object hides there)."""
     if not text.strip():
         raise BadRequest("request body is empty; send a JSON object with one of: "
                          + ", ".join(FORMAT_KEYS))
+    decoder = _STRICT_DECODER if max_rows is None else _strict_decoder(max_rows + _CONTAINER_SLACK)
     try:
         # An object nested near the start (rows as objects, dataframe_split):
         # its keys may repeat, so check them while decoding.
         if text.find("{", text.find("{") + 1, 256) != -1:
-            return _STRICT_DECODER.decode(text), False
+            return decoder.decode(text), False
         payload = json.loads(text)
         if type(payload) is not dict:
             return payload, False
         # Each key takes two quotes: more quotes mean strings somewhere, and
         # a duplicated key among them, so decode again, checking keys.
         if text.count('"') != 2 * len(payload):
-            return _STRICT_DECODER.decode(text), False
+            return decoder.decode(text), False
         return payload, _no_literals_but_flags(text, payload)
     except json.JSONDecodeError as exc:
         raise BadRequest("malformed JSON: %s" % exc) from None

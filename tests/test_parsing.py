@@ -109,3 +109,21 @@ def test_a_csv_line_with_millions_of_fields_is_refused_by_its_count():
         parse_csv_text("," * 2_999_999 + "\n")
     with pytest.raises(Unprocessable, match='CSV header: unknown feature "x"'):
         parse_csv_text("a,b,c,x" + "," * 100_000 + "\n1,2,3\n")
+
+
+@pytest.mark.parametrize("body", [
+    '{"instances": [' + "{}," * 20_000 + "{}]}",
+    '{"instances": [' + "[]," * 20_000 + "[]]}",
+    '{"dataframe_records": [' + '{"a": 1},' * 20_000 + '{"a": 1}]}',
+])
+def test_floods_of_containers_are_refused_before_they_are_decoded(body):
+    from chalicelib.errors import PayloadTooLarge
+    with pytest.raises(PayloadTooLarge, match="limit of 10000 per request"):
+        parse(body.encode())
+
+
+def test_a_text_full_of_brackets_is_not_a_flood():
+    schema = Schema([{"name": "text", "type": "text"}], input_kind="texts")
+    text = "{[" * 20_000
+    parsed = parse({"instances": [text]}, schema)
+    assert parsed.X.tolist() == [text]

@@ -12,6 +12,9 @@ Runs, with their full counts,
   artifact through the app's loader in a child process, then a check that no
   payload's marker file exists; and ``tests/test_safe_loading.py``,
 
+* the worst-case request bodies at the size limit
+  (``tools/hostile_bodies.py``) against a normal body of the same type,
+
 then prints one line per category and exits non-zero if any check failed.
 The tests write their figures to ``build/harden/*.json``; pytest's output
 goes to ``build/harden/*.log`` (its tail is printed on failure).
@@ -176,6 +179,16 @@ def main(argv=None):
         lines.append("  soak test FAILED (build/harden/soak.log):\n" + _tail("soak.log"))
         ok = False
 
+    bodies_proc = subprocess.run([sys.executable, "-m", "tools.hostile_bodies", "--json",
+                                  os.path.join(OUT, "bodies.json")], cwd=PROJECT_DIR,
+                                 capture_output=True, text=True)
+    bodies = _read("bodies.json") or []
+    hostile_bodies = [b for b in bodies if not b["normal"]]
+    lines.append("worst-case bodies at the 6 MiB limit: %d shapes, %d within 2x the time and "
+                 "memory of a normal 6 MiB body of the same type\n%s"
+                 % (len(hostile_bodies), sum(b["held"] for b in hostile_bodies),
+                    bodies_proc.stdout.rstrip() or bodies_proc.stderr[-1000:]))
+    ok &= bodies_proc.returncode == 0 and bool(hostile_bodies)
     lines.append(malicious_line)
     ok &= malicious_ok
 
