@@ -73,15 +73,20 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
 # Containers a valid body may hold besides one per row: the top object, a
 # dataframe_split object with its columns/data/index lists, some slack.
 _CONTAINER_SLACK = 8
+_TOP_LEVEL_KEYS = frozenset(FORMAT_KEYS + OPTION_KEYS)
 
 
 def _refuse_container_floods(text, max_rows):
-    """A body with no strings but its top-level keys (at most two keys: four
-    quotes) has only structural brackets, so two C-speed counts give its
+    """A body with no strings but (at most two) top-level key names has only
+    structural brackets, so two C-speed counts give its
     exact number of lists and objects. More than one per allowed row is a
     413 before decoding: millions of ``{}`` or ``[]`` would otherwise cost
     the decoder time and memory out of proportion to their bytes."""
     if text.count('"') > 4:
+        return
+    # The few strings must be key names (holding no bracket) for the count
+    # to be exact: a text value may be all brackets.
+    if any(name not in _TOP_LEVEL_KEYS for name in text.split('"')[1::2]):
         return
     containers = text.count("[") + text.count("{")
     if containers > max_rows + _CONTAINER_SLACK:
