@@ -81,10 +81,9 @@ class ServedModel:
             raise ModelUnavailable(self.error)
         return self
 
-    def predict(self, X, probabilities=False):
-        """The response body (JSON text) for a validated matrix ``X``:
-        predictions (and class probabilities), labels exactly as trained,
-        and the model's name and version."""
+    def infer(self, X, probabilities=False):
+        """``(predictions, probabilities or None)`` as numpy arrays for a
+        validated matrix ``X``: what every protocol renders in its own shape."""
         if probabilities and not self.has_proba:
             raise Unprocessable("probabilities: model %s (%s) has no predict_proba"
                                 % (self.card.name, type(self.estimator).__name__))
@@ -105,6 +104,13 @@ class ServedModel:
         except Exception:
             log.exception("model %s raised during prediction", self.card.name)
             raise PredictionFailed("prediction failed") from None
+        return predictions, proba
+
+    def predict(self, X, probabilities=False):
+        """The response body (JSON text) for a validated matrix ``X``:
+        predictions (and class probabilities), labels exactly as trained,
+        and the model's name and version."""
+        predictions, proba = self.infer(X, probabilities)
         parts = ['{"predictions": ', self._predictions_json(predictions)]
         if probabilities:
             parts += [', "classes": ', self._classes_json,
