@@ -34,6 +34,8 @@ from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model
                                          run_payload, with_model)
 
 SERVER = {"name": "sklearn-serverless", "version": "1", "extensions": ["binary_tensor_data"]}
+# KServe's client also sends the model's name (and version) in the body.
+REQUEST_KEYS = ("id", "inputs", "outputs", "parameters", "model_name", "model_version")
 HEADER_LENGTH = "inference-header-content-length"
 INTEGER_TYPES = {"UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
                  "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8"}
@@ -123,10 +125,10 @@ def _read_body(body, headers):
 def _infer(service, model, document, binary):
     if type(document) is not dict:
         raise BadRequest("expected a JSON object with inputs")
-    unknown = [k for k in document if k not in ("id", "inputs", "outputs", "parameters")]
+    unknown = [k for k in document if k not in REQUEST_KEYS]
     if unknown:
-        raise BadRequest("unknown key %s; accepted: id, inputs, outputs, parameters"
-                         % json.dumps(unknown[0]))
+        raise BadRequest("unknown key %s; accepted: %s"
+                         % (json.dumps(unknown[0]), ", ".join(REQUEST_KEYS)))
     request_id = document.get("id")
     if request_id is not None and type(request_id) is not str:
         raise BadRequest("id: expected a string")
