@@ -511,7 +511,96 @@ def exercise_requests(card, max_rows):
         ("get-card", spec.get("/model"), ok),
         ("health", spec.get("/health"), ok),
     ]
-    return cases
+    return cases + protocol_requests(card, rows, objects)
+
+
+def protocol_requests(card, rows, objects):
+    """The peers' protocols (chalicelib/protocols): every body format and
+    answer type they read and write, and their error shapes."""
+    import struct
+    spec = _load_events()
+    js = json.dumps
+    names = [f["name"] for f in card["features"]]
+    name, n = card["name"], len(names)
+    ok = {200}
+
+    def post(path, body, content_type="application/json", resource=None, params=None,
+             accept=None, extra=None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        if accept:
+            headers["Accept"] = accept
+        headers.update(extra or {})
+        return spec.rest_event("POST", path, body=body, headers=headers,
+                               resource=resource or path, path_params=params)
+
+    v1 = ("/v1/models/{segment}", {"segment": name + ":predict"})
+    v2 = ("/v2/models/{name}/infer", {"name": name})
+    # NumPy's .npy format, written by hand (header + little-endian float64),
+    # since this runs on the standard library only.
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (%d, %d), }" % (len(rows), n)
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    npy = (b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+           + struct.pack("<%dd" % (len(rows) * n), *[v for r in rows for v in r]))
+    tensor = {"name": "input-0", "shape": [len(rows), n], "datatype": "FP64"}
+    binary = struct.pack("<%df" % (len(rows) * n), *[v for r in rows for v in r])
+    binary_head = js({"inputs": [dict(tensor, datatype="FP32",
+                                      parameters={"binary_data_size": len(binary)})]})
+    columns = [{"name": f, "shape": [len(rows)], "datatype": "FP64",
+                "data": [r[j] for r in rows]} for j, f in enumerate(names)]
+    csv_rows = "\n".join(",".join(str(v) for v in r) for r in rows)
+    pandas_csv = "," + ",".join(names) + "\n" + "\n".join(
+        "%d,%s" % (i, ",".join(str(v) for v in r)) for i, r in enumerate(rows))
+    return [
+        ("ping", spec.get("/ping"), ok),
+        ("version", spec.get("/version"), ok),
+        ("kserve-live", spec.get("/"), ok),
+        ("mlflow-split", post("/invocations", js({"dataframe_split": {
+            "columns": names, "data": rows, "index": list(range(len(rows)))}})), ok),
+        ("mlflow-inputs-params", post("/invocations", js({
+            "inputs": rows, "params": {"probabilities": True}})), {200, 422}),
+        ("mlflow-inputs-columns", post("/invocations", js({"inputs": {
+            f: [r[j] for r in rows] for j, f in enumerate(names)}})), ok),
+        ("mlflow-records", post("/invocations", js({"dataframe_records": objects})), ok),
+        ("mlflow-csv-pandas", post("/invocations", pandas_csv, "text/csv"), ok),
+        ("mlflow-bad-value", post("/invocations", js({"inputs": [["x"] * n]})), {422}),
+        ("sagemaker-csv-csv", post("/invocations", csv_rows, "text/csv", accept="text/csv"),
+         ok),
+        ("sagemaker-json-rows", post("/invocations", js(rows), accept="application/json"), ok),
+        ("sagemaker-npy-npy", post("/invocations", npy, "application/x-npy",
+                                   accept="application/x-npy"), ok),
+        ("sagemaker-npy-bad", post("/invocations", b"\x93NUMPY garbage", "application/x-npy"),
+         {400}),
+        ("sagemaker-406", post("/invocations", csv_rows, "text/csv", accept="image/png"), {406}),
+        ("invocations-415", post("/invocations", "x", "text/plain"), {415}),
+        ("v1-models", spec.get("/v1/models"), ok),
+        ("v1-ready", spec.get("/v1/models/" + name, "/v1/models/{segment}",
+                              {"segment": name}), ok),
+        ("v1-predict", post("/v1/models/%s:predict" % name,
+                            js({"instances": rows}), resource=v1[0], params=v1[1]), ok),
+        ("v1-inputs", post("/v1/models/%s:predict" % name, js({"inputs": objects}),
+                           resource=v1[0], params=v1[1]), ok),
+        ("v1-unknown-model", post("/v1/models/other:predict", js({"instances": rows}),
+                                  resource=v1[0], params={"segment": "other:predict"}), {404}),
+        ("v2-server", spec.get("/v2"), ok),
+        ("v2-live", spec.get("/v2/health/live"), ok),
+        ("v2-ready", spec.get("/v2/health/ready"), ok),
+        ("v2-metadata", spec.get("/v2/models/" + name, "/v2/models/{name}", {"name": name}),
+         ok),
+        ("v2-model-ready", spec.get("/v2/models/%s/ready" % name, "/v2/models/{name}/ready",
+                                    {"name": name}), ok),
+        ("v2-infer-rows", post("/v2/models/%s/infer" % name, js({
+            "id": "1", "inputs": [dict(tensor, data=rows)]}), resource=v2[0], params=v2[1]),
+         ok),
+        ("v2-infer-columns", post("/v2/models/%s/infer" % name, js({"inputs": columns}),
+                                  resource=v2[0], params=v2[1]), ok),
+        ("v2-infer-binary", post(
+            "/v2/models/%s/infer" % name, binary_head.encode() + binary,
+            "application/octet-stream", resource=v2[0], params=v2[1],
+            extra={"Inference-Header-Content-Length": str(len(binary_head))}), ok),
+        ("v2-bad-datatype", post("/v2/models/%s/infer" % name, js({
+            "inputs": [dict(tensor, datatype="FP128", data=rows)]}),
+            resource=v2[0], params=v2[1]), {400}),
+    ]
 
 
 _EVENTS = None

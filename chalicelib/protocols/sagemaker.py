@@ -84,7 +84,7 @@ def npy_payload(body):
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise BadRequest("not a readable .npy array (object arrays are refused): %s"
+        raise BadRequest("not a readable .npy array of numbers: %s"
                          % str(exc)[:200]) from None
     if not isinstance(array, np.ndarray) or array.dtype.names:
         raise BadRequest("expected a plain .npy array of rows")
