@@ -36,6 +36,10 @@ from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model
 SERVER = {"name": "sklearn-serverless", "version": "1", "extensions": ["binary_tensor_data"]}
 # KServe's client also sends the model's name (and version) in the body.
 REQUEST_KEYS = ("id", "inputs", "outputs", "parameters", "model_name", "model_version")
+# API Gateway hands the function a body whose Content-Type is not a binary
+# media type as UTF-8 text, replacing the bytes that are not: sizes stop adding up.
+BINARY_HINT = ("; through API Gateway, binary tensor data needs "
+               "Content-Type: application/octet-stream")
 HEADER_LENGTH = "inference-header-content-length"
 INTEGER_TYPES = {"UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
                  "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8"}
@@ -199,9 +203,8 @@ def _tensors(inputs, binary):
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise BadRequest("%s: binary_data_size %s does not fit the %d bytes of "
-                                 "binary data (through API Gateway, send binary tensors with "
-                                 "Content-Type: application/octet-stream)"
-                                 % (where, json.dumps(size), len(binary)))
+                                 "binary data%s" % (where, json.dumps(size), len(binary),
+                                                    BINARY_HINT))
             values = _from_binary(binary[offset:offset + size], datatype, count, where)
             offset += size
         elif "data" in spec:
@@ -213,8 +216,8 @@ def _tensors(inputs, binary):
                              % (where, shape, count, len(values)))
         tensors.append(_Tensor(name, shape, datatype, values))
     if offset != len(binary):
-        raise BadRequest("%d bytes of binary data are not claimed by any input"
-                         % (len(binary) - offset))
+        raise BadRequest("%d bytes of binary data are not claimed by any input%s"
+                         % (len(binary) - offset, BINARY_HINT))
     return tensors
 
 
@@ -263,8 +266,8 @@ def _from_binary(raw, datatype, count, where):
     dtype = np.dtype("?" if datatype == "BOOL" else
                      INTEGER_TYPES.get(datatype) or FLOAT_TYPES[datatype])
     if len(raw) != count * dtype.itemsize:
-        raise BadRequest("%s: %d bytes of binary data for %d %s values"
-                         % (where, len(raw), count, datatype))
+        raise BadRequest("%s: %d bytes of binary data for %d %s values%s"
+                         % (where, len(raw), count, datatype, BINARY_HINT))
     return np.frombuffer(raw, dtype=dtype).tolist()
 
 
