@@ -57,8 +57,10 @@ class _StageProxy(BaseHTTPRequestHandler):
     forwarded to the server as ``/x``; any other path is API Gateway's 403."""
 
     target = None
+    seen = None  # (method, path, Content-Type) of each request
 
     def _forward(self):
+        self.seen.append((self.command, self.path, self.headers.get("Content-Type")))
         if not (self.path == "/prod" or self.path.startswith(("/prod/", "/prod?"))):
             self._send(403, {"Content-Type": "application/json"},
                        b'{"message":"Missing Authentication Token"}')
@@ -95,11 +97,14 @@ class _StageProxy(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def prod_url(local_url):
     """``http://127.0.0.1:PORT/prod``: the server behind a stage path."""
-    handler = type("Proxy", (_StageProxy,), {"target": local_url})
+    handler = type("Proxy", (_StageProxy,), {"target": local_url, "seen": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield "http://127.0.0.1:%d/prod" % server.server_address[1]
+    url = "http://127.0.0.1:%d/prod" % server.server_address[1]
+    url_seen = type("URL", (str,), {})(url)
+    url_seen.seen = handler.seen
+    yield url_seen
     server.shutdown()
     server.server_close()
 
@@ -363,6 +368,15 @@ def test_clients_keep_the_stage_path(prod_url, reference):
         assert triton.is_server_ready() and triton.is_model_ready(NAME)
         result = triton.infer(NAME, _triton_columns())
         assert result.as_numpy("predictions").astype(str).tolist() == expected
+        # Binary tensors: tritonclient sends no Content-Type of its own (API
+        # Gateway would then pass the bytes as text); with the header the
+        # README says to add, the body is a binary media type.
+        del prod_url.seen[:]
+        for headers in (None, {"Content-Type": "application/octet-stream"}):
+            result = triton.infer(NAME, _triton_rows(True), headers=headers)
+            labels = result.as_numpy("predictions").astype(str).tolist()
+            assert labels == expected
+        assert [s[2] for s in prod_url.seen] == [None, "application/octet-stream"]
     finally:
         triton.close()
 
