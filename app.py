@@ -51,10 +51,10 @@ def openapi():
 # SageMaker's container contract, KServe V1 and the Open Inference Protocol
 # (V2). (method, path, handler, behind the stage's auth). Predictions and
 # model metadata are protected like /model; liveness, readiness and the
-# server's identity stay open like /health. `{segment}` is KServe V1's
+# server's identity stay open like /health. `GET /` is the try-it page, so
+# KServe V1's liveness probe of the base URL is not served. `{segment}` is KServe V1's
 # `name:predict`: API Gateway only allows a variable as a whole segment.
 PROTOCOL_ROUTES = [
-    ("GET", "/", kserve_v1.live, False),
     ("GET", "/ping", invocations.ping, False),
     ("GET", "/version", invocations.version, False),
     ("POST", "/invocations", invocations.invocations, True),
@@ -88,3 +88,10 @@ for _method, _path, _handler, _protected in PROTOCOL_ROUTES:
     app.route(_path, methods=[_method], cors=CORS,
               name=_method.lower() + re.sub(r"\W+", "_", _path).rstrip("_"),
               **_options)(_protocol_view(_handler))
+
+
+# The try-it page: open on every stage (it holds nothing secret; predictions
+# stay behind the stage's auth), same origin as /model, so no CORS.
+@app.route("/", methods=["GET"])
+def try_it_page():
+    return _respond(SERVICE.page())

@@ -82,7 +82,8 @@ class Service:
             rows = len(parsed.X)
             reply = Reply(200, model.predict(parsed.X, parsed.probabilities), model.headers)
         except ServiceError as error:
-            reply = Reply(error.status, error_body(error), JSON_HEADERS)
+            # Errors name the model too, as every response does (once loaded).
+            reply = Reply(error.status, error_body(error), self.model.headers or JSON_HEADERS)
         if self.settings.log_requests:
             self._log(request, reply.status, started, rows)
         return reply
@@ -109,6 +110,13 @@ class Service:
         schema generated from the model card (built once per process)."""
         from chalicelib.openapi import document_json
         return Reply(200, document_json(self), JSON_HEADERS)
+
+    def page(self):
+        """GET /: the try-it page, generated from the model card once per
+        process; imported here so that nothing of it loads before the first
+        GET / (it never touches the prediction path)."""
+        from chalicelib.page import page_of
+        return Reply(*page_of(self))
 
     def _log(self, request, status, started, rows, route='"POST /model"'):
         """One log line; ``route`` is JSON text (the protocol routes name theirs)."""

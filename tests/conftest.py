@@ -95,8 +95,9 @@ def free_port():
 
 
 @contextlib.contextmanager
-def chalice_local(log_path, **env):
-    """A real ``chalice local`` on a free 127.0.0.1 port, yielding its URL.
+def chalice_local(log_path, stage=None, **env):
+    """A real ``chalice local`` on a free 127.0.0.1 port, yielding its URL
+    (``stage``: the config stage whose variables it applies; default dev).
     No autoreload, so edits elsewhere in the tree do not restart it mid-run;
     its output goes to ``log_path`` (a pipe nobody reads would fill and stall
     it)."""
@@ -104,7 +105,7 @@ def chalice_local(log_path, **env):
     environ = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", **env)
     with open(log_path, "w+b") as log:
         proc = subprocess.Popen([CHALICE, "local", "--no-autoreload", "--host", "127.0.0.1",
-                                 "--port", str(port)],
+                                 "--port", str(port)] + (["--stage", stage] if stage else []),
                                 cwd=PROJECT_DIR, env=environ, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60

@@ -182,18 +182,17 @@ def test_kserve_v1_client(local_url, reference):
     async def calls():
         client = _kserve("v1")
         try:
-            live = await client.is_server_live(local_url)
             ready = await client.is_model_ready(local_url, NAME)
             answer = await client.infer(local_url, {"instances": ROWS}, model_name=NAME)
             as_inputs = await client.infer(local_url, {"inputs": ROWS}, model_name=NAME)
             with pytest.raises(httpx.HTTPStatusError) as missing:
                 await client.infer(local_url, {"instances": ROWS}, model_name="other")
-            return live, ready, answer, as_inputs, missing.value.response
+            return ready, answer, as_inputs, missing.value.response
         finally:
             await client.close()
 
-    live, ready, answer, as_inputs, missing = asyncio.run(calls())
-    assert live is True and ready is True
+    ready, answer, as_inputs, missing = asyncio.run(calls())
+    assert ready is True
     assert answer == as_inputs == {"predictions": reference["predictions"]}
     assert missing.status_code == 404 and set(missing.json()) == {"error"}
 

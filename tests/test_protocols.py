@@ -164,7 +164,6 @@ def test_sagemaker_bodies(api):
 
 def test_kserve_v1_routes(api):
     expected = model_answer(api, probabilities=True)
-    assert body_of(api.get("/")) == {"status": "alive"}
     assert body_of(api.get("/v1/models")) == {"models": [NAME]}
     assert body_of(api.get("/v1/models/" + NAME)) == {"name": NAME, "ready": True}
     predict = "/v1/models/%s:predict" % NAME
@@ -293,7 +292,6 @@ def test_a_model_that_did_not_load_is_503_in_each_protocols_shape(serve, model_c
     (model_copy / "model.joblib").write_bytes(b"not a pickle")
     api = serve(MODEL_DIR=model_copy)
     assert api.get("/v2/health/live").status_code == 200  # the process is alive
-    assert body_of(api.get("/")) == {"status": "alive"}
     for response, shape in (
             (api.get("/ping"), {"error_code", "message"}),
             (post(api, "/invocations", {"inputs": IRIS_ROWS}), {"error_code", "message"}),

@@ -56,9 +56,10 @@ PROTECTED = ("POST /model", "GET /model",
              "POST /v2/models/{name}/versions/{version}/infer")
 PUBLIC = ("GET /health", "GET /openapi.json",
           # liveness, readiness and the server's identity
-          "GET /", "GET /ping", "GET /version", "GET /v1/models", "GET /v1/models/{segment}",
+          "GET /ping", "GET /version", "GET /v1/models", "GET /v1/models/{segment}",
           "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
           "GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready")
+PAGE = "GET /"  # the try-it page: open, same-origin (no CORS)
 AUTHS = [None, "none", "api_key", "iam", " API_KEY "]
 CORS_ORIGINS = [None, ORIGIN]
 INVALID_AUTHS = ["apikey", "cognito", "true"]
@@ -93,15 +94,18 @@ def route_configs():
 @pytest.mark.parametrize("auth", AUTHS)
 def test_auth_and_cors_follow_the_stage_environment(route_configs, auth, cors_origin):
     routes = route_configs[auth, cors_origin]
-    assert set(routes) == set(PROTECTED + PUBLIC)
+    assert set(routes) == set(PROTECTED + PUBLIC + (PAGE,))
     mode = (auth or "none").strip().lower()
     for route in PROTECTED:
         assert bool(routes[route]["api_key_required"]) is (mode == "api_key"), route
         assert routes[route]["authorizer"] == ("IAMAuthorizer" if mode == "iam" else None), route
-    for route in PUBLIC:  # health checks and the API description stay open
+    for route in PUBLIC + (PAGE,):  # health checks, the API description and page stay open
         assert not routes[route]["api_key_required"]
         assert routes[route]["authorizer"] is None
+    assert routes[PAGE]["cors"] is None  # the page calls its own origin
     for route, config in routes.items():
+        if route == PAGE:
+            continue
         if cors_origin is None:
             assert config["cors"] is None, route  # CORS off by default
         else:
@@ -164,6 +168,7 @@ def test_prod_requires_an_api_key_in_api_gateway():
     for route in PUBLIC:
         method, path = route.split(" ")
         assert "security" not in swagger["paths"][path][method.lower()], route
+    assert "security" not in swagger["paths"]["/"]["get"]  # the try-it page
     # CORS is off in prod's config: no preflight (OPTIONS) methods.
     assert not any("options" in methods for methods in swagger["paths"].values())
 

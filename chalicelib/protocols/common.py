@@ -12,6 +12,7 @@ import numpy as np
 
 from chalicelib.errors import BadRequest, NotFound, ServiceError
 from chalicelib.parsing import parse_payload
+from chalicelib.served_model import probability_rows
 from chalicelib.service import Reply, _raw_body
 
 MLFLOW = "mlflow"
@@ -159,7 +160,7 @@ def predictions_document(model, predictions, proba):
     document = {"predictions": predictions.tolist()}
     if proba is not None:
         document["classes"] = model.classes
-        document["probabilities"] = proba.tolist()
+        document["probabilities"] = probability_rows(proba, len(predictions))
     return document
 
 

@@ -1,7 +1,6 @@
 """KServe's V1 protocol (TensorFlow Serving's REST shape), what KServe's
 ``InferenceRESTClient`` speaks with ``protocol="v1"``:
 
-* ``GET /`` liveness ``{"status": "alive"}``;
 * ``GET /v1/models`` ``{"models": [name]}``;
 * ``GET /v1/models/{name}`` readiness ``{"name", "ready"}``;
 * ``POST /v1/models/{name}:predict`` with ``{"instances": [...]}`` or
@@ -12,7 +11,8 @@ API Gateway allows a path variable only as a whole path segment, so
 ``{name}:predict`` cannot be a route: the route is ``/v1/models/{model}``
 and the segment (``iris-classifier:predict``) is split here. Any other
 name, or a verb other than ``:predict``, is a 404 in KServe's
-``{"error": ...}`` shape.
+``{"error": ...}`` shape. (V1's liveness probe, ``GET`` of the base URL
+itself, is not served: ``GET /`` is the app's try-it page.)
 """
 import json
 
@@ -22,11 +22,6 @@ from chalicelib.protocols.common import (KSERVE_V1, body_bytes, check_model_name
                                          predictions_document, run_payload, with_model)
 
 KEYS = ("instances", "inputs", "probabilities")
-
-
-def live(service, request):
-    return handle(service, request, KSERVE_V1, "GET /",
-                  lambda: (json_reply(None, {"status": "alive"}), 0))
 
 
 def models(service, request):

@@ -146,6 +146,9 @@ def _infer(service, model, document, binary):
     payload, rename = _payload(tensors, model.schema.feature_names)
     model, predictions, proba, rows = run_payload(
         service, payload, probabilities="probabilities" in wanted, rename=rename)
+    if isinstance(proba, list):
+        raise Unprocessable("outputs: this model's probabilities differ in shape per output "
+                            "and make no tensor; ask for outputs [{\"name\": \"predictions\"}]")
     outputs = []
     for output in wanted:
         array = predictions if output == "predictions" else proba

@@ -1,0 +1,525 @@
+"""The try-it page in a real browser: Debian's Chromium (``apt-get install
+chromium``), headless, driven by Playwright against a real ``chalice local``.
+
+What is proven here: the page loads and runs under its own CSP (no
+violation, no script error, no request leaves the page's origin); Predict
+shows the label and the class probabilities ``POST /model`` answers for the
+same row (same server, same run); the what-if re-predicts as a number is
+typed, debounced; a 422 shows the API's message next to the field it names;
+a CSV batch (pasted, dropped or chosen) gives a table and a download equal to
+the API's CSV answer; on an API-key stage behind a stand-in for API
+Gateway's key check (AWS itself, the one thing mocked) under a stage path,
+the key is asked for, sent as x-api-key, kept nowhere, and a 403 is said
+plainly; a typed card's form (sliders, checkbox, select, text) and a text
+model build the requests of the shared contract. A screenshot goes to
+build/try-it.png.
+
+Nothing here downloads a browser: a machine without /usr/bin/chromium fails
+this test (``.ci/run`` installs it).
+"""
+import http.client
+import http.server
+import json
+import os
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from chalicelib import page as page_module
+from tests.conftest import FEATURES, IRIS_ROWS, PROJECT_DIR, chalice_local
+from tests.test_page import TEXT_CARD, TYPED_CARD
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = os.path.join(PROJECT_DIR, "build", "try-it.png")
+API_KEY = "test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert os.access(CHROMIUM, os.X_OK), (
+        "%s is missing: apt-get install -y chromium (this test never downloads a browser)"
+        % CHROMIUM)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Watched:
+    """A page with everything the browser reported about it."""
+
+    def __init__(self, page, origin):
+        self.page = page
+        self.origin = origin
+        self.console = []
+        self.errors = []
+        self.requests = []
+        page.on("console", lambda m: self.console.append((m.type, m.text)))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r))
+
+    def check_clean(self):
+        assert not self.errors, self.errors
+        assert not [t for _, t in self.console if "Content Security Policy" in t], self.console
+        # the only console errors: the status of a refused request (422, 403, 503)
+        others = [t for kind, t in self.console if kind == "error"
+                  and "the server responded with a status of " not in t]
+        assert not others, others
+        for request in self.requests:
+            assert request.url.startswith(self.origin + "/") or \
+                request.url.startswith(("blob:", "data:")), request.url
+
+
+@pytest.fixture
+def open_page(browser):
+    contexts = []
+    watched = []
+
+    def _open(url, origin=None):
+        context = browser.new_context(viewport={"width": 1100, "height": 900},
+                                      accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        w = Watched(page, origin or url.split("/", 3)[0] + "//" + url.split("/", 3)[2])
+        watched.append(w)
+        page.goto(url)
+        return w
+
+    yield _open
+    for w in watched:
+        w.check_clean()
+    for context in contexts:
+        context.close()
+
+
+def api(url, body, content_type="application/json", query="", headers=None):
+    """(status, JSON) of POST /model, the way any client calls it."""
+    data = body if isinstance(body, str) else json.dumps(body)
+    request = urllib.request.Request(url + "/model" + query, data=data.encode(), method="POST",
+                                     headers=dict(headers or {}, **{"Content-Type": content_type}))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def is_prediction(response):
+    return response.request.method == "POST" and "/model" in response.url
+
+
+def settled(page, status_id="status"):
+    """Wait until no prediction is pending in ``#status_id``."""
+    page.wait_for_function("id => !document.getElementById(id).textContent.includes('\u2026')",
+                           arg=status_id)
+
+
+def wait_for_text(page, element_id, text, prefix=False):
+    page.wait_for_function("([id, text, prefix]) => { const t = document.getElementById(id)"
+                           ".textContent; return prefix ? t.startsWith(text) : t === text; }",
+                           arg=[element_id, text, prefix])
+
+
+def predict(page):
+    """Click Predict; the JSON body the page sent."""
+    with page.expect_response(is_prediction) as info:
+        page.click("#predict")
+    settled(page)
+    return json.loads(info.value.request.post_data)
+
+
+def shown(page):
+    return page.evaluate("""() => ({
+        label: document.getElementById('answer').hidden ? null
+               : document.getElementById('label').textContent,
+        classes: [...document.querySelectorAll('#bars .bar')].map(b => b.dataset.class),
+        probabilities: [...document.querySelectorAll('#bars .bar')].map(b => Number(b.dataset.p)),
+        percents: [...document.querySelectorAll('#bars .pct')].map(p => p.textContent),
+        top: [...document.querySelectorAll('#bars .bar.top')].map(b => b.dataset.class),
+        status: document.getElementById('status').textContent})""")
+
+
+def check_shown_equals_api(page, url, row):
+    status, expected = api(url, {"instances": [dict(zip(FEATURES, row))], "probabilities": True})
+    assert status == 200
+    got = shown(page)
+    assert got["label"] == expected["predictions"][0]
+    assert got["classes"] == expected["classes"]
+    assert got["probabilities"] == expected["probabilities"][0]  # same server, same run
+    assert got["top"] == [expected["predictions"][0]]
+    for text, p in zip(got["percents"], expected["probabilities"][0]):
+        assert abs(float(text.rstrip("%")) - 100 * p) <= 0.051
+    return expected
+
+
+def fill_row(page, row):
+    for i, value in enumerate(row):
+        page.fill("#f%d" % i, repr(value))
+
+
+def table_of(page):
+    return page.evaluate("""() => [...document.querySelectorAll('#table tr')]
+        .map(tr => [...tr.children].map(c => c.textContent))""")
+
+
+# --------------------------------------------------------------------------
+
+def test_predict_shows_the_label_and_probabilities_post_model_answers(open_page, local_url):
+    w = open_page(local_url + "/")
+    page = w.page
+    assert page.title() == "iris-classifier: try it"
+    # an open stage predicts the prefilled row (zeros: today's card has no example) at once
+    page.wait_for_selector("#answer:not([hidden])")
+    settled(page)
+    check_shown_equals_api(page, local_url, [0, 0, 0, 0])
+    for row in IRIS_ROWS:
+        fill_row(page, row)
+        sent = predict(page)
+        assert sent == {"instances": [dict(zip(FEATURES, row))], "probabilities": True}
+        check_shown_equals_api(page, local_url, row)
+    assert page.get_attribute("a[data-path=openapi\\.json]", "href") == "/openapi.json"
+
+
+def test_what_if_re_predicts_as_a_number_is_typed(open_page, local_url):
+    page = open_page(local_url + "/").page
+    page.wait_for_selector("#answer:not([hidden])")
+    settled(page)
+    row = list(IRIS_ROWS[2])
+    fill_row(page, row)  # each fill is one input event: the what-if follows
+    page.wait_for_timeout(400)  # longer than the debounce
+    settled(page)
+    check_shown_equals_api(page, local_url, row)
+    sent = []
+    page.on("request", lambda r: sent.append(r) if r.method == "POST" else None)
+    page.click("#f2")
+    page.keyboard.press("Control+A")
+    with page.expect_response(is_prediction):
+        page.keyboard.type("1.45", delay=40)  # four keystrokes, no click
+    page.wait_for_timeout(400)
+    settled(page)
+    row[2] = 1.45
+    check_shown_equals_api(page, local_url, row)
+    # debounced: one request for the four keystrokes (not one each)
+    assert 1 <= len(sent) < 4, [r.post_data for r in sent]
+    assert json.loads(sent[-1].post_data)["instances"][0]["petal_length"] == 1.45
+    # switched off, moving a value sends nothing
+    page.uncheck("#live")
+    count = len(sent)
+    page.fill("#f2", "4.4")
+    page.wait_for_timeout(500)
+    assert len(sent) == count
+
+
+def test_a_422_message_shows_next_to_the_field_it_names(open_page, local_url):
+    page = open_page(local_url + "/").page
+    page.wait_for_selector("#answer:not([hidden])")
+    settled(page)
+    page.uncheck("#live")
+    fill_row(page, IRIS_ROWS[0])
+    page.fill("#f3", "")
+    sent = predict(page)
+    status, expected = api(local_url, sent)
+    assert status == 422 and expected["Message"].startswith("instances[0].petal_width: ")
+    assert page.text_content("#e3") == expected["Message"]
+    assert "invalid" in page.get_attribute("#f3", "class")
+    assert page.text_content("#status") == "422 UnprocessableEntityError: " + expected["Message"]
+    assert page.is_hidden("#answer")
+    for i in range(3):
+        assert page.text_content("#e%d" % i) == ""
+    page.fill("#f3", "0.2")
+    predict(page)
+    assert page.text_content("#e3") == "" and shown(page)["label"] == "setosa"
+
+
+def test_a_csv_batch_pasted_dropped_or_chosen(open_page, local_url, tmp_path):
+    page = open_page(local_url + "/").page
+    page.wait_for_selector("#answer:not([hidden])")
+    settled(page)
+    # a header in another order, as a spreadsheet would export it
+    order = [3, 0, 2, 1]
+    csv_text = ",".join(FEATURES[j] for j in order) + "\n" + "".join(
+        ",".join(repr(r[j]) for j in order) + "\n" for r in IRIS_ROWS)
+    page.fill("#csv", csv_text)
+    with page.expect_response(is_prediction) as info:
+        page.click("#run")
+    settled(page, "bstatus")
+    assert info.value.request.headers["content-type"] == "text/csv"
+    assert info.value.url.endswith("/model?probabilities=true")
+    status, expected = api(local_url, csv_text, "text/csv", "?probabilities=true")
+    assert status == 200
+    assert page.text_content("#bstatus") == "3 rows predicted."
+    table = table_of(page)
+    assert table[0] == [FEATURES[j] for j in order] + ["prediction"] + \
+        ["p(%s)" % c for c in expected["classes"]]
+    for line, row, label, proba in zip(table[1:], IRIS_ROWS, expected["predictions"],
+                                       expected["probabilities"]):
+        assert [float(v) for v in line[:4]] == [row[j] for j in order]
+        assert line[4] == label
+        assert [float(p) for p in line[5:]] == proba
+    assert len(table) == 4
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = tmp_path / "predictions.csv"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "predictions.csv"
+    assert [line.split(",") for line in saved.read_text().splitlines()] == table
+
+    # a file dropped on the box runs at once (rows in feature order, no header)
+    dropped = "6.9,3.1,5.4,2.1\n5.0,3.4,1.5,0.2\n"
+    page.evaluate("""text => {
+        const data = new DataTransfer();
+        data.items.add(new File([text], 'rows.csv', {type: 'text/csv'}));
+        document.getElementById('csv').dispatchEvent(
+            new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""", dropped)
+    wait_for_text(page, "bstatus", "2 rows predicted.")
+    status, expected = api(local_url, dropped, "text/csv", "?probabilities=true")
+    table = table_of(page)
+    assert table[0][:5] == FEATURES + ["prediction"]
+    assert [line[4] for line in table[1:]] == expected["predictions"] == ["virginica", "setosa"]
+    assert page.input_value("#csv") == dropped
+
+    # a chosen file, with a bad value: the API's message, said as it is
+    bad = tmp_path / "bad.csv"
+    bad.write_text("5.1,3.5,1.4,0.2\n5.1,abc,1.4,0.2\n")
+    page.set_input_files("#file", str(bad))
+    wait_for_text(page, "bstatus", "422", prefix=True)
+    status, expected = api(local_url, bad.read_text(), "text/csv", "?probabilities=true")
+    assert status == 422
+    assert page.text_content("#bstatus") == "422 UnprocessableEntityError: " + expected["Message"]
+    assert "CSV line 2, column 2 (sepal_width)" in expected["Message"]
+    assert table_of(page) == [] and page.is_hidden("#download")
+
+
+def test_screenshot(open_page, local_url):
+    """The README's picture: a versicolor row predicted and a small batch."""
+    page = open_page(local_url + "/").page
+    page.wait_for_selector("#answer:not([hidden])")
+    settled(page)
+    page.uncheck("#live")
+    fill_row(page, IRIS_ROWS[1])
+    predict(page)
+    check_shown_equals_api(page, local_url, IRIS_ROWS[1])
+    page.check("#live")
+    page.fill("#csv", ",".join(FEATURES) + "\n" + "".join(
+        ",".join(map(repr, r)) + "\n" for r in IRIS_ROWS))
+    page.click("#run")
+    wait_for_text(page, "bstatus", "3 rows predicted.")
+    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    with open(SCREENSHOT, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(SCREENSHOT) > 20_000
+
+
+# --------------------------------------------------------------------------
+# An API-key stage, as API Gateway serves it: under /<stage>, 403 without a
+# valid key. chalice local does not check keys (API Gateway does), so a
+# loopback stand-in for that check sits in front of it.
+
+class GatewayStandIn(http.server.BaseHTTPRequestHandler):
+    upstream = stage = key = None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status, body, headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _forward(self):
+        prefix = "/" + self.stage
+        path, _, query = self.path.partition("?")
+        if path != prefix and not path.startswith(prefix + "/"):
+            return self._reply(403, b'{"message":"Missing Authentication Token"}',
+                               [("Content-Type", "application/json")])
+        rest = path[len(prefix):] or "/"
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if rest == "/model" and self.headers.get("x-api-key") != self.key:
+            return self._reply(403, b'{"message":"Forbidden"}',
+                               [("Content-Type", "application/json")])
+        host = urllib.parse.urlsplit(self.upstream)
+        connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type",)}
+        connection.request(self.command, rest + ("?" + query if query else ""), body, headers)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        self._reply(response.status, data, [(k, v) for k, v in response.getheaders()
+                                            if k.lower() not in ("content-length", "connection",
+                                                                 "transfer-encoding", "date",
+                                                                 "server")])
+
+    do_GET = do_POST = _forward
+
+
+@pytest.fixture(scope="module")
+def prod_like(tmp_path_factory):
+    """(URL of the stage, URL of chalice local behind it): the prod stage's
+    variables (API_AUTH=api_key), under /prod, keys checked in front."""
+    log = tmp_path_factory.mktemp("chalice-local-prod") / "output.log"
+    with chalice_local(log, stage="prod", LOG_REQUESTS="false") as upstream:
+        handler = type("StandIn", (GatewayStandIn,),
+                       {"upstream": upstream, "stage": "prod", "key": API_KEY})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield "http://127.0.0.1:%d/prod" % server.server_address[1], upstream
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_an_api_key_stage_asks_for_the_key_and_says_a_403_plainly(open_page, prod_like):
+    stage_url, upstream = prod_like
+    origin = stage_url.rsplit("/", 1)[0]
+    w = open_page(stage_url, origin)  # no trailing slash, as `chalice url` users may type it
+    page = w.page
+    assert page.get_attribute("a[data-path=openapi\\.json]", "href") == "/prod/openapi.json"
+    assert page.text_content("#endpoint") == "/prod/model"
+    assert page.is_visible("#apikey")
+    assert page.text_content("#status") == ""  # nothing sent before a key is given
+    page.uncheck("#live")
+    fill_row(page, IRIS_ROWS[2])
+    predict(page)
+    assert page.text_content("#status") == ("403 Forbidden: this stage needs a valid API key. "
+                                            "Enter one in the API key field above.")
+    assert page.is_hidden("#answer")
+    page.fill("#apikey", "not-the-key")
+    predict(page)
+    assert page.text_content("#status") == ("403 Forbidden: this stage needs a valid API key. "
+                                            "The key entered was refused.")
+    page.fill("#apikey", API_KEY)
+    with page.expect_request(lambda r: r.method == "POST") as request:
+        predict(page)
+    assert request.value.headers["x-api-key"] == API_KEY
+    expected = check_shown_equals_api(page, upstream, IRIS_ROWS[2])
+    assert expected["predictions"] == ["virginica"]
+    # the batch goes through the same key
+    page.click("#run")
+    wait_for_text(page, "bstatus", "1 row predicted.")
+    # the key lives in the input only: nothing stored, nothing in a cookie or the URL
+    assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
+    assert page.evaluate("() => document.cookie") == "" and API_KEY not in page.url
+    page.reload()
+    assert page.input_value("#apikey") == ""
+    assert API_KEY not in page.content()
+
+
+# --------------------------------------------------------------------------
+# Typed cards: today's app serves number features only, so the page of a
+# typed card is served by a loopback server that records what the page
+# sends (and answers 503: no model behind it). What is checked is the
+# request the page builds, against the shared contract.
+
+class RecordingServer(http.server.BaseHTTPRequestHandler):
+    text = csp = None
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = self.text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", page_module.HTML_TYPE)
+        self.send_header("Content-Security-Policy", self.csp)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.bodies.append((self.path, self.headers.get("Content-Type"), data.decode()))
+        body = b'{"Code": "ServiceUnavailable", "Message": "recorded only"}'
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def serve_card():
+    servers = []
+
+    def _serve(card):
+        text, csp = page_module.render_page(card, "none")
+        handler = type("Recording", (RecordingServer,), {"text": text, "csp": csp})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.bodies = []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return "http://127.0.0.1:%d" % server.server_address[1], server.bodies
+
+    yield _serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_for_bodies(page, bodies, n):
+    for _ in range(100):
+        if len(bodies) >= n:
+            return [json.loads(b[2]) for b in bodies]
+        page.wait_for_timeout(50)
+    raise AssertionError("expected %d requests, got %r" % (n, bodies))
+
+
+def test_a_typed_card_builds_typed_requests(open_page, serve_card):
+    url, bodies = serve_card(TYPED_CARD)
+    page = open_page(url + "/").page
+    # on load: the card's example row, exactly, asking for probabilities
+    first = wait_for_bodies(page, bodies, 1)[0]
+    assert first == dict(TYPED_CARD["example"], probabilities=True)
+    wait_for_text(page, "status", "503", prefix=True)
+    assert page.text_content("#status") == "503 ServiceUnavailable: recorded only"
+    # the age slider moves the number input and re-predicts
+    page.focus("#r0")
+    page.keyboard.press("ArrowRight")
+    assert page.input_value("#f0") == "42.1"
+    row = wait_for_bodies(page, bodies, 2)[1]["instances"][0]
+    assert row["age"] == 42.1 and row["n_rooms"] == 3
+    page.focus("#r1")  # integer slider: whole steps
+    page.keyboard.press("ArrowRight")
+    assert page.input_value("#f1") == "4"
+    assert wait_for_bodies(page, bodies, 3)[2]["instances"][0]["n_rooms"] == 4
+    page.uncheck("#f3")  # boolean
+    assert wait_for_bodies(page, bodies, 4)[3]["instances"][0]["is_member"] is False
+    page.select_option("#f4", "blue")  # category
+    assert wait_for_bodies(page, bodies, 5)[4]["instances"][0]["color"] == "blue"
+    page.fill("#f5", "Nantes")  # free text: sent on Predict
+    page.click("#predict")
+    last = wait_for_bodies(page, bodies, 6)[5]
+    assert last == {"instances": [{
+        "age": 42.1, "n_rooms": 4, "visits": 7, "is_member": False, "color": "blue",
+        "city": "Nantes", "<img src=x onerror=alert(1)>": 0.5, "plan": "basic"}],
+        "probabilities": True}
+    assert all(path == "/model" and ctype == "application/json" for path, ctype, _ in bodies)
+    page.screenshot(path=os.path.join(PROJECT_DIR, "build", "try-it-typed.png"), full_page=True)
+
+
+def test_a_text_model_sends_texts(open_page, serve_card):
+    url, bodies = serve_card(TEXT_CARD)
+    page = open_page(url + "/").page
+    assert wait_for_bodies(page, bodies, 1)[0] == {"instances": ["a fine <film> & more"],
+                                                  "probabilities": True}
+    page.fill("#f0", "dull, \"long\"\nand slow")
+    page.click("#predict")
+    assert wait_for_bodies(page, bodies, 2)[1]["instances"] == ["dull, \"long\"\nand slow"]
+    page.fill("#csv", "first text\n\nsecond, with a comma\n")  # batch: one text per line
+    page.click("#run")
+    assert wait_for_bodies(page, bodies, 3)[2] == {
+        "instances": ["first text", "second, with a comma"], "probabilities": True}
