@@ -397,3 +397,82 @@ def test_binary_tensor_sizes_are_checked(api):
     response = infer(api, head2 + text * 4, headers=dict(
         headers, **{"Inference-Header-Content-Length": str(len(head2))}))
     assert response.status_code == 422 and 'input "sepal_length"[0]' in body_of(response)["error"]
+
+
+# --- Typed models (the model-families cards) speak the protocols too ----------------
+
+
+def test_typed_dataframe_model_in_every_protocol(serve, tmp_path):
+    from tests.test_model_families import published, records_of
+    model, notebook, card, model_dir = published(tmp_path, "tabular_pipeline")
+    api = serve(MODEL_DIR=model_dir)
+    records = records_of(notebook)
+    expected = model_answer(api, records, probabilities=True)
+    assert expected["predictions"] == model.predict(notebook).tolist()
+    name = card["name"]
+    names = [f["name"] for f in card["features"]]
+    assert body_of(post(api, "/invocations", {"dataframe_records": records})) == \
+        {"predictions": expected["predictions"]}
+    columns = {c: [r[c] for r in records] for c in names}
+    assert body_of(post(api, "/invocations", {"inputs": columns}))["predictions"] == \
+        expected["predictions"]
+    assert body_of(post(api, "/v1/models/%s:predict" % name, {"instances": records})) == \
+        {"predictions": expected["predictions"]}
+    meta = body_of(api.get("/v2/models/" + name))
+    datatypes = {i["name"]: i["datatype"] for i in meta["inputs"]}
+    assert datatypes == {"color": "BYTES", "city": "BYTES", "age": "FP64", "income": "FP64"}
+    tensors = [{"name": c, "shape": [len(records)], "datatype": datatypes[c],
+                "data": columns[c]} for c in names]
+    answer = body_of(infer(api, {"inputs": tensors}, "/v2/models/%s/infer" % name))
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["predictions"]["data"] == expected["predictions"]
+    assert outputs["probabilities"]["data"] == [p for r in expected["probabilities"] for p in r]
+    tensors[0]["data"][2] = "purple"
+    refused = infer(api, {"inputs": tensors}, "/v2/models/%s/infer" % name)
+    assert refused.status_code == 422
+    assert body_of(refused)["error"].startswith('input "color"[2]: expected one of "blue"')
+    csv = notebook.to_csv()  # MLflow's CSV: header and index column
+    assert body_of(post(api, "/invocations", csv, {"Content-Type": "text/csv"})) == \
+        {"predictions": expected["predictions"]}
+
+
+def test_text_model_in_every_protocol(serve, tmp_path):
+    from tests.test_model_families import published
+    model, texts, card, model_dir = published(tmp_path, "text_pipeline")
+    api = serve(MODEL_DIR=model_dir)
+    expected = model.predict(texts).tolist()
+    assert model_answer(api, texts)["predictions"] == expected
+    name = card["name"]
+    assert body_of(post(api, "/invocations", {"inputs": texts}))["predictions"] == expected
+    assert body_of(post(api, "/v1/models/%s:predict" % name, {"instances": texts})) == \
+        {"predictions": expected}
+    for tensor in ({"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts},
+                   {"name": "rows", "shape": [len(texts), 1], "datatype": "BYTES",
+                    "data": texts}):
+        answer = body_of(infer(api, {"inputs": [tensor]}, "/v2/models/%s/infer" % name))
+        assert answer["outputs"][0]["data"] == expected
+
+
+def test_multilabel_model_outputs_are_tensors(serve, tmp_path):
+    from tests.test_model_families import published
+    model, X, card, model_dir = published(tmp_path, "multilabel_forest")
+    api = serve(MODEL_DIR=model_dir)
+    expected = model_answer(api, X.tolist(), probabilities=True)
+    name = card["name"]
+    meta = body_of(api.get("/v2/models/" + name))
+    assert meta["outputs"] == [
+        {"name": "predictions", "datatype": "INT64", "shape": [-1, 3]},
+        {"name": "probabilities", "datatype": "FP64", "shape": [-1, 3, 2]}]
+    answer = body_of(infer(api, {"inputs": [{"name": "rows", "shape": list(X.shape),
+                                             "datatype": "FP64", "data": X.tolist()}]},
+                           "/v2/models/%s/infer" % name))
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["predictions"]["shape"] == [len(X), 3]
+    assert np.reshape(outputs["predictions"]["data"], (len(X), 3)).tolist() == \
+        expected["predictions"]
+    assert np.allclose(np.reshape(outputs["probabilities"]["data"], (len(X), 3, 2)),
+                       expected["probabilities"], rtol=0, atol=0)
+    response = post(api, "/invocations", npy(X), {"Content-Type": "application/x-npy",
+                                                  "Accept": "text/csv"})
+    assert [list(map(int, line.split(","))) for line in response.body.decode().splitlines()] \
+        == expected["predictions"]

@@ -89,12 +89,19 @@ def metadata(model):
     inputs = [{"name": f["name"], "datatype": _FEATURE_DATATYPES.get(f.get("type"), "FP64"),
                "shape": [-1]} for f in card.raw["features"]]
     classes = model.classes
-    label_type = ("BYTES" if classes and isinstance(classes[0], str)
-                  else "INT64" if classes and isinstance(classes[0], int) else "FP64")
-    outputs = [{"name": "predictions", "datatype": label_type, "shape": [-1]}]
+    flat = [c for group in classes for c in group] if classes and \
+        all(isinstance(c, list) for c in classes) else (classes or [])
+    label_type = ("BYTES" if any(isinstance(c, str) for c in flat)
+                  else "INT64" if flat and all(isinstance(c, int) for c in flat)
+                  else "INT64" if card.task == "clustering" else "FP64")
+    multi = flat is not classes and bool(classes)
+    outputs = [{"name": "predictions", "datatype": label_type,
+                "shape": [-1, len(classes)] if multi else [-1]}]
     if model.has_proba:
-        outputs.append({"name": "probabilities", "datatype": "FP64",
-                        "shape": [-1, len(classes or [])]})
+        shape = ([-1, len(classes), len(classes[0])] if multi and
+                 len({len(c) for c in classes}) == 1 else [-1, -1, -1] if multi
+                 else [-1, len(flat)])
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": shape})
     return {"name": card.name, "versions": [card.version], "platform": "scikit-learn",
             "inputs": inputs, "outputs": outputs}
 
