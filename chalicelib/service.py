@@ -118,16 +118,17 @@ class Service:
         from chalicelib.page import page_of
         return Reply(*page_of(self))
 
-    def _log(self, request, status, started, rows):
+    def _log(self, request, status, started, rows, route='"POST /model"'):
+        """One log line; ``route`` is JSON text (the protocol routes name theirs)."""
         context = getattr(request, "context", None) or {}
-        sys.stdout.write(_LOG_LINE % (json.dumps(context.get("requestId")), status,
+        sys.stdout.write(_LOG_LINE % (json.dumps(context.get("requestId")), route, status,
                                       (time.perf_counter() - started) * 1000, rows,
                                       self.model.version_json))
 
 
 # One JSON object per line, as CloudWatch shows it; formatted, not built with
 # json.dumps, because it is written for every request.
-_LOG_LINE = ('{"request_id": %s, "route": "POST /model", "status": %d, '
+_LOG_LINE = ('{"request_id": %s, "route": %s, "status": %d, '
              '"latency_ms": %.3f, "rows": %d, "model_version": %s}\n')
 
 
