@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from chalicelib import metrics
 from chalicelib.errors import BadRequest, PayloadTooLarge, ServiceError, error_body
 from chalicelib.parsing import parse_request
 from chalicelib.served_model import ServedModel
@@ -112,15 +113,15 @@ class Service:
 
     def _log(self, request, status, started, rows):
         context = getattr(request, "context", None) or {}
-        sys.stdout.write(_LOG_LINE % (json.dumps(context.get("requestId")), status,
-                                      (time.perf_counter() - started) * 1000, rows,
-                                      self.model.version_json))
+        sys.stdout.write(_PREDICT_LOG.line(self.model, json.dumps(context.get("requestId")),
+                                           status, (time.perf_counter() - started) * 1000,
+                                           rows))
 
 
-# One JSON object per line, as CloudWatch shows it; formatted, not built with
-# json.dumps, because it is written for every request.
-_LOG_LINE = ('{"request_id": %s, "route": "POST /model", "status": %d, '
-             '"latency_ms": %.3f, "rows": %d, "model_version": %s}\n')
+# One JSON object per line, as CloudWatch shows it, which is also its EMF
+# record (chalicelib/metrics.py): formatted, not built with json.dumps,
+# because it is written for every request.
+_PREDICT_LOG = metrics.RequestLog("POST /model")
 
 
 def _raw_body(request, limit):
@@ -162,4 +163,6 @@ def from_environment(env=None):
         service.model.fail(problem)
     elif not env.get("AWS_CHALICE_CLI_MODE"):
         service.model.load()
+    if service.model.error:  # counted by the init-failure alarm
+        sys.stdout.write(metrics.init_failure_line(service.model.error))
     return service
