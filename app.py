@@ -1,11 +1,13 @@
 """The Chalice app: routes read the request, call ``chalicelib``, return."""
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response
 
-from chalicelib import service
+from chalicelib import service, snapstart
 from chalicelib.settings import public_access
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()
+# Lambda SnapStart: warm before the snapshot, re-seed after each restore.
+snapstart.register(SERVICE)
 # Chalice imports this module with the stage's environment variables when it
 # packages or deploys, so the stage's config decides auth and CORS here.
 ACCESS = public_access()
