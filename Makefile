@@ -44,13 +44,13 @@ deploy: build  ## chalice deploy --stage prod (needs AWS credentials)
 	$(BIN)/chalice deploy --stage prod
 
 api-key: setup  ## NAME=client: a key for the deployed prod stage (usage plan created once); printed once
-	$(BIN)/python -m tools.api_keys create "$(NAME)"
+	$(BIN)/python -m tools.api_keys create -- "$(NAME)"
 
 api-key-list: setup  ## the prod stage's keys (names and ids, never values) and its usage plan
 	$(BIN)/python -m tools.api_keys list
 
 api-key-revoke: setup  ## NAME=client: delete that key
-	$(BIN)/python -m tools.api_keys revoke "$(NAME)"
+	$(BIN)/python -m tools.api_keys revoke -- "$(NAME)"
 
 harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts
 	$(BIN)/python -m tools.harden
