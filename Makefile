@@ -13,6 +13,8 @@ OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
 MERGE ?= deploy/merge-prod.json
 NAME ?=
+API_ID ?=
+KEYS := $(BIN)/python -m tools.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
 
 setup: $(VENV)/.installed
 
@@ -43,14 +45,14 @@ package: build  ## deployment.zip + SAM template (with deploy/merge-prod.json) i
 deploy: build  ## chalice deploy --stage prod (needs AWS credentials)
 	$(BIN)/chalice deploy --stage prod
 
-api-key: setup  ## NAME=client: a key for the deployed prod stage (usage plan created once); printed once
-	$(BIN)/python -m tools.api_keys create -- "$(NAME)"
+api-key: setup  ## NAME=client [API_ID=id]: a key for the deployed prod stage (usage plan created once); printed once
+	$(KEYS) create -- "$(NAME)"
 
 api-key-list: setup  ## the prod stage's keys (names and ids, never values) and its usage plan
-	$(BIN)/python -m tools.api_keys list
+	$(KEYS) list
 
 api-key-revoke: setup  ## NAME=client: delete that key
-	$(BIN)/python -m tools.api_keys revoke -- "$(NAME)"
+	$(KEYS) revoke -- "$(NAME)"
 
 harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts
 	$(BIN)/python -m tools.harden

@@ -145,6 +145,18 @@ def test_bad_names_are_refused_before_any_call(deployed, name):
     assert "Traceback" not in proc.stderr
 
 
+def test_an_api_not_deployed_by_chalice_is_named_with_rest_api_id(deployed, tmp_path):
+    """The SAM route: no .chalice/deployed record, the stack's RestAPIId."""
+    from tools.project_copy import copy_project
+    project = copy_project(tmp_path / "project")
+    proc = subprocess.run([sys.executable, "-m", "tools.api_keys", "--project-dir", str(project),
+                           "--rest-api-id", deployed.api_id, "list"], cwd=ROOT,
+                          env=deployed.emulator.env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    [plan] = deployed.plans()
+    assert f"usage plan {plan['name']} ({plan['id']})" in proc.stdout
+
+
 def test_before_any_deploy_it_says_deploy_first(tmp_path):
     from tools.project_copy import copy_project
     project = copy_project(tmp_path / "project")
@@ -163,3 +175,7 @@ def test_the_make_verbs_run_the_tool(verb, command):
     proc = subprocess.run(["make", "-n", verb, "NAME=client-a"], cwd=ROOT, capture_output=True,
                           text=True)
     assert proc.returncode == 0 and proc.stdout.rstrip().endswith(command), proc.stdout
+    proc = subprocess.run(["make", "-n", verb, "NAME=client-a", "API_ID=abc123"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.stdout.rstrip().endswith(
+        command.replace("tools.api_keys", "tools.api_keys --rest-api-id abc123")), proc.stdout

@@ -13,7 +13,9 @@ to it. ``create`` prints a new key's value once, alone on stdout (everything
 else goes to stderr); an existing key of that name is left as it is and its
 value is not shown again (revoke and create to rotate). Everything is
 idempotent. Credentials and region come from the usual AWS configuration;
-the region defaults to the one in the deployed API's URL.
+the region defaults to the one in the deployed API's URL. For a stack
+deployed from ``make package`` (the SAM route), pass ``--rest-api-id``
+(``make api-key NAME=... API_ID=...``): Chalice keeps no record of it.
 """
 import argparse
 import json
@@ -41,9 +43,10 @@ class Project:
     """What the tool reads from the project: app name, API Gateway stage,
     the deployed API's id and URL, the plan settings."""
 
-    def __init__(self, project_dir, stage):
+    def __init__(self, project_dir, stage, rest_api_id=None):
         self.dir = project_dir
         self.stage = stage
+        self.rest_api_id = rest_api_id
         with open(os.path.join(project_dir, ".chalice", "config.json")) as f:
             config = json.load(f)
         self.app_name = config["app_name"]
@@ -54,7 +57,11 @@ class Project:
         self.plan_name = "%s-%s" % (self.app_name, stage)
 
     def deployed_api(self):
-        """(rest_api_id, url) from Chalice's deployed-resources record."""
+        """(rest_api_id, url) from Chalice's deployed-resources record, or
+        the id given on the command line (the SAM route: the stack's
+        ``RestAPIId`` output; Chalice keeps no record of a stack)."""
+        if self.rest_api_id:
+            return self.rest_api_id, ""
         path = os.path.join(self.dir, ".chalice", "deployed", "%s.json" % self.stage)
         try:
             with open(path) as f:
@@ -203,13 +210,15 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--stage", default="prod")
+    parser.add_argument("--rest-api-id", help="the API's id when it was not deployed by "
+                        "`chalice deploy` (SAM route: the stack's RestAPIId output)")
     sub = parser.add_subparsers(dest="verb", required=True)
     sub.add_parser("create").add_argument("name")
     sub.add_parser("list")
     sub.add_parser("revoke").add_argument("name")
     args = parser.parse_args(argv)
     try:
-        keys = Keys(Project(args.project_dir, args.stage))
+        keys = Keys(Project(args.project_dir, args.stage, args.rest_api_id))
         if args.verb == "create":
             value = keys.create(args.name)
             if value:
