@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from chalicelib import metrics
+from chalicelib import metrics, tracing
 from chalicelib.errors import BadRequest, PayloadTooLarge, ServiceError, error_body
 from chalicelib.parsing import parse_request
 from chalicelib.served_model import ServedModel
@@ -113,9 +113,14 @@ class Service:
 
     def _log(self, request, status, started, rows):
         context = getattr(request, "context", None) or {}
+        elapsed = time.perf_counter() - started
         sys.stdout.write(_PREDICT_LOG.line(self.model, json.dumps(context.get("requestId")),
-                                           status, (time.perf_counter() - started) * 1000,
-                                           rows))
+                                           status, elapsed * 1000, rows))
+        if tracing.DAEMON is not None:  # X-Ray on (the stage's xray setting)
+            card = self.model.card
+            tracing.record_request(_PREDICT_LOG.route, status, elapsed,
+                                   card.name if card else metrics.UNAVAILABLE,
+                                   card.version if card else metrics.UNAVAILABLE)
 
 
 # One JSON object per line, as CloudWatch shows it, which is also its EMF

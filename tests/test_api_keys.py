@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -61,6 +62,11 @@ def deployed(built_project, tmp_path_factory):
     with running_emulator() as emulator:
         chalice(project, "deploy", "--stage", STAGE, env=emulator.env())
         yield Deployed(project, emulator)
+        # moto keeps its state in the process, across emulator instances:
+        # leave nothing for the next module's deploy to find.
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+        direct.open(urllib.request.Request(emulator.endpoint_url + "/moto-api/reset",
+                                           method="POST"), timeout=30).close()
 
 
 @pytest.fixture(scope="module")
