@@ -3,12 +3,14 @@ import re
 
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response
 
-from chalicelib import service
+from chalicelib import service, snapstart
 from chalicelib.protocols import invocations, kserve_v1, open_inference
 from chalicelib.settings import public_access
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()
+# Lambda SnapStart: warm before the snapshot, re-seed after each restore.
+snapstart.register(SERVICE)
 # Chalice imports this module with the stage's environment variables when it
 # packages or deploys, so the stage's config decides auth and CORS here.
 ACCESS = public_access()

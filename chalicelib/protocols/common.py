@@ -53,7 +53,7 @@ def handle(service, request, protocol, route, work):
     except ServiceError as error:
         reply = render_error(protocol, error)
     if service.settings.log_requests:
-        service._log(request, reply.status, started, rows, json.dumps(route))
+        service._log(request, reply.status, started, rows, route)
     return reply
 
 
