@@ -96,7 +96,7 @@ def test_init_failure_record(monkeypatch, tmp_path, capsys):
 def test_namespace_and_function_come_from_the_environment(logged, monkeypatch):
     monkeypatch.setenv(metrics.NAMESPACE_ENV, "Team/Models")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stack-APIHandler-XYZ")
-    service._PREDICT_LOG._format = None  # rendered once per model: start afresh
+    service._ROUTE_LOGS["POST /model"]._format = None  # rendered once per model: start afresh
     [record] = logged({"instances": IRIS_ROWS})
     emf.validate(record)
     assert {ns for ns, *_ in emf.series(record)} == {"Team/Models"}

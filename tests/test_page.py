@@ -94,16 +94,20 @@ def test_the_page_is_one_small_self_contained_document(api):
     assert response.status_code == 200
     text = response.body.decode("utf-8")
     check_self_contained(text, response.headers)
-    # what the card says, and one number input per feature, prefilled with 0
-    # (today's card has no range and no example)
+    # what the card says, and one number input per feature with a slider over
+    # the training range, prefilled with the card's example row
     card = json.load(open(BUNDLED_MODEL + "/model.json"))
     for fact in (card["name"], card["version"], card["estimator"], card["created_at"],
                  "accuracy_test", str(card["metrics"]["accuracy_test"]), "versicolor"):
         assert fact in text, fact
-    inputs = re.findall(r'<input type="number" id="f(\d)" data-i="\d" data-kind="number" '
-                        r'step="any" value="0">', text)
-    assert inputs == ["0", "1", "2", "3"]
-    assert 'type="range"' not in text  # no range in the card: no slider
+    example = card["example"]["instances"][0]
+    for i, feature in enumerate(card["features"]):
+        value = example[feature["name"]]
+        assert re.search(r'<input type="number" id="f%d" data-i="%d" data-kind="number" '
+                         r'step="any" value="%s">' % (i, i, re.escape(repr(value))), text), feature
+        low, high = feature["range"]
+        assert re.search(r'<input type="range" id="r%d" data-for="f%d" min="%s" max="%s"'
+                         % (i, i, re.escape(repr(low)), re.escape(repr(high))), text), feature
     assert config_of(text) == {
         "features": [{"name": n, "kind": "number"} for n in FEATURES],
         "text": False, "classes": card["classes"], "auth": "none"}

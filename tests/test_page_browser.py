@@ -174,10 +174,11 @@ def test_predict_shows_the_label_and_probabilities_post_model_answers(open_page,
     w = open_page(local_url + "/")
     page = w.page
     assert page.title() == "iris-classifier: try it"
-    # an open stage predicts the prefilled row (zeros: today's card has no example) at once
+    # an open stage predicts the prefilled row (the card's example) at once
     page.wait_for_selector("#answer:not([hidden])")
     settled(page)
-    check_shown_equals_api(page, local_url, [0, 0, 0, 0])
+    example = json.load(open(os.path.join(PROJECT_DIR, "model", "model.json")))["example"]
+    check_shown_equals_api(page, local_url, [example["instances"][0][f] for f in FEATURES])
     for row in IRIS_ROWS:
         fill_row(page, row)
         sent = predict(page)

@@ -237,10 +237,11 @@ def test_a_model_that_raises_is_500_with_nothing_internal(api, monkeypatch):
     assert body == {"Code": "InternalServerError", "Message": "prediction failed"}
 
 
-def test_a_model_answering_nan_is_500_with_nothing_internal(api, monkeypatch):
+def test_a_model_answering_nan_is_422_naming_the_rows_with_nothing_internal(api, monkeypatch):
     monkeypatch.setattr(api.service.model.ready().estimator, "predict",
                         lambda X: np.full(len(X), np.nan))
-    assert_nothing_internal(api.post({"instances": IRIS_ROWS}), 500)
+    body = assert_nothing_internal(api.post({"instances": IRIS_ROWS}), 422)
+    assert body["Message"].startswith("row 0, 1, 2: the model's prediction is not a finite number")
 
 
 def test_an_unexpected_exception_is_chalices_generic_500(api, monkeypatch):
@@ -270,7 +271,7 @@ BROKEN_MODELS = {
     "bad zlib stream": lambda d: _replace_artifact(d, b"\x78\x9c" + b"garbage" * 10),
     "disallowed global": lambda d: _replace_artifact(d, b"\x80\x04cposix\nsystem\n)R."),
     "feature count": lambda d: _rewrite_card(d, features=[{"name": "a", "type": "number"}]),
-    "invalid card": lambda d: _rewrite_card(d, task="clustering"),
+    "invalid card": lambda d: _rewrite_card(d, task="telepathy"),
     "no card": lambda d: os.remove(d / "model.json"),
     "no artifact": lambda d: os.remove(d / "model.joblib"),
     "card not JSON": lambda d: (d / "model.json").write_text("{not json"),
