@@ -11,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 .PHONY: setup serve test model build package deploy harden bench clean api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
-MERGE ?= deploy/merge-prod.json
+MERGE ?= build/merge-prod.json
 NAME ?=
 API_ID ?=
 KEYS := $(BIN)/python -m tools.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
@@ -36,8 +36,9 @@ model: setup  ## rebuild the bundled demo model (byte-identical artifact)
 build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache
 	$(BIN)/python -m tools.build_package --stage prod
 
-package: build  ## deployment.zip + SAM template (with deploy/merge-prod.json) in $(OUT); must reuse the build
+package: build  ## deployment.zip + SAM template (deploy/merge-prod.json + every route on the live alias) in $(OUT); must reuse the build
 	rm -rf $(OUT)
+	$(BIN)/python -m tools.merge_template deploy/merge-prod.json $(MERGE)
 	@out=$$($(BIN)/chalice package --stage prod --merge-template $(MERGE) $(OUT) 2>&1); s=$$?; echo "$$out"; \
 	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
 	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import app as app_module
 from chalicelib import metrics, service
 from tests import emf
 from tests.conftest import IRIS_ROWS
@@ -30,16 +31,22 @@ from tests.packaging import (
 )
 
 STAGE = "prod"
-MERGE = ROOT / "deploy" / "merge-prod.json"
+BASE = ROOT / "deploy" / "merge-prod.json"
 FN_ID = "APIHandler"  # Chalice's logical id of the API handler function
 
 
 @pytest.fixture(scope="module")
-def out_dirs(built_project):
+def out_dirs(built_project, tmp_path_factory):
+    """``make package``'s two steps: the merge template written from the
+    app's routes (tools.merge_template), then ``chalice package`` with it."""
     project = built_project.path
+    merge = tmp_path_factory.mktemp("merge") / "merge-prod.json"
+    proc = subprocess.run([sys.executable, "-m", "tools.merge_template", str(BASE), str(merge)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     plain = chalice_package(project, project.parent / "sam-plain-prod", stage=STAGE)
     merged = chalice_package(project, project.parent / "sam-merged-prod", stage=STAGE,
-                             merge_template=MERGE)
+                             merge_template=merge)
     return plain, merged
 
 
@@ -70,7 +77,8 @@ def _alarms(sam):
 def test_make_package_merges_the_prod_template():
     proc = subprocess.run(["make", "-n", "package"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "chalice package --stage prod --merge-template deploy/merge-prod.json" in proc.stdout
+    assert "tools.merge_template deploy/merge-prod.json build/merge-prod.json" in proc.stdout
+    assert "chalice package --stage prod --merge-template build/merge-prod.json" in proc.stdout
 
 
 def test_merged_template_passes_cfn_lint(out_dirs):
@@ -153,7 +161,9 @@ def test_every_api_integration_and_the_permission_use_the_alias(sam):
     alias_id = FN_ID + "Alias" + _fn(sam)["Properties"]["AutoPublishAlias"]  # SAM's naming
     paths = sam["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     methods = [(p, m, op) for p, ops in paths.items() for m, op in ops.items()]
-    assert len(methods) == 4  # POST/GET /model, GET /health, GET /openapi.json
+    routes = [(path, method.lower()) for path, entries in app_module.app.routes.items()
+              for method in entries]
+    assert sorted((p, m) for p, m, _ in methods) == sorted(routes)  # every route of the app
     for path, method, op in methods:
         uri = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
         assert uri.endswith("/functions/${%s}/invocations" % alias_id), (path, method, uri)
@@ -194,7 +204,7 @@ def emitted(sam, tmp_path_factory):
     try:
         mp.setenv("AWS_LAMBDA_FUNCTION_NAME", name)
         mp.delenv(metrics.NAMESPACE_ENV, raising=False)
-        service._PREDICT_LOG._format = None
+        service._ROUTE_LOGS["POST /model"]._format = None
         import io
         import contextlib
         for model_dir in (None, str(broken)):
@@ -209,7 +219,7 @@ def emitted(sam, tmp_path_factory):
             lines.append(out.getvalue())
     finally:
         mp.undo()
-        service._PREDICT_LOG._format = None
+        service._ROUTE_LOGS["POST /model"]._format = None
     records = emf.records("".join(lines))
     assert {r.get("status") for r in records} >= {200, 400, 503}
     found = set()

@@ -41,7 +41,8 @@ def test_importing_the_app_registers_both_hooks(with_hooks):
 
 def test_before_snapshot_warms_the_model_through_the_request_path(with_hooks, api):
     [warm] = with_hooks["warm_up"]
-    expected = body_of(api.post({"instances": [[0.0] * 4]}, query="?probabilities=true"))
+    example = json.load(open(os.path.join(BUNDLED_MODEL, "model.json")))["example"]
+    expected = body_of(api.post(example, query="?probabilities=true"))
     got = json.loads(warm)
     assert got["predictions"] == expected["predictions"]
     assert got["classes"] == expected["classes"]
@@ -78,7 +79,8 @@ def test_before_snapshot_loads_a_model_that_init_did_not(monkeypatch):
     assert svc.model.estimator is not None
     # the warm-up really ran the estimator: the same answer as predict_proba
     import numpy as np
-    proba = svc.model.estimator.predict_proba(np.zeros((1, 4)))
+    example = svc.model.card.raw["example"]["instances"][0]
+    proba = svc.model.estimator.predict_proba(np.array([[example[f] for f in svc.model.card.feature_names]]))
     assert json.loads(warm)["probabilities"][0] == pytest.approx(proba[0].tolist(), rel=1e-12)
 
 
