@@ -73,20 +73,20 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
 # Containers a valid body may hold besides one per row: the top object, a
 # dataframe_split object with its columns/data/index lists, some slack.
 _CONTAINER_SLACK = 8
-_TOP_LEVEL_KEYS = frozenset(FORMAT_KEYS + OPTION_KEYS)
+_BRACKETS = frozenset("[]{}")
 
 
 def _refuse_container_floods(text, max_rows):
-    """A body with no strings but (at most two) top-level key names has only
+    """A body with at most two strings, neither holding a bracket, has only
     structural brackets, so two C-speed counts give its
     exact number of lists and objects. More than one per allowed row is a
     413 before decoding: millions of ``{}`` or ``[]`` would otherwise cost
     the decoder time and memory out of proportion to their bytes."""
-    if text.count('"') > 4:
+    if text.count('"') > 4 or "\\" in text:
         return
-    # The few strings must be key names (holding no bracket) for the count
-    # to be exact: a text value may be all brackets.
-    if any(name not in _TOP_LEVEL_KEYS for name in text.split('"')[1::2]):
+    # The few strings must hold no bracket for the count to be exact (a text
+    # value may be all brackets); without a backslash, no quote is escaped.
+    if any(_BRACKETS.intersection(string) for string in text.split('"')[1::2]):
         return
     containers = text.count("[") + text.count("{")
     if containers > max_rows + _CONTAINER_SLACK:
@@ -168,6 +168,27 @@ def _strict_decoder(max_objects):
                                   % (max_objects, max_objects - _CONTAINER_SLACK))
         return _unique_keys(pairs)
     return json.JSONDecoder(object_pairs_hook=hook)
+
+
+def decode_json(text, max_rows):
+    """A JSON document of any shape (the protocols' bodies), decoded under the
+    same guards as ``POST /model``'s: floods refused, keys unique."""
+    if not text.strip():
+        raise BadRequest("request body is empty")
+    _refuse_container_floods(text, max_rows)
+    try:
+        return _strict_decoder(max_rows + _CONTAINER_SLACK).decode(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest("malformed JSON: %s" % exc) from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
+    except ValueError:  # e.g. an integer beyond Python's digit limit
+        raise BadRequest("malformed JSON: a number has too many digits") from None
+
+
+def decode_utf8(body):
+    """The text of a body: UTF-8, a BOM dropped; else BadRequest."""
+    return _decode_utf8(body)
 
 
 def _load_json(text, max_rows=None):

@@ -3,7 +3,6 @@ through the app's own parsing and model, writing JSON, the per-request log
 line, and :func:`render_error`, the one place where an error becomes each
 protocol's error body (the status always comes from ``chalicelib.errors``).
 """
-import codecs
 import json
 import re
 import time
@@ -11,9 +10,9 @@ import time
 import numpy as np
 
 from chalicelib.errors import BadRequest, NotFound, ServiceError
-from chalicelib.parsing import parse_payload
+from chalicelib.parsing import decode_json, decode_utf8, parse_payload
 from chalicelib.served_model import probability_rows
-from chalicelib.service import Reply, _raw_body
+from chalicelib.service import DEFAULT_MAX_ROWS, Reply, _raw_body
 
 MLFLOW = "mlflow"
 SAGEMAKER = "sagemaker"
@@ -65,38 +64,13 @@ def body_bytes(service, request):
 
 def decode_text(body):
     """UTF-8 text of a body (a BOM is dropped)."""
-    if body.startswith(codecs.BOM_UTF8):
-        body = body[len(codecs.BOM_UTF8):]
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("request body is not valid UTF-8 (byte %d)" % exc.start) from None
+    return decode_utf8(body)
 
 
-def _unique_keys(pairs):
-    seen = {}
-    for key, value in pairs:
-        if key in seen:
-            raise BadRequest("duplicate key %s in a JSON object" % json.dumps(key))
-        seen[key] = value
-    return seen
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
-
-
-def load_json(text):
-    """The decoded JSON document, or BadRequest saying what is wrong."""
-    if not text.strip():
-        raise BadRequest("request body is empty")
-    try:
-        return _DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest("malformed JSON: %s" % exc) from None
-    except RecursionError:
-        raise BadRequest("malformed JSON: nested too deeply") from None
-    except ValueError:  # e.g. an integer beyond Python's digit limit
-        raise BadRequest("malformed JSON: a number has too many digits") from None
+def load_json(text, max_rows=DEFAULT_MAX_ROWS):
+    """The decoded JSON document, or BadRequest saying what is wrong; floods
+    of lists and objects are refused as on ``POST /model``."""
+    return decode_json(text, max_rows)
 
 
 def check_model_name(model, name, version=None):
