@@ -125,6 +125,16 @@ def settled(page, status_id="status"):
                            arg=status_id)
 
 
+def for_row(row):
+    """A predicate for the response to the prediction of ``row``."""
+    wanted = dict(zip(FEATURES, row))
+
+    def matches(response):
+        return is_prediction(response) and \
+            json.loads(response.request.post_data)["instances"] == [wanted]
+    return matches
+
+
 def wait_for_text(page, element_id, text, prefix=False):
     page.wait_for_function("([id, text, prefix]) => { const t = document.getElementById(id)"
                            ".textContent; return prefix ? t.startsWith(text) : t === text; }",
@@ -183,6 +193,7 @@ def test_predict_shows_the_label_and_probabilities_post_model_answers(open_page,
     page.wait_for_selector("#answer:not([hidden])")
     settled(page)
     check_shown_equals_api(page, local_url, [0, 0, 0, 0])
+    page.uncheck("#live")  # Predict alone (the what-if has its own test)
     for row in IRIS_ROWS:
         fill_row(page, row)
         sent = predict(page)
@@ -196,19 +207,18 @@ def test_what_if_re_predicts_as_a_number_is_typed(open_page, local_url):
     page.wait_for_selector("#answer:not([hidden])")
     settled(page)
     row = list(IRIS_ROWS[2])
-    fill_row(page, row)  # each fill is one input event: the what-if follows
-    page.wait_for_timeout(400)  # longer than the debounce
+    with page.expect_response(for_row(row)):
+        fill_row(page, row)  # each fill is one input event: the what-if follows
     settled(page)
     check_shown_equals_api(page, local_url, row)
     sent = []
     page.on("request", lambda r: sent.append(r) if r.method == "POST" else None)
     page.click("#f2")
     page.keyboard.press("Control+A")
-    with page.expect_response(is_prediction):
-        page.keyboard.type("1.45", delay=40)  # four keystrokes, no click
-    page.wait_for_timeout(400)
-    settled(page)
     row[2] = 1.45
+    with page.expect_response(for_row(row)):
+        page.keyboard.type("1.45", delay=40)  # four keystrokes, no click
+    settled(page)
     check_shown_equals_api(page, local_url, row)
     # debounced: one request for the four keystrokes (not one each)
     assert 1 <= len(sent) < 4, [r.post_data for r in sent]
