@@ -37,7 +37,8 @@ package: build  ## deployment.zip + SAM template in $(OUT); must reuse the build
 	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
 	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
 
-deploy: build  ## chalice deploy --stage prod (needs AWS credentials)
+deploy: setup  ## make build (refusing a package over the 50 MiB direct upload) + chalice deploy --stage prod
+	$(BIN)/python -m tools.build_package --stage prod --direct-upload
 	$(BIN)/chalice deploy --stage prod
 
 harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts

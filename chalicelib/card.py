@@ -6,9 +6,12 @@ import hashlib
 import json
 import os
 
+from chalicelib.schema import Schema, SchemaError
+
 CARD_FILE = "model.json"
 ARTIFACT_FILE = "model.joblib"
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "multilabel", "multioutput", "clustering",
+         "outlier_detection")
 REQUIRED_FIELDS = ("name", "version", "task", "features", "sha256", "versions")
 
 
@@ -43,6 +46,11 @@ class ModelCard:
             raise CardError("every model card feature needs a non-empty name")
         if len(set(names)) != len(names):
             raise CardError("model card feature names must be unique")
+        try:
+            Schema(features, bool(raw.get("accepts_missing_values", False)),
+                   raw.get("input") or "matrix")
+        except SchemaError as exc:
+            raise CardError("model card: %s" % exc) from None
         self.raw = raw
         self.name = str(raw["name"])
         self.version = str(raw["version"])
@@ -72,15 +80,20 @@ class ModelCard:
         return len(self.feature_names)
 
 
-def build_card(*, name, version, task, feature_names, classes, accepts_missing,
-               sha256, versions, estimator, metrics=None, created_at, extra=None):
-    """The dictionary written as ``model.json``; keys in a stable order."""
+def build_card(*, name, version, task, feature_names=None, features=None, classes,
+               accepts_missing, sha256, versions, estimator, metrics=None, created_at,
+               input_kind=None, example=None, extra=None):
+    """The dictionary written as ``model.json``; keys in a stable order.
+    ``features`` are typed feature objects; ``feature_names`` alone means
+    all numbers (the card of a plain numeric matrix model)."""
+    if features is None:
+        features = [{"name": n, "type": "number"} for n in feature_names]
     card = {
         "name": name,
         "version": version,
         "task": task,
         "estimator": estimator,
-        "features": [{"name": n, "type": "number"} for n in feature_names],
+        "features": features,
         "classes": classes,
         "accepts_missing_values": accepts_missing,
         "versions": versions,
@@ -89,6 +102,10 @@ def build_card(*, name, version, task, feature_names, classes, accepts_missing,
         "metrics": metrics or {},
         "created_at": created_at,
     }
+    if input_kind and input_kind != "matrix":
+        card["input"] = input_kind
+    if example is not None:
+        card["example"] = example
     if extra:
         card.update(extra)
     ModelCard(card)  # refuse to write a card that could not be read back

@@ -92,12 +92,27 @@ def _card_of(service):
 # --------------------------------------------------------------------------
 # Schemas generated from the card.
 
+_JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean",
+               "string": "string", "text": "string"}
+
+
 def _feature_value(feature, accepts_missing):
-    """One feature's JSON Schema. Every feature is read as a number (the
-    parser builds one float64 matrix); ``integer`` in the card narrows it."""
-    kind = feature.get("type") if isinstance(feature, dict) else None
-    schema = {"type": ["integer", "null"] if kind == "integer" else ["number", "null"]} \
-        if accepts_missing else {"type": "integer" if kind == "integer" else "number"}
+    """One feature's JSON Schema, from its card type: numbers (with the
+    training range as a description), integers, booleans, strings (an enum
+    of the known categories when the encoder refuses unknown ones), texts."""
+    feature = feature if isinstance(feature, dict) else {}
+    kind = feature.get("type", "number")
+    json_type = _JSON_TYPES.get(kind, "number")
+    schema = {"type": [json_type, "null"] if accepts_missing else json_type}
+    categories = feature.get("categories")
+    if categories and feature.get("unknown_categories", "error") == "error":
+        schema["enum"] = list(categories) + ([None] if accepts_missing else [])
+    elif categories:
+        schema["examples"] = list(categories)[:20]
+    if "range" in feature and isinstance(feature["range"], list):
+        schema["description"] = "seen in training: %s to %s" % tuple(feature["range"][:2])
+    if kind == "text":
+        schema["description"] = "a text (one document per row)"
     return schema
 
 
@@ -151,6 +166,12 @@ def _label_schema(card):
     if card.task == "classification" and isinstance(classes, list) and classes and \
             all(isinstance(c, (str, int, float, bool)) for c in classes):
         return {"enum": classes}
+    if card.task in ("multilabel", "multioutput"):
+        return {"type": "array", "description": "one value per output"}
+    if card.task == "clustering":
+        return {"type": "integer", "description": "the cluster"}
+    if card.task == "outlier_detection":
+        return {"enum": [-1, 1], "description": "-1 for an outlier, 1 for an inlier"}
     if card.task == "regression":
         return {"type": ["number", "array"], "items": {"type": "number"}}
     return {}
@@ -161,6 +182,8 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
     :class:`~chalicelib.card.ModelCard`, or None when it cannot be read)."""
     list_row, object_row = _row_schemas(card)
     label = _label_schema(card)
+    texts = card is not None and card.raw.get("input") == "texts"
+    multi_output = card is not None and card.task in ("multilabel", "multioutput")
     probabilities = {"type": "boolean", "default": False,
                      "description": "Add `classes` and `probabilities` (one list per row, in "
                                     "`classes` order); 422 for a model without `predict_proba`."}
@@ -190,12 +213,16 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
             }}),
         "DataframeRecords": with_options("dataframe_records",
                                          _rows("#/components/schemas/Record", max_rows)),
+        "InstancesTexts": with_options("instances", {
+            "type": "array", "minItems": 1, "maxItems": max_rows, "items": {"type": "string"},
+            "description": "A text model's rows as plain strings, one text per row."}),
         "PredictRequest": {
-            "description": "Exactly one of `instances` (rows as lists or as objects), "
-                           "`dataframe_split`, `dataframe_records`; optionally `probabilities`.",
+            "description": "Exactly one of `instances` (rows as lists or as objects%s), "
+                           "`dataframe_split`, `dataframe_records`; optionally `probabilities`."
+                           % (", or texts" if texts else ""),
             "oneOf": [{"$ref": "#/components/schemas/" + name} for name in
                       ("InstancesLists", "InstancesObjects", "DataframeSplit",
-                       "DataframeRecords")],
+                       "DataframeRecords") + (("InstancesTexts",) if texts else ())],
         },
         "ModelIdentity": {
             "type": "object", "required": ["name", "version"], "additionalProperties": False,
@@ -210,7 +237,8 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
                                 "description": "One per row, labels exactly as trained."},
                 "model": {"$ref": "#/components/schemas/ModelIdentity"},
                 "classes": {"type": ["array", "null"], "items": label},
-                "probabilities": {"type": "array", "items": {
+                "probabilities": {"type": "array", "items": {"type": "array"}} if multi_output
+                else {"type": "array", "items": {
                     "type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}},
             },
         },
@@ -290,7 +318,10 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
                            "`1`/`0`); a JSON body says it in its `probabilities` key.",
         }],
         requestBody={"required": True, "content": {
-            JSON_TYPE: {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+            JSON_TYPE: dict({"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+                            **({"example": card.raw["example"]}
+                               if card is not None and isinstance(card.raw.get("example"), dict)
+                               else {})),
             CSV_TYPE: {"schema": {
                 "type": "string",
                 "description": "UTF-8 CSV: one row per line in the card's feature order, or "

@@ -1,5 +1,6 @@
-"""Request parsing: every accepted body format becomes one float64 matrix in
-the card's feature order, or one precise client error.
+"""Request parsing: every accepted body format becomes what the estimator
+takes, through the one :class:`~chalicelib.schema.Schema` of the card, or one
+precise client error.
 
 Accepted formats (each a small function below):
 
@@ -9,9 +10,15 @@ Accepted formats (each a small function below):
   ``{"dataframe_records": [{...}]}``      MLflow's scoring-server formats
 * ``text/csv``                            rows per line, optional header
 
-Validation is vectorised: numpy converts all rows at once and checks
-finiteness in one pass. Only when that fast path sees something wrong does a
-row-by-row walk run, to name the exact place (``instances[3].petal_width``).
+Each format function only reshapes: it puts the client's values in the
+card's feature order and knows how to name a place. The types are the
+schema's. For a model whose features are all numbers (``schema.numeric``)
+the float64 fast path runs: numpy converts all rows at once and checks
+finiteness in one pass, and only when it sees something wrong does a
+row-by-row walk name the exact place (``instances[3].petal_width``). Every
+other schema takes the typed path: :meth:`Schema.build` checks and coerces
+each column (strings, categories, integers, booleans, texts) and builds a
+matrix, a DataFrame or a 1-D array of texts.
 """
 import codecs
 import csv
@@ -19,12 +26,13 @@ import io
 import itertools
 import json
 import math
-import operator
 import re
 
 import numpy as np
 
 from chalicelib.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from chalicelib.schema import CSV_NUMBER as _CSV_NUMBER
+from chalicelib.schema import Schema  # noqa: F401  (the schema every format goes through)
 
 FORMAT_KEYS = ("instances", "dataframe_split", "dataframe_records")
 OPTION_KEYS = ("probabilities",)
@@ -36,26 +44,7 @@ MEDIA_TYPES = (JSON_TYPE, CSV_TYPE)
 # JSON's literals true/false can hide in a numeric matrix (numpy turns them
 # into 1.0/0.0); their absence from the raw bytes proves there is none.
 _BOOL_TOKENS = (b"true", b"false")
-_CSV_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _CSV_MISSING = ("", "nan", "NaN", "NA")
-
-
-class Schema:
-    """What parsing needs to know of the model: feature order, missing values."""
-
-    def __init__(self, feature_names, accepts_missing=False):
-        self.feature_names = tuple(feature_names)
-        self.accepts_missing = accepts_missing
-        self.index = {name: i for i, name in enumerate(self.feature_names)}
-        self._getter = operator.itemgetter(*self.feature_names)
-
-    @property
-    def n_features(self):
-        return len(self.feature_names)
-
-    def ordered_values(self, record):
-        values = self._getter(record)
-        return values if self.n_features > 1 else (values,)
 
 
 class Parsed:
@@ -73,11 +62,38 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
     text = _decode_utf8(body)
     if media_type == CSV_TYPE:
         return Parsed(parse_csv(text, schema, max_rows), asked_in_query)
-    payload, numbers_only = _load_json(text)
+    _refuse_container_floods(text, max_rows)
+    payload, numbers_only = _load_json(text, max_rows)
     parsed = parse_payload(payload, schema, max_rows, numbers_only=numbers_only,
                            bools_possible="true" in text or "false" in text)
     parsed.probabilities = parsed.probabilities or asked_in_query
     return parsed
+
+
+# Containers a valid body may hold besides one per row: the top object, a
+# dataframe_split object with its columns/data/index lists, some slack.
+_CONTAINER_SLACK = 8
+_TOP_LEVEL_KEYS = frozenset(FORMAT_KEYS + OPTION_KEYS)
+
+
+def _refuse_container_floods(text, max_rows):
+    """A body with no strings but (at most two) top-level key names has only
+    structural brackets, so two C-speed counts give its
+    exact number of lists and objects. More than one per allowed row is a
+    413 before decoding: millions of ``{}`` or ``[]`` would otherwise cost
+    the decoder time and memory out of proportion to their bytes."""
+    if text.count('"') > 4:
+        return
+    # The few strings must be key names (holding no bracket) for the count
+    # to be exact: a text value may be all brackets.
+    if any(name not in _TOP_LEVEL_KEYS for name in text.split('"')[1::2]):
+        return
+    containers = text.count("[") + text.count("{")
+    if containers > max_rows + _CONTAINER_SLACK:
+        if "[[[" in text:  # no valid body nests lists three deep
+            raise BadRequest("malformed JSON: nested too deeply")
+        raise PayloadTooLarge("request body holds %d lists and objects: more rows than the "
+                              "limit of %d per request" % (containers, max_rows))
 
 
 def _media_type(content_type):
@@ -136,25 +152,44 @@ def _unique_keys(pairs):
     return record
 
 
-def _load_json(text):
+def _strict_decoder(max_objects):
+    """A decoder that refuses repeated keys and, counting the objects as it
+    completes them, stops a body of more objects than rows allowed: a flood
+    of tiny records is refused after ``max_objects``, not after decoding
+    millions of dicts."""
+    count = 0
+
+    def hook(pairs):
+        nonlocal count
+        count += 1
+        if count > max_objects:
+            raise PayloadTooLarge("request body holds more than %d objects: more rows than "
+                                  "the limit of %d per request"
+                                  % (max_objects, max_objects - _CONTAINER_SLACK))
+        return _unique_keys(pairs)
+    return json.JSONDecoder(object_pairs_hook=hook)
+
+
+def _load_json(text, max_rows=None):
     """The payload, and whether its body holds nothing but numbers besides the
     top-level keys and a boolean ``probabilities`` (then rows can skip the
     per-value type checks: no string, boolean, null or object hides there)."""
     if not text.strip():
         raise BadRequest("request body is empty; send a JSON object with one of: "
                          + ", ".join(FORMAT_KEYS))
+    decoder = _STRICT_DECODER if max_rows is None else _strict_decoder(max_rows + _CONTAINER_SLACK)
     try:
         # An object nested near the start (rows as objects, dataframe_split):
         # its keys may repeat, so check them while decoding.
         if text.find("{", text.find("{") + 1, 256) != -1:
-            return _STRICT_DECODER.decode(text), False
+            return decoder.decode(text), False
         payload = json.loads(text)
         if type(payload) is not dict:
             return payload, False
         # Each key takes two quotes: more quotes mean strings somewhere, and
         # a duplicated key among them, so decode again, checking keys.
         if text.count('"') != 2 * len(payload):
-            return _STRICT_DECODER.decode(text), False
+            return decoder.decode(text), False
         return payload, _no_literals_but_flags(text, payload)
     except json.JSONDecodeError as exc:
         raise BadRequest("malformed JSON: %s" % exc) from None
@@ -218,6 +253,8 @@ def parse_instances(rows, schema, max_rows, numbers_only=False, bools_possible=T
     _check_rows(rows, "instances", max_rows)
     if type(rows[0]) is dict:
         return _records_to_matrix(rows, "instances", schema, bools_possible)
+    if schema.input_kind == "texts" and type(rows[0]) is str:
+        return _texts(rows, "instances", schema)
     return _lists_to_matrix(rows, "instances", schema, bools_possible, numbers_only)
 
 
@@ -284,6 +321,8 @@ def _records_to_matrix(rows, path, schema, bools_possible):
         if len(record) != n or record.keys() != keys:
             _explain_record_keys(record, "%s[%d]" % (path, i), schema)
         append(schema.ordered_values(record))
+    if not schema.numeric:
+        return schema.build(values, lambda i, j: "%s[%d].%s" % (path, i, names[j]))
     return _to_matrix(values, schema, bools_possible,
                       lambda i, j: "%s[%d].%s" % (path, i, names[j]),
                       lambda i: "%s[%d]" % (path, i))
@@ -305,12 +344,38 @@ def _lists_to_matrix(rows, path, schema, bools_possible, numbers_only=False,
     def where(i, j):
         return "%s[%d][%d] (%s)" % (path, i, j, names[j])
 
+    if not schema.numeric:
+        return _typed_lists(rows, path, schema, order)
     X = _numbers_to_matrix(rows, schema.n_features) if numbers_only else None
     if X is None:
         X = _to_matrix(rows, schema, bools_possible, where, lambda i: "%s[%d]" % (path, i))
     elif len(rows) > _FEW_ROWS or not _sum_is_finite(rows):
         _check_finite(X, schema, where)
     return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+def _typed_lists(rows, path, schema, order):
+    n = schema.n_features
+    names = schema.feature_names
+    for i, row in enumerate(rows):
+        if type(row) is not list:
+            raise BadRequest("%s[%d]: expected a list of %d values, got %s"
+                             % (path, i, n, _describe(row)))
+        if len(row) != n:
+            raise Unprocessable("%s[%d]: expected %d values (%s), got %d"
+                                % (path, i, n, ", ".join(names), len(row)))
+    if order is not None:
+        rows = [[row[k] for k in order] for row in rows]
+    return schema.build(rows, lambda i, j: "%s[%d].%s" % (path, i, names[j]))
+
+
+def _texts(rows, path, schema):
+    """A text model's instances as plain strings: one text per row."""
+    for i, row in enumerate(rows):
+        if type(row) is not str:
+            raise Unprocessable("%s[%d]: expected a text (a string), got %s"
+                                % (path, i, _describe(row)))
+    return schema.build([(row,) for row in rows], lambda i, j: "%s[%d]" % (path, i))
 
 
 def _numbers_to_matrix(rows, n_features):
@@ -411,19 +476,33 @@ def _number(value, schema, where, i, j):
 
 def parse_csv(text, schema, max_rows):
     """CSV: one row per line in feature order, or any order under a header."""
+    n = schema.n_features
+    keep_spaces = schema.input_kind == "texts"
     lines = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         for fields in reader:
             if fields and (len(fields) > 1 or fields[0].strip()):
-                lines.append((reader.line_num, [f.strip() for f in fields]))
+                if len(fields) > n:
+                    # Refused before any per-field work: a line of millions
+                    # of empty fields costs only the C reader's pass. A too
+                    # long header still names its first wrong column, found
+                    # within the first n + 1 fields.
+                    if not lines and _looks_like_header(fields[:n + 1], schema):
+                        _column_order([f.strip() for f in fields[:n + 1]], "CSV header", schema)
+                    raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
+                                        % (reader.line_num, n, ", ".join(schema.feature_names),
+                                           len(fields)))
+                # A text keeps its spaces; numbers and categories lose theirs.
+                lines.append((reader.line_num, fields if keep_spaces else [f.strip() for f in fields]))
                 if len(lines) > max_rows + 1:
                     break
     except csv.Error as exc:
         raise BadRequest("malformed CSV: line %d: %s" % (reader.line_num, exc)) from None
     names = schema.feature_names
     order = None
-    if lines and _looks_like_header(lines[0][1], schema):
+    if lines and (_looks_like_header(lines[0][1], schema)
+                  if not keep_spaces else lines[0][1] == list(schema.feature_names)):
         header = lines.pop(0)[1]
         order = _column_order(header, "CSV header", schema)
         names = header
@@ -431,12 +510,16 @@ def parse_csv(text, schema, max_rows):
         raise BadRequest("CSV body has no data rows")
     if len(lines) > max_rows:
         raise PayloadTooLarge("CSV body: more than %d rows, the limit per request" % max_rows)
-    n = schema.n_features
-    X = np.empty((len(lines), n), dtype=np.float64)
-    for i, (line_num, fields) in enumerate(lines):
+    for line_num, fields in lines:
         if len(fields) != n:
             raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
                                 % (line_num, n, ", ".join(names), len(fields)))
+    if not schema.numeric:
+        rows = [fields if order is None else [fields[k] for k in order] for _, fields in lines]
+        return schema.build(rows, lambda i, j: "CSV line %d, column %s" % (
+            lines[i][0], schema.feature_names[j]), from_csv=True)
+    X = np.empty((len(lines), n), dtype=np.float64)
+    for i, (line_num, fields) in enumerate(lines):
         for j, field in enumerate(fields):
             X[i, j] = _csv_number(field, schema, "CSV line %d, column %d (%s)"
                                   % (line_num, j + 1, names[j]))
@@ -444,10 +527,11 @@ def parse_csv(text, schema, max_rows):
 
 
 def _looks_like_header(fields, schema):
-    """A header names a feature, or has no number at all; a data line with
-    one bad value is data, so that its error names the value."""
+    """A header names a feature, or has no number at all (and is not all
+    empty fields); a data line with one bad value is data, so that its error
+    names the value."""
     return (any(f in schema.index for f in fields)
-            or not any(_CSV_NUMBER.match(f) for f in fields))
+            or (any(fields) and not any(_CSV_NUMBER.match(f) for f in fields)))
 
 
 def _csv_number(field, schema, where):

@@ -14,7 +14,7 @@ import sklearn
 from chalicelib.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
                                Unprocessable)
 from chalicelib.loading import load_model_dir
-from chalicelib.parsing import Schema
+from chalicelib.schema import Schema
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,30 @@ class ServedModel:
     def _load(self):
         try:
             card, estimator = load_model_dir(self.model_dir)
+            self._prepare(card, estimator)
         except ModelLoadError as exc:
             self.error = "model not available: %s" % exc.public
             log.error("model load failed for %s: %s", self.model_dir, exc)
-            return
+        except Exception as exc:  # whatever the artifact holds, never an import crash
+            self.error = "model not available: the model cannot be served (%s)" % type(exc).__name__
+            log.exception("model %s cannot be served", self.model_dir)
+
+    def _prepare(self, card, estimator):
         self.card = card
         self.estimator = estimator
-        self.schema = Schema(card.feature_names, card.accepts_missing)
+        self.schema = Schema.from_card(card)
         self.has_proba = hasattr(estimator, "predict_proba")
         classes = getattr(estimator, "classes_", None)
-        self.classes = classes.tolist() if classes is not None else None
+        if isinstance(classes, list):  # multi-output: one array of classes per output
+            self.classes = [np.asarray(c).tolist() for c in classes]
+            classes = None
+        elif classes is not None:
+            classes = np.asarray(classes)
+            if classes.ndim != 1:
+                raise ModelLoadError("classes_ of shape %s cannot be served" % (classes.shape,))
+            self.classes = classes.tolist()
+        else:
+            self.classes = None
         self.identity = {"name": card.name, "version": card.version}
         self._identity_json = json.dumps(self.identity)
         self.version_json = json.dumps(card.version)
@@ -105,10 +119,21 @@ class ServedModel:
         except Exception:
             log.exception("model %s raised during prediction", self.card.name)
             raise PredictionFailed("prediction failed") from None
+        predictions = np.asarray(predictions)
+        _check_finite_rows(predictions, "prediction")
         parts = ['{"predictions": ', self._predictions_json(predictions)]
         if probabilities:
+            if isinstance(proba, list):  # multi-output: per row, one list per output
+                proba = np.stack([np.asarray(p) for p in proba], axis=1) \
+                    if len({np.shape(p) for p in proba}) == 1 else proba
+            if isinstance(proba, list):
+                _check_finite_rows(np.hstack(proba), "probability")
+                rows = [[p[i].tolist() for p in proba] for i in range(len(predictions))]
+            else:
+                _check_finite_rows(proba, "probability")
+                rows = proba.tolist()
             parts += [', "classes": ', self._classes_json,
-                      ', "probabilities": ', _encode(proba.tolist())]
+                      ', "probabilities": ', _encode(rows)]
         parts += [', "model": ', self._identity_json, "}"]
         return "".join(parts)
 
@@ -124,6 +149,21 @@ class ServedModel:
             if (self._classes_array[positions] == predictions).all():
                 return "[" + ", ".join(map(labels.__getitem__, positions.tolist())) + "]"
         return _encode(predictions.tolist())
+
+
+def _check_finite_rows(values, what):
+    """A model that answers NaN or infinity for a row (log1p(-1), a division
+    by a zero variance...) answered nothing for it: a 422 naming the row."""
+    if values.dtype.kind not in "fc" or values.size == 0:
+        return
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    rows = np.flatnonzero(~finite.reshape(len(values), -1).all(axis=1))
+    shown = ", ".join(map(str, rows[:10].tolist())) + (" ..." if len(rows) > 10 else "")
+    raise Unprocessable("row %s: the model's %s is not a finite number (NaN or infinite) for "
+                        "these values; they are outside what the model can answer"
+                        % (shown, what))
 
 
 def _label_json(classes):

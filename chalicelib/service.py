@@ -82,7 +82,8 @@ class Service:
             rows = len(parsed.X)
             reply = Reply(200, model.predict(parsed.X, parsed.probabilities), model.headers)
         except ServiceError as error:
-            reply = Reply(error.status, error_body(error), JSON_HEADERS)
+            # Errors name the model too, as every response does (once loaded).
+            reply = Reply(error.status, error_body(error), self.model.headers or JSON_HEADERS)
         if self.settings.log_requests:
             self._log(request, reply.status, started, rows)
         return reply

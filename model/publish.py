@@ -20,12 +20,13 @@ import warnings
 import joblib
 import numpy as np
 import sklearn
-from sklearn.base import is_classifier
 from sklearn.exceptions import InconsistentVersionWarning
 
-from chalicelib.card import ARTIFACT_FILE, CARD_FILE, ModelCard, build_card, sha256_of
+from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, build_card, sha256_of
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
+from chalicelib.schema import Schema
+from model import schema_inference
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(PROJECT_DIR, "model")
@@ -60,46 +61,95 @@ def load_estimator(path):
     return estimator, (saved[0] if saved else sklearn.__version__)
 
 
-def infer_features(estimator, features=None):
-    n_in = getattr(estimator, "n_features_in_", None)
-    if features:
-        if n_in is not None and len(features) != n_in:
-            raise PublishError("--features names %d features but the estimator expects %d"
-                               % (len(features), n_in))
-        return list(features)
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is not None:
-        return [str(n) for n in names]
-    if n_in is not None:
-        return ["x%d" % i for i in range(n_in)]
-    raise PublishError("cannot infer the features (no feature_names_in_ or n_features_in_); "
-                       "pass --features a,b,c")
-
-
-def check_predicts(estimator, n_features):
-    """Prove the estimator predicts on a sample row; say if it accepts NaN."""
-    sample = np.zeros((1, n_features))
+def read_sample(path):
+    """A few rows of the training data (CSV with a header), as pandas reads them."""
+    if path is None or hasattr(path, "columns"):  # none, or already a DataFrame
+        return path
+    import pandas as pd
     try:
-        prediction = estimator.predict(sample)
-        if hasattr(estimator, "predict_proba"):
-            estimator.predict_proba(sample)
+        return pd.read_csv(path)
     except Exception as exc:
-        raise PublishError("the estimator fails to predict a sample row of %d zeros: %s: %s"
-                           % (n_features, type(exc).__name__, exc)) from None
-    if len(prediction) != 1:
-        raise PublishError("the estimator returned %d predictions for one row" % len(prediction))
+        raise PublishError("--sample %s cannot be read as CSV: %s" % (path, exc)) from None
+
+
+def example_rows(schema, specs, sample=None, n=1):
+    """Rows of plain JSON values, in card order: the sample's first rows when
+    given, else one row made from the card (range midpoints, first
+    categories)."""
+    if sample is not None:
+        rows = sample[list(schema.feature_names)].head(n).astype(object)
+        rows = rows.where(rows.notna(), None).values.tolist()
+        return [[_json_value(v) for v in row] for row in rows]
+    row = []
+    for feature, spec in zip(schema.features, specs):
+        if feature.categories:
+            row.append(feature.categories[0])
+        elif feature.type == "string":
+            row.append("a")
+        elif feature.type == "text":
+            row.append("an example text")
+        elif feature.type == "boolean":
+            row.append(False)
+        elif "range" in spec:
+            low, high = spec["range"]
+            middle = (low + high) / 2
+            row.append(int(round(middle)) if feature.type == "integer" else middle)
+        else:
+            row.append(0 if feature.type == "integer" else 0.0)
+    return [row]
+
+
+def _json_value(value):
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def check_predicts(estimator, schema, rows):
+    """Prove the estimator predicts ``rows`` built by the app's own schema;
+    return the prediction and whether it accepts missing values."""
+    def where(i, j):
+        return "example row %d, feature %s" % (i, schema.feature_names[j])
+
+    try:
+        with warnings.catch_warnings():
+            # e.g. "X does not have valid feature names": it would be logged per request
+            warnings.simplefilter("error", UserWarning)
+            X = schema.build(rows, where)
+            prediction = estimator.predict(X)
+            if hasattr(estimator, "predict_proba"):
+                estimator.predict_proba(X)
+    except Exception as exc:
+        hint = ("" if schema.input_kind == "texts" else
+                "; if some features are not numbers, pass --sample FILE.csv (a few rows of the "
+                "training data, with a header) so that their types can be read")
+        raise PublishError("the estimator fails to predict an example row %s built from the "
+                           "features %s: %s: %s%s"
+                           % (json.dumps(rows[0]), ", ".join(
+                               "%s (%s)" % (f.name, f.type) for f in schema.features),
+                              type(exc).__name__, exc, hint)) from None
+    if len(prediction) != len(rows):
+        raise PublishError("the estimator returned %d predictions for %d rows"
+                           % (len(prediction), len(rows)))
+    blank = [[None if f.type in ("number", "integer", "boolean") else v
+              for f, v in zip(schema.features, rows[0])]]
+    if all(v is not None for v in blank[0]):
+        return prediction, False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            estimator.predict(np.full((1, n_features), np.nan))
-        return True
+            X = Schema(schema.features, True, schema.input_kind).build(blank, where)
+            result = np.asarray(estimator.predict(X))
+        return prediction, result.dtype.kind not in "fc" or bool(np.isfinite(result).all())
     except Exception:
-        return False
+        return prediction, False
 
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
-            force=False, metrics=None, created_at=None):
-    """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json."""
+            force=False, metrics=None, created_at=None, sample=None):
+    """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
+    ``sample``: path of a CSV of a few training rows (types and ranges)."""
     estimator, saved_with = load_estimator(artifact_path)
     pinned = pinned_version("scikit-learn")
     if saved_with != pinned and not force:
@@ -108,14 +158,30 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             "(requirements.txt); scikit-learn does not promise that pickles load across "
             "versions. Re-save it with %s, or pass --force to publish anyway"
             % (saved_with, pinned, pinned))
-    feature_names = infer_features(estimator, features)
-    accepts_missing = check_predicts(estimator, len(feature_names))
+    if not callable(getattr(estimator, "predict", None)):
+        raise PublishError("the artifact is a %s, which has no predict()"
+                           % type(estimator).__name__)
+    frame = read_sample(sample)
+    try:
+        specs, input_kind = schema_inference.infer(estimator, features, frame)
+        schema = Schema(specs, False, input_kind)
+    except ValueError as exc:
+        raise PublishError(str(exc)) from None
+    rows = example_rows(schema, specs, frame)
+    prediction, accepts_missing = check_predicts(estimator, schema, rows)
     classes = getattr(estimator, "classes_", None)
+    if isinstance(classes, list):
+        classes = [np.asarray(c).tolist() for c in classes]
+    elif classes is not None:
+        classes = np.asarray(classes).tolist()
+    names = schema.feature_names
+    example = {"instances": [row[0] for row in rows] if input_kind == "texts"
+               else [dict(zip(names, row)) for row in rows]}
     card = build_card(
         name=name, version=version,
-        task="classification" if is_classifier(estimator) else "regression",
-        feature_names=feature_names,
-        classes=classes.tolist() if classes is not None else None,
+        task=schema_inference.infer_task(estimator, prediction),
+        features=specs, input_kind=input_kind, example=example,
+        classes=classes,
         accepts_missing=accepts_missing,
         sha256=sha256_of(artifact_path),
         versions={"scikit-learn": saved_with, "numpy": np.__version__,
@@ -127,7 +193,7 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
     )
     try:
         check_estimator(estimator, ModelCard(card))
-    except ModelLoadError as exc:
+    except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
     _write_model_dir(out_dir, artifact_path, card)
     return card
@@ -167,6 +233,8 @@ def main(argv=None):
     parser.add_argument("--features", help="comma-separated feature names, in order")
     parser.add_argument("--out", default=DEFAULT_OUT, help="model directory (default: model/)")
     parser.add_argument("--metrics", help="JSON object of evaluation metrics to record")
+    parser.add_argument("--sample", help="CSV of a few training rows with a header: the types "
+                        "and ranges of features the estimator does not record")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
     args = parser.parse_args(argv)
@@ -174,7 +242,8 @@ def main(argv=None):
         metrics = json.loads(args.metrics) if args.metrics else None
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
-                       out_dir=args.out, force=args.force, metrics=metrics)
+                       out_dir=args.out, force=args.force, metrics=metrics,
+                       sample=args.sample)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2

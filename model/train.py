@@ -87,7 +87,7 @@ def train():
         "n_test": int(len(X_test)),
         "dataset": "sklearn.datasets.load_iris, 25%% stratified hold-out, seed %d" % SEED,
     }
-    return pipeline, metrics
+    return pipeline, metrics, X_train
 
 
 def compare(committed_dir, rebuilt_dir):
@@ -130,12 +130,14 @@ def main(argv=None):
     if not _pinned():
         print("warning: BLAS kernel not pinned (numpy was imported before model.train); "
               "the bytes may differ from a pinned build", file=sys.stderr)
-    pipeline, metrics = train()
+    pipeline, metrics, X_train = train()
+    import pandas as pd  # the training rows give the card its ranges and example
+    sample = pd.DataFrame(X_train, columns=FEATURES)
     with tempfile.TemporaryDirectory() as tmp:
         artifact = os.path.join(tmp, ARTIFACT_FILE)
         joblib.dump(pipeline, artifact)
         rebuilt_dir = os.path.join(tmp, "rebuilt")
-        card = publish(artifact, name=NAME, version=VERSION, features=FEATURES,
+        card = publish(artifact, name=NAME, version=VERSION, features=FEATURES, sample=sample,
                        out_dir=rebuilt_dir, metrics=metrics, created_at=args.created_at)
         print("trained %s %s: test accuracy %.4f, sha256 %s"
               % (NAME, VERSION, metrics["accuracy_test"], card["sha256"]))
@@ -143,6 +145,12 @@ def main(argv=None):
         if os.path.isfile(existing) and os.path.isfile(os.path.join(args.out, CARD_FILE)):
             if sha256_of(existing) == card["sha256"]:
                 print("%s is byte-identical to the rebuild: left as it is" % existing)
+                committed = json.load(open(os.path.join(args.out, CARD_FILE)))
+                if {**committed, "created_at": None} != {**card, "created_at": None}:
+                    publish(artifact, name=NAME, version=VERSION, features=FEATURES,
+                            sample=sample, out_dir=args.out, metrics=metrics,
+                            created_at=committed["created_at"])
+                    print("the card was out of date: rewritten (created_at kept)")
                 return 0
             problems, largest = compare(args.out, rebuilt_dir)
             print("the rebuild differs from %s in its bytes; largest differences: %s"
@@ -155,7 +163,8 @@ def main(argv=None):
                 print("equivalent within rtol=%g, atol=%g: kept the existing artifact "
                       "(--replace writes the rebuilt one)" % (RTOL, ATOL))
                 return 0
-        publish(artifact, name=NAME, version=VERSION, features=FEATURES, out_dir=args.out,
+        publish(artifact, name=NAME, version=VERSION, features=FEATURES, sample=sample,
+                out_dir=args.out,
                 metrics=metrics, created_at=card["created_at"])
         print("wrote %s" % args.out)
     return 0

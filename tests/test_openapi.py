@@ -88,7 +88,11 @@ def test_request_schema_follows_the_bundled_card(api):
     assert set(schemas["Record"]["properties"]) == set(FEATURES)
     assert schemas["Record"]["additionalProperties"] is False
     assert (schemas["Row"]["minItems"], schemas["Row"]["maxItems"]) == (4, 4)
-    assert schemas["Row"]["items"] == {"type": "number"}  # no null: no missing values
+    # no null (no missing values); the training range in each description
+    assert [v["type"] for v in schemas["Row"]["prefixItems"]] == ["number"] * 4
+    assert schemas["Row"]["prefixItems"][0]["description"] == "seen in training: 4.3 to 7.9"
+    assert document["paths"]["/model"]["post"]["requestBody"]["content"]["application/json"][
+        "example"] == json.load(open(os.path.join(BUNDLED_MODEL, "model.json")))["example"]
     assert schemas["Prediction"]["properties"]["predictions"]["items"] == {
         "enum": ["setosa", "versicolor", "virginica"]}
     assert document["info"]["version"] == "1.0.0"

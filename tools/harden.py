@@ -2,14 +2,18 @@
 
 Runs, with their full counts,
 
-* the fuzz (``tests/test_fuzz.py``, ``FUZZ_EXAMPLES=12000``) and the named
-  hostile inputs (``tests/test_hostile_inputs.py``), in one pytest process;
+* the fuzz (``tests/test_fuzz.py``, ``FUZZ_EXAMPLES=12000``), the typed
+  fuzz (``tests/test_fuzz_typed.py``) and the named hostile inputs
+  (``tests/test_hostile_inputs.py``), in one pytest process;
 * the soak (``tests/test_soak.py``, ``SOAK_REQUESTS=100000``) in another, at
   the same time (two cores; the soak's memory figure is then its own
   process's);
 * the malicious-artifact corpus (``tests/malicious.py``), if present: every
   artifact through the app's loader in a child process, then a check that no
   payload's marker file exists; and ``tests/test_safe_loading.py``,
+
+* the worst-case request bodies at the size limit
+  (``tools/hostile_bodies.py``) against a normal body of the same type,
 
 then prints one line per category and exits non-zero if any check failed.
 The tests write their figures to ``build/harden/*.json``; pytest's output
@@ -108,12 +112,13 @@ def main(argv=None):
     parser.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS)
     args = parser.parse_args(argv)
     os.makedirs(OUT, exist_ok=True)
-    for stale in ("fuzz.json", "hostile.json", "soak.json"):
+    for stale in ("fuzz.json", "fuzz_typed.json", "hostile.json", "soak.json"):
         if os.path.exists(os.path.join(OUT, stale)):
             os.remove(os.path.join(OUT, stale))
     started = time.perf_counter()
 
-    fuzz_proc, fuzz_log = _pytest(["tests/test_hostile_inputs.py", "tests/test_fuzz.py"],
+    fuzz_proc, fuzz_log = _pytest(["tests/test_hostile_inputs.py", "tests/test_fuzz.py",
+                                   "tests/test_fuzz_typed.py"],
                                   {"FUZZ_EXAMPLES": str(args.fuzz_examples)}, "fuzz.log")
     soak_proc, soak_log = _pytest(["tests/test_soak.py"],
                                   {"SOAK_REQUESTS": str(args.soak_requests)}, "soak.log")
@@ -138,6 +143,15 @@ def main(argv=None):
         lines.append("fuzz: %d cases tried, %d 5xx (%d valid answers equal to predict())"
                      % (fuzz["requests"], fuzz["server_errors"], fuzz["valid_checked"]))
         ok &= good
+    typed = _read("fuzz_typed.json")
+    if typed is None:
+        lines.append("typed fuzz: no figures (see build/harden/fuzz.log)")
+        ok = False
+    else:
+        lines.append("typed fuzz (DataFrame pipeline, text model): %d cases, %d 5xx (%d valid "
+                     "answers equal to predict())"
+                     % (typed["requests"], typed["server_errors"], typed["valid_checked"]))
+        ok &= typed["server_errors"] == 0
     if hostile is None:
         lines.append("hostile inputs: no figures (see build/harden/fuzz.log)")
         ok = False
@@ -165,6 +179,16 @@ def main(argv=None):
         lines.append("  soak test FAILED (build/harden/soak.log):\n" + _tail("soak.log"))
         ok = False
 
+    bodies_proc = subprocess.run([sys.executable, "-m", "tools.hostile_bodies", "--json",
+                                  os.path.join(OUT, "bodies.json")], cwd=PROJECT_DIR,
+                                 capture_output=True, text=True)
+    bodies = _read("bodies.json") or []
+    hostile_bodies = [b for b in bodies if not b["normal"]]
+    lines.append("worst-case bodies at the 6 MiB limit: %d shapes, %d within 2x the time and "
+                 "memory of a normal 6 MiB body of the same type\n%s"
+                 % (len(hostile_bodies), sum(b["held"] for b in hostile_bodies),
+                    bodies_proc.stdout.rstrip() or bodies_proc.stderr[-1000:]))
+    ok &= bodies_proc.returncode == 0 and bool(hostile_bodies)
     lines.append(malicious_line)
     ok &= malicious_ok
 

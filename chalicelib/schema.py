@@ -1,0 +1,256 @@
+"""The typed input schema: what each feature is, how a client's value is
+checked and coerced, and what the estimator is handed.
+
+Owned here, for every request format alike:
+
+* the feature types of the card (``number``, ``integer``, ``boolean``,
+  ``string`` with its known ``categories``, ``text``) and the errors that
+  name the place and the expectation;
+* the estimator's input kind: ``matrix`` (a float64 matrix: the fast path in
+  :mod:`chalicelib.parsing`; an object matrix when a column holds strings),
+  ``dataframe`` (a pandas DataFrame with the card's columns and dtypes,
+  category dtype where it was fitted with one) or ``texts`` (1-D strings).
+
+pandas is imported only when a model takes a DataFrame, so a matrix model
+never pays its import at cold start (and the build does not ship it).
+"""
+import json
+import math
+import operator
+import re
+
+import numpy as np
+
+from chalicelib.errors import Unprocessable
+
+TYPES = ("number", "integer", "boolean", "string", "text")
+INPUT_KINDS = ("matrix", "dataframe", "texts")
+NUMERIC_TYPES = ("number", "integer")
+# The pandas dtype a DataFrame column gets when the card does not name one.
+DEFAULT_DTYPES = {"number": "float64", "integer": "int64", "boolean": "bool",
+                  "string": "object", "text": "object"}
+MISSING_TOKENS = ("", "nan", "NaN", "NA")
+# ASCII only and possessive: linear on any field (see parsing's CSV notes).
+CSV_NUMBER = re.compile(r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+\Z",
+                        re.ASCII)
+CSV_INTEGER = re.compile(r"[+-]?+[0-9]++\Z", re.ASCII)
+CSV_BOOLEANS = {"true": True, "True": True, "TRUE": True, "1": True,
+                "false": False, "False": False, "FALSE": False, "0": False}
+
+
+class SchemaError(ValueError):
+    """A card's feature list that cannot be served."""
+
+
+class Feature:
+    __slots__ = ("name", "type", "categories", "unknown", "dtype", "_allowed")
+
+    def __init__(self, spec):
+        if not isinstance(spec, dict):
+            raise SchemaError("every card feature must be an object")
+        self.name = spec.get("name")
+        self.type = spec.get("type", "number")
+        if self.type not in TYPES:
+            raise SchemaError("feature %s: type must be one of %s, got %r"
+                              % (self.name, ", ".join(TYPES), self.type))
+        categories = spec.get("categories")
+        if categories is not None and (not isinstance(categories, list) or not all(
+                isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in categories)):
+            raise SchemaError("feature %s: categories must be a list of strings or numbers"
+                              % self.name)
+        self.categories = tuple(categories) if categories is not None else None
+        self.unknown = spec.get("unknown_categories", "error")
+        if self.unknown not in ("error", "ignore"):
+            raise SchemaError("feature %s: unknown_categories must be error or ignore" % self.name)
+        self.dtype = spec.get("dtype") or DEFAULT_DTYPES[self.type]
+        self._allowed = (frozenset(self.categories)
+                         if self.categories is not None and self.unknown == "error" else None)
+
+    def describe_categories(self):
+        shown = [json.dumps(c) for c in self.categories[:20]]
+        more = len(self.categories) - len(shown)
+        return ", ".join(shown) + (" (and %d more)" % more if more > 0 else "")
+
+
+class Schema:
+    """Feature order, types, missing values and the estimator's input kind."""
+
+    def __init__(self, features, accepts_missing=False, input_kind="matrix"):
+        self.features = tuple(f if isinstance(f, Feature) else
+                              Feature(f if isinstance(f, dict) else {"name": f}) for f in features)
+        if input_kind not in INPUT_KINDS:
+            raise SchemaError("input must be one of %s, got %r" % (", ".join(INPUT_KINDS), input_kind))
+        if input_kind == "texts" and (len(self.features) != 1 or self.features[0].type != "text"):
+            raise SchemaError('a "texts" model takes exactly one feature of type text')
+        self.input_kind = input_kind
+        self.accepts_missing = accepts_missing
+        self.feature_names = tuple(f.name for f in self.features)
+        self.index = {name: i for i, name in enumerate(self.feature_names)}
+        self._getter = operator.itemgetter(*self.feature_names)
+        # The float64 fast path: every value a number, handed over as a matrix.
+        self.numeric = input_kind == "matrix" and all(
+            f.type == "number" and f._allowed is None for f in self.features)
+
+    @classmethod
+    def from_card(cls, card):
+        raw = card.raw
+        return cls(raw["features"], card.accepts_missing, raw.get("input") or "matrix")
+
+    @property
+    def n_features(self):
+        return len(self.feature_names)
+
+    def ordered_values(self, record):
+        values = self._getter(record)
+        return values if self.n_features > 1 else (values,)
+
+    # -- the typed path ----------------------------------------------------
+
+    def build(self, rows, where, from_csv=False):
+        """Rows of client values in card order -> what the estimator takes.
+
+        ``where(i, j)`` names row ``i``, feature ``j`` for an error message.
+        """
+        columns = [self._column(j, [row[j] for row in rows], where, from_csv)
+                   for j in range(self.n_features)]
+        if self.input_kind == "texts":
+            return np.asarray(columns[0], dtype=object)
+        if self.input_kind == "dataframe":
+            return self._dataframe(columns)
+        if all(c.dtype.kind in "fiub" for c in columns):
+            return np.column_stack([c.astype(np.float64) for c in columns])
+        X = np.empty((len(rows), self.n_features), dtype=object)
+        for j, column in enumerate(columns):
+            X[:, j] = column
+        return X
+
+    def _dataframe(self, columns):
+        import pandas as pd
+        data = {}
+        for feature, column in zip(self.features, columns):
+            if feature.dtype == "category":
+                data[feature.name] = pd.Categorical(column, categories=list(feature.categories or ())
+                                                    or None)
+            elif column.dtype.kind == "f" and feature.dtype not in ("float64", "float32", "object"):
+                data[feature.name] = column  # missing values in an integer/bool column
+            else:
+                data[feature.name] = column.astype(feature.dtype, copy=False)
+        return pd.DataFrame(data, columns=list(self.feature_names))
+
+    def _column(self, j, values, where, from_csv):
+        feature = self.features[j]
+        coerce = _COERCERS[feature.type]
+        out = [coerce(self, feature, v, from_csv, where, i, j) for i, v in enumerate(values)]
+        allowed = feature._allowed
+        if allowed is not None:
+            for i, v in enumerate(out):
+                if v not in allowed and not (v is None or v != v):
+                    raise Unprocessable("%s: expected one of %s, got %s"
+                                        % (where(i, j), feature.describe_categories(), _show(v)))
+        if feature.type == "number":
+            return np.asarray(out, dtype=np.float64)
+        if feature.type in ("integer", "boolean"):
+            if any(v is None for v in out):
+                return np.asarray([math.nan if v is None else v for v in out], dtype=np.float64)
+            return np.asarray(out, dtype=np.int64 if feature.type == "integer" else bool)
+        column = np.empty(len(out), dtype=object)
+        column[:] = [np.nan if v is None else v for v in out]
+        return column
+
+    def _missing(self, where, i, j, what):
+        if self.accepts_missing:
+            return None
+        raise Unprocessable("%s: expected %s, got a missing value" % (where(i, j), what))
+
+
+def _number(schema, feature, v, from_csv, where, i, j):
+    kind = type(v)
+    if from_csv:
+        if CSV_NUMBER.match(v):
+            v = float(v)
+        elif v in MISSING_TOKENS:
+            return math.nan if schema._missing(where, i, j, "a number") is None else None
+        else:
+            raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _show(v)))
+    elif kind is int:
+        try:
+            v = float(v)
+        except OverflowError:
+            raise Unprocessable("%s: number out of range" % where(i, j)) from None
+    elif v is None:
+        schema._missing(where, i, j, "a number")
+        return math.nan
+    elif kind is not float:
+        raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _show(v)))
+    if math.isfinite(v) or (v != v and schema.accepts_missing):
+        return v
+    raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), _show(v)))
+
+
+def _integer(schema, feature, v, from_csv, where, i, j):
+    if from_csv:
+        if CSV_INTEGER.match(v):
+            return int(v)
+        if v in MISSING_TOKENS:
+            return schema._missing(where, i, j, "an integer")
+        if CSV_NUMBER.match(v):
+            v = float(v)
+    if type(v) is int:
+        if -2**63 <= v < 2**63:
+            return v
+        raise Unprocessable("%s: integer out of range" % where(i, j))
+    if v is None:
+        return schema._missing(where, i, j, "an integer")
+    if type(v) is float and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    raise Unprocessable("%s: expected an integer, got %s" % (where(i, j), _show(v)))
+
+
+def _boolean(schema, feature, v, from_csv, where, i, j):
+    if from_csv:
+        if v in CSV_BOOLEANS:
+            return CSV_BOOLEANS[v]
+        if v in MISSING_TOKENS:
+            return schema._missing(where, i, j, "true or false")
+    elif type(v) is bool:
+        return v
+    elif v is None:
+        return schema._missing(where, i, j, "true or false")
+    raise Unprocessable("%s: expected true or false, got %s" % (where(i, j), _show(v)))
+
+
+def _string(schema, feature, v, from_csv, where, i, j):
+    if type(v) is str:
+        if from_csv and feature.type == "string" and v in MISSING_TOKENS[1:] \
+                and schema.accepts_missing:
+            return None
+        return v
+    if v is None:
+        return schema._missing(where, i, j, "a string")
+    raise Unprocessable("%s: expected a string, got %s" % (where(i, j), _show(v)))
+
+
+_COERCERS = {"number": _number, "integer": _integer, "boolean": _boolean,
+             "string": _string, "text": _string}
+
+
+def _show(value):
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is str:
+        return json.dumps(value if len(value) <= 40 else value[:40] + "...")
+    if type(value) is float:
+        if value != value:
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if type(value) is int:
+        return str(value) if value.bit_length() < 200 else "a %d-bit integer" % value.bit_length()
+    if type(value) is list:
+        return "a list"
+    if type(value) is dict:
+        return "an object"
+    return type(value).__name__
