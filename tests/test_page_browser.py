@@ -38,6 +38,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = os.path.join(PROJECT_DIR, "build", "try-it.png")
 API_KEY = "test-key-0123456789"
+with open(os.path.join(PROJECT_DIR, "model", "model.json")) as _f:
+    EXAMPLE = json.load(_f)["example"]["instances"][0]
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +191,10 @@ def test_predict_shows_the_label_and_probabilities_post_model_answers(open_page,
     w = open_page(local_url + "/")
     page = w.page
     assert page.title() == "iris-classifier: try it"
-    # an open stage predicts the prefilled row (zeros: today's card has no example) at once
+    # an open stage predicts the prefilled row (the card's example) at once
     page.wait_for_selector("#answer:not([hidden])")
     settled(page)
-    check_shown_equals_api(page, local_url, [0, 0, 0, 0])
+    check_shown_equals_api(page, local_url, [EXAMPLE[name] for name in FEATURES])
     page.uncheck("#live")  # Predict alone (the what-if has its own test)
     for row in IRIS_ROWS:
         fill_row(page, row)
@@ -223,6 +225,14 @@ def test_what_if_re_predicts_as_a_number_is_typed(open_page, local_url):
     # debounced: one request for the four keystrokes (not one each)
     assert 1 <= len(sent) < 4, [r.post_data for r in sent]
     assert json.loads(sent[-1].post_data)["instances"][0]["petal_length"] == 1.45
+    # the slider over the training range moves the number and re-predicts
+    page.focus("#r2")
+    row[2] = 1.44
+    with page.expect_response(for_row(row)):
+        page.keyboard.press("ArrowLeft")
+    settled(page)
+    assert page.input_value("#f2") == "1.44"
+    check_shown_equals_api(page, local_url, row)
     # switched off, moving a value sends nothing
     page.uncheck("#live")
     count = len(sent)
