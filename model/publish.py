@@ -26,7 +26,7 @@ from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, buil
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
 from chalicelib.schema import Schema
-from model import schema_inference
+from model import dependencies, schema_inference
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(PROJECT_DIR, "model")
@@ -44,6 +44,17 @@ def pinned_version(package, requirements=REQUIREMENTS):
             if match:
                 return match.group(1)
     raise PublishError("%s is not pinned in %s" % (package, requirements))
+
+
+def pinned_distributions(requirements=REQUIREMENTS):
+    """The canonical names of the distributions ``requirements.txt`` pins."""
+    names = set()
+    with open(requirements) as f:
+        for line in f:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==", line)
+            if match:
+                names.add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
+    return names
 
 
 def load_estimator(path):
@@ -161,6 +172,12 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
     if not callable(getattr(estimator, "predict", None)):
         raise PublishError("the artifact is a %s, which has no predict()"
                            % type(estimator).__name__)
+    missing = dependencies.unpinned_distributions(estimator, pinned_distributions())
+    if missing:
+        raise PublishError(
+            "the estimator needs %s, which requirements.txt does not pin, so the Lambda would "
+            "not have it; pin it there (name==version) or use only the pinned packages"
+            % ", ".join("%s (module %s)" % item for item in sorted(missing.items())))
     frame = read_sample(sample)
     try:
         specs, input_kind = schema_inference.infer(estimator, features, frame)

@@ -223,3 +223,41 @@ def test_openapi_follows_the_typed_schema(serve, tmp_path):
     _, _, card, model_dir = published(tmp_path, "text_pipeline")
     document = body_of(serve(MODEL_DIR=model_dir).get("/openapi.json"))
     assert "InstancesTexts" in document["components"]["schemas"]
+
+
+def test_outlier_detector(serve, tmp_path):
+    from sklearn.ensemble import IsolationForest
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    model = IsolationForest(n_estimators=20, random_state=0).fit(X)
+    joblib.dump(model, tmp_path / "iso.joblib")
+    card = publish(str(tmp_path / "iso.joblib"), name="iso", version="1.0.0",
+                   out_dir=str(tmp_path / "iso"))
+    assert card["task"] == "outlier_detection"
+    rows = np.vstack([X[:5], [[8.0, 8.0, 8.0]]])
+    response = serve(MODEL_DIR=tmp_path / "iso").post({"instances": rows.tolist()})
+    assert response.status_code == 200
+    assert body_of(response)["predictions"] == model.predict(rows).tolist()
+    assert body_of(response)["predictions"][-1] == -1
+
+
+def test_pandas_output_pipeline_and_no_warnings_per_request(serve, tmp_path, recwarn):
+    """A pipeline with set_output(transform="pandas") fitted on a DataFrame:
+    served with a DataFrame, no warning per request, and its package
+    carries pandas (the build decides from the artifact)."""
+    from tools.build_package import model_uses_pandas
+    model, notebook = families.tabular_pipeline()
+    model.set_params(prepare__categories__sparse_output=False).set_output(transform="pandas")
+    model.fit(*families.customers())
+    joblib.dump(model, tmp_path / "p.joblib")
+    card = publish(str(tmp_path / "p.joblib"), name="p", version="1.0.0",
+                   out_dir=str(tmp_path / "p"))
+    api = serve(MODEL_DIR=tmp_path / "p")
+    recwarn.clear()
+    response = api.post({"dataframe_records": records_of(notebook)})
+    assert response.status_code == 200
+    assert body_of(response)["predictions"] == model.predict(notebook).tolist()
+    assert [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)] == []
+    assert model_uses_pandas(str(tmp_path / "p" / "model.joblib"), card)
+    iris = json.load(open("model/model.json"))
+    assert not model_uses_pandas("model/model.joblib", iris)

@@ -189,3 +189,20 @@ def test_a_rebuild_that_is_not_equivalent_is_refused(tmp_path):
     assert result.returncode == 1
     assert "NOT equivalent" in result.stderr and "coef_ differ beyond" in result.stderr
     assert (committed / "model.joblib").read_bytes() == before
+
+
+def test_a_model_that_needs_an_unpinned_package_is_refused_with_its_name(tmp_path, monkeypatch):
+    """The Lambda ships requirements.txt only: a FunctionTransformer calling
+    into an installed but unpinned distribution (here jsonschema, a dev
+    tool) would load in the notebook and fail on Lambda."""
+    import jsonschema.validators
+    from sklearn.preprocessing import FunctionTransformer
+    model = make_pipeline(FunctionTransformer(jsonschema.validators.validator_for,
+                                              kw_args={"default": None}), LogisticRegression())
+    path = tmp_path / "needs.joblib"
+    joblib.dump(model, path)
+    monkeypatch.setenv("TRUST_MODEL_PICKLE", "true")  # past the allowlist, to the pins
+    with pytest.raises(PublishError, match=r"needs jsonschema \(module jsonschema\), which "
+                                           r"requirements.txt does not pin"):
+        publish(str(path), name="x", version="1", out_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

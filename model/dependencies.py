@@ -1,0 +1,66 @@
+"""Which installed distributions a fitted estimator needs, and whether the
+Lambda will have them: every class and function reachable from the
+estimator names a module, every module a distribution, and each of those
+must be pinned in ``requirements.txt`` (what the Lambda ships) or be part of
+the standard library.
+"""
+import importlib.metadata
+import re
+import sys
+import types
+
+_SCALARS = (str, bytes, int, float, complex, bool, type(None))
+
+
+def modules_of(estimator, limit=200_000):
+    """The top-level module names of the types and callables reachable from
+    ``estimator`` (attributes, containers, numpy object arrays)."""
+    seen, found = set(), set()
+    stack = [estimator]
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if isinstance(obj, _SCALARS) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        kind = type(obj)
+        found.add(kind.__module__)
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)) or \
+                callable(obj) and hasattr(obj, "__module__") and not hasattr(obj, "__dict__"):
+            found.add(getattr(obj, "__module__", None) or "")
+            continue
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif kind.__module__ == "numpy" and getattr(obj, "dtype", None) is not None:
+            if obj.dtype.kind == "O":
+                stack.extend(obj.ravel().tolist()[:10_000])
+            continue
+        elif isinstance(obj, types.MethodType):
+            stack.append(obj.__self__)
+            found.add(obj.__func__.__module__ or "")
+        if hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+        if isinstance(obj, __import__("functools").partial):
+            stack.extend([obj.func, obj.args, obj.keywords])
+    return {m.split(".")[0] for m in found if m}
+
+
+def _canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def unpinned_distributions(estimator, pins):
+    """``{distribution: module}`` of what the estimator needs but ``pins``
+    (canonical names) lack; modules of no distribution but the standard
+    library's are reported under their own name."""
+    by_module = importlib.metadata.packages_distributions()
+    missing = {}
+    for module in sorted(modules_of(estimator)):
+        if module in sys.stdlib_module_names or module in ("builtins", "__main__"):
+            continue
+        distributions = by_module.get(module) or [module]
+        if not any(_canonical(d) in pins for d in distributions):
+            missing[distributions[0]] = module
+    return missing
