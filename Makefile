@@ -8,8 +8,13 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup serve test model build package deploy harden bench clean
+.PHONY: setup serve test model build package deploy harden bench clean api-key api-key-list api-key-revoke
 OUT ?= dist/prod
+# What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
+MERGE ?= deploy/merge-prod.json
+NAME ?=
+API_ID ?=
+KEYS := $(BIN)/python -m tools.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
 
 setup: $(VENV)/.installed
 
@@ -31,15 +36,24 @@ model: setup  ## rebuild the bundled demo model (byte-identical artifact)
 build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache
 	$(BIN)/python -m tools.build_package --stage prod
 
-package: build  ## deployment.zip + SAM template in $(OUT); must reuse the build
+package: build  ## deployment.zip + SAM template (with deploy/merge-prod.json) in $(OUT); must reuse the build
 	rm -rf $(OUT)
-	@out=$$($(BIN)/chalice package --stage prod $(OUT) 2>&1); s=$$?; echo "$$out"; \
+	@out=$$($(BIN)/chalice package --stage prod --merge-template $(MERGE) $(OUT) 2>&1); s=$$?; echo "$$out"; \
 	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
 	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
 
 deploy: setup  ## make build (refusing a package over the 50 MiB direct upload) + chalice deploy --stage prod
 	$(BIN)/python -m tools.build_package --stage prod --direct-upload
 	$(BIN)/chalice deploy --stage prod
+
+api-key: setup  ## NAME=client [API_ID=id]: a key for the deployed prod stage (usage plan created once); printed once
+	$(KEYS) create -- "$(NAME)"
+
+api-key-list: setup  ## the prod stage's keys (names and ids, never values) and its usage plan
+	$(KEYS) list
+
+api-key-revoke: setup  ## NAME=client: delete that key
+	$(KEYS) revoke -- "$(NAME)"
 
 harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts
 	$(BIN)/python -m tools.harden

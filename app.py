@@ -1,11 +1,16 @@
 """The Chalice app: routes read the request, call ``chalicelib``, return."""
+import re
+
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response
 
-from chalicelib import service
+from chalicelib import service, snapstart
+from chalicelib.protocols import invocations, kserve_v1, open_inference
 from chalicelib.settings import public_access
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()
+# Lambda SnapStart: warm before the snapshot, re-seed after each restore.
+snapstart.register(SERVICE)
 # Chalice imports this module with the stage's environment variables when it
 # packages or deploys, so the stage's config decides auth and CORS here.
 ACCESS = public_access()
@@ -13,6 +18,10 @@ AUTH = ({"api_key_required": True} if ACCESS.auth == "api_key"
         else {"authorizer": IAMAuthorizer()} if ACCESS.auth == "iam" else {})
 CORS = CORSConfig(allow_origin=ACCESS.cors_origin, allow_headers=["X-Api-Key"],
                   expose_headers=["X-Model-Name", "X-Model-Version"]) if ACCESS.cors_origin else False
+
+
+# NumPy's .npy (SageMaker): a binary body in and out through API Gateway.
+app.api.binary_types.append("application/x-npy")
 
 
 def _respond(reply):
@@ -38,6 +47,49 @@ def health():
 @app.route("/openapi.json", methods=["GET"], cors=CORS)
 def openapi():
     return _respond(SERVICE.openapi())
+
+
+# The peers' protocols (chalicelib/protocols): MLflow's scoring server,
+# SageMaker's container contract, KServe V1 and the Open Inference Protocol
+# (V2). (method, path, handler, behind the stage's auth). Predictions and
+# model metadata are protected like /model; liveness, readiness and the
+# server's identity stay open like /health. `GET /` is the try-it page, so
+# KServe V1's liveness probe of the base URL is not served. `{segment}` is KServe V1's
+# `name:predict`: API Gateway only allows a variable as a whole segment.
+PROTOCOL_ROUTES = [
+    ("GET", "/ping", invocations.ping, False),
+    ("GET", "/version", invocations.version, False),
+    ("POST", "/invocations", invocations.invocations, True),
+    ("GET", "/v1/models", kserve_v1.models, False),
+    ("GET", "/v1/models/{segment}", kserve_v1.model_ready, False),
+    ("POST", "/v1/models/{segment}", kserve_v1.predict, True),
+    ("GET", "/v2", open_inference.server_metadata, False),
+    ("GET", "/v2/health/live", open_inference.live, False),
+    ("GET", "/v2/health/ready", open_inference.ready, False),
+    ("GET", "/v2/models/{name}", open_inference.model_metadata, True),
+    ("GET", "/v2/models/{name}/ready", open_inference.model_ready, False),
+    ("POST", "/v2/models/{name}/infer", open_inference.infer, True),
+    ("GET", "/v2/models/{name}/versions/{version}", open_inference.model_metadata, True),
+    ("GET", "/v2/models/{name}/versions/{version}/ready", open_inference.model_ready, False),
+    ("POST", "/v2/models/{name}/versions/{version}/infer", open_inference.infer, True),
+]
+
+
+def _protocol_view(handler):
+    def view(**path_params):
+        return _respond(handler(SERVICE, app.current_request, **path_params))
+    return view
+
+
+for _method, _path, _handler, _protected in PROTOCOL_ROUTES:
+    # "*/*": every body reaches the handler, which answers an unreadable
+    # type with 415 in its protocol's error shape.
+    _options = dict(AUTH if _protected else {})
+    if _method == "POST":
+        _options["content_types"] = ["*/*"]
+    app.route(_path, methods=[_method], cors=CORS,
+              name=_method.lower() + re.sub(r"\W+", "_", _path).rstrip("_"),
+              **_options)(_protocol_view(_handler))
 
 
 # The try-it page: open on every stage (it holds nothing secret; predictions

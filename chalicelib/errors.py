@@ -25,6 +25,21 @@ class BadRequest(ServiceError):
     code = "BadRequestError"
 
 
+class NotFound(ServiceError):
+    """A model name or version this deployment does not serve, or a path of
+    a protocol that names no operation (the protocol routes)."""
+
+    status = 404
+    code = "NotFoundError"
+
+
+class NotAcceptable(ServiceError):
+    """An ``Accept`` header asking only for types the endpoint cannot write."""
+
+    status = 406
+    code = "NotAcceptable"
+
+
 class PayloadTooLarge(ServiceError):
     """Too many rows, or a body larger than the limit."""
 

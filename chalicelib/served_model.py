@@ -95,10 +95,9 @@ class ServedModel:
             raise ModelUnavailable(self.error)
         return self
 
-    def predict(self, X, probabilities=False):
-        """The response body (JSON text) for a validated matrix ``X``:
-        predictions (and class probabilities), labels exactly as trained,
-        and the model's name and version."""
+    def infer(self, X, probabilities=False):
+        """``(predictions, probabilities or None)`` as numpy arrays for a
+        validated matrix ``X``: what every protocol renders in its own shape."""
         if probabilities and not self.has_proba:
             raise Unprocessable("probabilities: model %s (%s) has no predict_proba"
                                 % (self.card.name, type(self.estimator).__name__))
@@ -121,19 +120,23 @@ class ServedModel:
             raise PredictionFailed("prediction failed") from None
         predictions = np.asarray(predictions)
         _check_finite_rows(predictions, "prediction")
-        parts = ['{"predictions": ', self._predictions_json(predictions)]
         if probabilities:
             if isinstance(proba, list):  # multi-output: per row, one list per output
                 proba = np.stack([np.asarray(p) for p in proba], axis=1) \
                     if len({np.shape(p) for p in proba}) == 1 else proba
-            if isinstance(proba, list):
-                _check_finite_rows(np.hstack(proba), "probability")
-                rows = [[p[i].tolist() for p in proba] for i in range(len(predictions))]
-            else:
-                _check_finite_rows(proba, "probability")
-                rows = proba.tolist()
+            _check_finite_rows(np.hstack(proba) if isinstance(proba, list) else proba,
+                               "probability")
+        return predictions, proba
+
+    def predict(self, X, probabilities=False):
+        """The response body (JSON text) for a validated matrix ``X``:
+        predictions (and class probabilities), labels exactly as trained,
+        and the model's name and version."""
+        predictions, proba = self.infer(X, probabilities)
+        parts = ['{"predictions": ', self._predictions_json(predictions)]
+        if probabilities:
             parts += [', "classes": ', self._classes_json,
-                      ', "probabilities": ', _encode(rows)]
+                      ', "probabilities": ', _encode(probability_rows(proba, len(predictions)))]
         parts += [', "model": ', self._identity_json, "}"]
         return "".join(parts)
 
@@ -149,6 +152,15 @@ class ServedModel:
             if (self._classes_array[positions] == predictions).all():
                 return "[" + ", ".join(map(labels.__getitem__, positions.tolist())) + "]"
         return _encode(predictions.tolist())
+
+
+def probability_rows(proba, n_rows):
+    """``infer``'s probabilities as plain lists, one entry per row (for a
+    multi-output model whose outputs differ in class count, one list per
+    output in each row)."""
+    if isinstance(proba, list):
+        return [[p[i].tolist() for p in proba] for i in range(n_rows)]
+    return proba.tolist()
 
 
 def _check_finite_rows(values, what):

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from chalicelib import metrics, tracing
 from chalicelib.errors import BadRequest, PayloadTooLarge, ServiceError, error_body
 from chalicelib.parsing import parse_request
 from chalicelib.served_model import ServedModel
@@ -118,17 +119,24 @@ class Service:
         from chalicelib.page import page_of
         return Reply(*page_of(self))
 
-    def _log(self, request, status, started, rows):
+    def _log(self, request, status, started, rows, route="POST /model"):
+        """One log line and EMF record; the protocol routes name theirs."""
         context = getattr(request, "context", None) or {}
-        sys.stdout.write(_LOG_LINE % (json.dumps(context.get("requestId")), status,
-                                      (time.perf_counter() - started) * 1000, rows,
-                                      self.model.version_json))
+        elapsed = time.perf_counter() - started
+        log = _ROUTE_LOGS.get(route) or _ROUTE_LOGS.setdefault(route, metrics.RequestLog(route))
+        sys.stdout.write(log.line(self.model, json.dumps(context.get("requestId")),
+                                  status, elapsed * 1000, rows))
+        if tracing.DAEMON is not None:  # X-Ray on (the stage's xray setting)
+            card = self.model.card
+            tracing.record_request(route, status, elapsed,
+                                   card.name if card else metrics.UNAVAILABLE,
+                                   card.version if card else metrics.UNAVAILABLE)
 
 
-# One JSON object per line, as CloudWatch shows it; formatted, not built with
-# json.dumps, because it is written for every request.
-_LOG_LINE = ('{"request_id": %s, "route": "POST /model", "status": %d, '
-             '"latency_ms": %.3f, "rows": %d, "model_version": %s}\n')
+# One JSON object per line, as CloudWatch shows it, which is also its EMF
+# record (chalicelib/metrics.py): formatted, not built with json.dumps,
+# because it is written for every request. One format per route.
+_ROUTE_LOGS = {"POST /model": metrics.RequestLog("POST /model")}
 
 
 def _raw_body(request, limit):
@@ -170,4 +178,6 @@ def from_environment(env=None):
         service.model.fail(problem)
     elif not env.get("AWS_CHALICE_CLI_MODE"):
         service.model.load()
+    if service.model.error:  # counted by the init-failure alarm
+        sys.stdout.write(metrics.init_failure_line(service.model.error))
     return service

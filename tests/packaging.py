@@ -73,9 +73,11 @@ def build_package(project_dir: Path, stage: str = "prod") -> str:
 
 
 def chalice_package(project_dir: Path, out_dir: Path, stage: str = "prod",
-                    pkg_format: str | None = None) -> Path:
+                    pkg_format: str | None = None, merge_template: Path | None = None) -> Path:
     """``chalice package --stage STAGE [--pkg-format F] OUT_DIR``; returns OUT_DIR.
 
+    ``merge_template`` (``make package`` passes ``deploy/merge-prod.json``)
+    is deep-merged into the SAM template by Chalice.
     Writes ``sam.json`` (default, SAM) or ``chalice.tf.json`` (terraform) and
     ``deployment.zip``, and leaves the dependency zip in the project's
     ``.chalice/deployments/`` cache, so a later ``chalice deploy`` of the
@@ -84,6 +86,8 @@ def chalice_package(project_dir: Path, out_dir: Path, stage: str = "prod",
     args = ["package", "--stage", stage]
     if pkg_format:
         args += ["--pkg-format", pkg_format]
+    if merge_template:
+        args += ["--merge-template", str(merge_template)]
     chalice(project_dir, *args, str(out_dir))
     return Path(out_dir)
 

@@ -118,6 +118,25 @@ def test_post_model_is_an_aws_proxy_integration_to_the_function(deployment):
         f"{deployment.settings['function_name']}")
 
 
+def test_every_protocol_route_is_deployed_as_a_proxy_to_the_function(deployment):
+    """The peers' protocols reach the same function through the deployed
+    REST API. (Which methods need the API key is checked in the templates,
+    tests/test_templates.py: moto's ImportRestApi does not record a
+    swagger's security, not even for POST /model.)"""
+    from tests.test_public_endpoint import PROTECTED, PUBLIC
+    items = deployment.apigw.get_resources(restApiId=deployment.api_id,
+                                           embed=["methods"])["items"]
+    by_path = {r["path"]: r for r in items}
+    for route in PROTECTED + PUBLIC:
+        method, path = route.split(" ")
+        res = by_path[path]
+        assert method in res.get("resourceMethods", {}), route
+        integration = deployment.apigw.get_integration(
+            restApiId=deployment.api_id, resourceId=res["id"], httpMethod=method)
+        assert integration["type"].upper() == "AWS_PROXY", route
+        assert integration["uri"] == _invoke_uri(deployment.function_arn), route
+
+
 def test_function_configuration_matches_the_prod_stage(deployment):
     settings = deployment.settings
     cfg = deployment.lam.get_function_configuration(FunctionName=deployment.function_arn)

@@ -49,8 +49,16 @@ for config in configs:
     results.append(out)
 print(json.dumps(results))
 """
-PROTECTED = ("POST /model", "GET /model")
-PUBLIC = ("GET /health", "GET /openapi.json")
+PROTECTED = ("POST /model", "GET /model",
+             # the peers' protocols: predictions and model metadata
+             "POST /invocations", "POST /v1/models/{segment}", "GET /v2/models/{name}",
+             "POST /v2/models/{name}/infer", "GET /v2/models/{name}/versions/{version}",
+             "POST /v2/models/{name}/versions/{version}/infer")
+PUBLIC = ("GET /health", "GET /openapi.json",
+          # liveness, readiness and the server's identity
+          "GET /ping", "GET /version", "GET /v1/models", "GET /v1/models/{segment}",
+          "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
+          "GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready")
 PAGE = "GET /"  # the try-it page: open, same-origin (no CORS)
 AUTHS = [None, "none", "api_key", "iam", " API_KEY "]
 CORS_ORIGINS = [None, ORIGIN]
@@ -154,6 +162,12 @@ def test_prod_requires_an_api_key_in_api_gateway():
     assert swagger["paths"]["/model"]["get"]["security"] == [{"api_key": []}]
     assert "security" not in swagger["paths"]["/health"]["get"]
     assert "security" not in swagger["paths"]["/openapi.json"]["get"]
+    for route in PROTECTED:
+        method, path = route.split(" ")
+        assert swagger["paths"][path][method.lower()]["security"] == [{"api_key": []}], route
+    for route in PUBLIC:
+        method, path = route.split(" ")
+        assert "security" not in swagger["paths"][path][method.lower()], route
     assert "security" not in swagger["paths"]["/"]["get"]  # the try-it page
     # CORS is off in prod's config: no preflight (OPTIONS) methods.
     assert not any("options" in methods for methods in swagger["paths"].values())
@@ -223,10 +237,11 @@ def test_a_model_that_raises_is_500_with_nothing_internal(api, monkeypatch):
     assert body == {"Code": "InternalServerError", "Message": "prediction failed"}
 
 
-def test_a_model_answering_nan_is_500_with_nothing_internal(api, monkeypatch):
+def test_a_model_answering_nan_is_422_naming_the_rows_with_nothing_internal(api, monkeypatch):
     monkeypatch.setattr(api.service.model.ready().estimator, "predict",
                         lambda X: np.full(len(X), np.nan))
-    assert_nothing_internal(api.post({"instances": IRIS_ROWS}), 500)
+    body = assert_nothing_internal(api.post({"instances": IRIS_ROWS}), 422)
+    assert body["Message"].startswith("row 0, 1, 2: the model's prediction is not a finite number")
 
 
 def test_an_unexpected_exception_is_chalices_generic_500(api, monkeypatch):
@@ -256,7 +271,7 @@ BROKEN_MODELS = {
     "bad zlib stream": lambda d: _replace_artifact(d, b"\x78\x9c" + b"garbage" * 10),
     "disallowed global": lambda d: _replace_artifact(d, b"\x80\x04cposix\nsystem\n)R."),
     "feature count": lambda d: _rewrite_card(d, features=[{"name": "a", "type": "number"}]),
-    "invalid card": lambda d: _rewrite_card(d, task="clustering"),
+    "invalid card": lambda d: _rewrite_card(d, task="telepathy"),
     "no card": lambda d: os.remove(d / "model.json"),
     "no artifact": lambda d: os.remove(d / "model.joblib"),
     "card not JSON": lambda d: (d / "model.json").write_text("{not json"),

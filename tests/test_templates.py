@@ -230,3 +230,34 @@ def test_committed_policy_allows_only_the_functions_own_logs(stage):
     assert settings["iam_policy_file"] == f"policy-{stage}.json"
     assert policy_grants(committed_policy(ROOT, stage)) == least_privilege_grants(
         settings["function_name"])
+
+
+# --- The peers' protocols ------------------------------------------------------
+
+
+def _protocol_routes():
+    from tests.test_public_endpoint import PROTECTED, PUBLIC
+    return [(r, True) for r in PROTECTED] + [(r, False) for r in PUBLIC]
+
+
+@pytest.mark.parametrize("fmt", ["sam", "terraform"])
+def test_every_protocol_route_is_on_the_api_behind_the_stages_auth(sam, tf, fmt):
+    """MLflow's, SageMaker's, KServe V1's and V2's routes are all in the
+    prod REST API, proxied to the function; predictions and model metadata
+    need the API key, liveness and readiness do not; KServe V1's
+    ``{name}:predict`` is a whole-segment variable (API Gateway allows no
+    other); ``.npy`` travels as binary."""
+    swagger = (sam["Resources"][_only(sam["Resources"], "AWS::Serverless::Api")[0]]
+               ["Properties"]["DefinitionBody"] if fmt == "sam"
+               else json.loads(tf["locals"]["chalice_api_swagger"]))
+    for route, protected in _protocol_routes():
+        method, path = route.split(" ")
+        operation = swagger["paths"][path][method.lower()]
+        assert operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy", route
+        assert ("security" in operation) is protected, route
+        if protected:
+            assert operation["security"] == [{"api_key": []}], route
+    assert "/v1/models/{segment}" in swagger["paths"]
+    assert not any(":" in path for path in swagger["paths"])
+    assert "application/x-npy" in swagger["x-amazon-apigateway-binary-media-types"]
+    assert "application/octet-stream" in swagger["x-amazon-apigateway-binary-media-types"]

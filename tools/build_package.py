@@ -540,7 +540,104 @@ def exercise_requests(card, max_rows):
         ("health", spec.get("/health"), ok),
         ("try-it-page", spec.get("/"), ok),
     ]
-    return cases
+    return cases + protocol_requests(card, rows, objects, numeric)
+
+
+def protocol_requests(card, rows, objects, numeric):
+    """The peers' protocols (chalicelib/protocols): every body format and
+    answer type they read and write, and their error shapes. Number-only
+    bodies (NPY, float tensors) only for a card of numbers; for a typed card
+    a typed value may be refused where the card's schema says so."""
+    import struct
+    spec = _load_events()
+    js = json.dumps
+    names = [f["name"] for f in card["features"]]
+    name, n = card["name"], len(names)
+    ok = {200}
+    valid = ok if numeric else {200, 422}
+
+    def post(path, body, content_type="application/json", resource=None, params=None,
+             accept=None, extra=None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        if accept:
+            headers["Accept"] = accept
+        headers.update(extra or {})
+        return spec.rest_event("POST", path, body=body, headers=headers,
+                               resource=resource or path, path_params=params)
+
+    v1 = ("/v1/models/{segment}", {"segment": name + ":predict"})
+    v2 = ("/v2/models/{name}/infer", {"name": name})
+    v2_types = {"integer": "INT64", "boolean": "BOOL", "string": "BYTES", "text": "BYTES"}
+    columns = [{"name": f["name"], "shape": [len(rows)],
+                "datatype": v2_types.get(f.get("type"), "FP64"),
+                "data": [r[j] for r in rows]} for j, f in enumerate(card["features"])]
+    csv_rows = _csv_text(rows)
+    pandas_csv = _csv_text([[""] + names] + [[i] + list(r) for i, r in enumerate(rows)])
+    cases = [
+        ("ping", spec.get("/ping"), ok),
+        ("version", spec.get("/version"), ok),
+        ("mlflow-split", post("/invocations", js({"dataframe_split": {
+            "columns": names, "data": rows, "index": list(range(len(rows)))}})), valid),
+        ("mlflow-inputs-params", post("/invocations", js({
+            "inputs": rows, "params": {"probabilities": True}})), {200, 422}),
+        ("mlflow-inputs-columns", post("/invocations", js({"inputs": {
+            f: [r[j] for r in rows] for j, f in enumerate(names)}})), valid),
+        ("mlflow-records", post("/invocations", js({"dataframe_records": objects})), valid),
+        ("mlflow-csv-pandas", post("/invocations", pandas_csv, "text/csv"), valid),
+        ("mlflow-bad-value", post("/invocations", js({"inputs": [[None, [1]] * n]})), {400, 422}),
+        ("sagemaker-csv-csv", post("/invocations", csv_rows, "text/csv", accept="text/csv"),
+         valid),
+        ("sagemaker-json-rows", post("/invocations", js(rows), accept="application/json"),
+         valid),
+        ("sagemaker-npy-bad", post("/invocations", b"\x93NUMPY garbage", "application/x-npy"),
+         {400}),
+        ("sagemaker-406", post("/invocations", csv_rows, "text/csv", accept="image/png"), {406}),
+        ("invocations-415", post("/invocations", "x", "text/plain"), {415}),
+        ("v1-models", spec.get("/v1/models"), ok),
+        ("v1-ready", spec.get("/v1/models/" + name, "/v1/models/{segment}",
+                              {"segment": name}), ok),
+        ("v1-predict", post("/v1/models/%s:predict" % name,
+                            js({"instances": rows}), resource=v1[0], params=v1[1]), valid),
+        ("v1-inputs", post("/v1/models/%s:predict" % name, js({"inputs": objects}),
+                           resource=v1[0], params=v1[1]), valid),
+        ("v1-unknown-model", post("/v1/models/other:predict", js({"instances": rows}),
+                                  resource=v1[0], params={"segment": "other:predict"}), {404}),
+        ("v2-server", spec.get("/v2"), ok),
+        ("v2-live", spec.get("/v2/health/live"), ok),
+        ("v2-ready", spec.get("/v2/health/ready"), ok),
+        ("v2-metadata", spec.get("/v2/models/" + name, "/v2/models/{name}", {"name": name}),
+         ok),
+        ("v2-model-ready", spec.get("/v2/models/%s/ready" % name, "/v2/models/{name}/ready",
+                                    {"name": name}), ok),
+        ("v2-infer-columns", post("/v2/models/%s/infer" % name, js({"inputs": columns}),
+                                  resource=v2[0], params=v2[1]), valid),
+        ("v2-bad-datatype", post("/v2/models/%s/infer" % name, js({
+            "inputs": [dict(columns[0], datatype="FP128")]}),
+            resource=v2[0], params=v2[1]), {400}),
+    ]
+    if not numeric:
+        return cases
+    # NumPy's .npy format, written by hand (header + little-endian float64),
+    # since this runs on the standard library only.
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (%d, %d), }" % (len(rows), n)
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    npy = (b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode()
+           + struct.pack("<%dd" % (len(rows) * n), *[v for r in rows for v in r]))
+    tensor = {"name": "input-0", "shape": [len(rows), n], "datatype": "FP64"}
+    binary = struct.pack("<%df" % (len(rows) * n), *[v for r in rows for v in r])
+    binary_head = js({"inputs": [dict(tensor, datatype="FP32",
+                                      parameters={"binary_data_size": len(binary)})]})
+    return cases + [
+        ("sagemaker-npy-npy", post("/invocations", npy, "application/x-npy",
+                                   accept="application/x-npy"), ok),
+        ("v2-infer-rows", post("/v2/models/%s/infer" % name, js({
+            "id": "1", "inputs": [dict(tensor, data=rows)]}), resource=v2[0], params=v2[1]),
+         ok),
+        ("v2-infer-binary", post(
+            "/v2/models/%s/infer" % name, binary_head.encode() + binary,
+            "application/octet-stream", resource=v2[0], params=v2[1],
+            extra={"Inference-Header-Content-Length": str(len(binary_head))}), ok),
+    ]
 
 
 def _typed_value(feature, i, k):

@@ -32,7 +32,7 @@ def _single(multi):
 
 
 def rest_event(method, path, body=None, headers=None, query=None, stage=STAGE,
-               base64_body=False, resource=None):
+               base64_body=False, resource=None, path_params=None):
     """One v1 proxy event. ``headers``/``query`` values may be lists (sent as
     repeated headers / parameters: the single-value maps then hold the last
     one, as API Gateway does). ``body`` may be str or bytes; bytes, or
@@ -67,7 +67,7 @@ def rest_event(method, path, body=None, headers=None, query=None, stage=STAGE,
         "multiValueHeaders": multi_headers,
         "queryStringParameters": _single(multi_query),
         "multiValueQueryStringParameters": multi_query,
-        "pathParameters": None,
+        "pathParameters": path_params,
         "stageVariables": None,
         "requestContext": {
             "resourceId": "a1b2c3",
@@ -110,8 +110,8 @@ def post_model(body, content_type="application/json", query=None, **kw):
     return rest_event("POST", "/model", body=body, headers=headers, query=query, **kw)
 
 
-def get(path):
-    return rest_event("GET", path)
+def get(path, resource=None, path_params=None, headers=None):
+    return rest_event("GET", path, resource=resource, path_params=path_params, headers=headers)
 
 
 class LambdaContext:

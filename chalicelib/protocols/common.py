@@ -1,0 +1,175 @@
+"""What the protocol modules share: reading a body, running a payload
+through the app's own parsing and model, writing JSON, the per-request log
+line, and :func:`render_error`, the one place where an error becomes each
+protocol's error body (the status always comes from ``chalicelib.errors``).
+"""
+import codecs
+import json
+import re
+import time
+
+import numpy as np
+
+from chalicelib.errors import BadRequest, NotFound, ServiceError
+from chalicelib.parsing import parse_payload
+from chalicelib.served_model import probability_rows
+from chalicelib.service import Reply, _raw_body
+
+MLFLOW = "mlflow"
+SAGEMAKER = "sagemaker"
+KSERVE_V1 = "kserve_v1"
+OPEN_INFERENCE = "open_inference"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+# MLflow's error codes (mlflow.exceptions, databricks_pb2.ErrorCode) for the
+# statuses this app answers; MLflow's own server uses BAD_REQUEST for any
+# input it cannot read.
+_MLFLOW_CODES = {
+    400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 406: "BAD_REQUEST",
+    413: "RESOURCE_EXHAUSTED", 415: "BAD_REQUEST", 422: "INVALID_PARAMETER_VALUE",
+    500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+def render_error(protocol, error):
+    """The :class:`Reply` of ``error`` in ``protocol``'s error shape:
+    MLflow (and SageMaker, which shares its ``/invocations``)
+    ``{"error_code", "message"}``; KServe V1 and V2 ``{"error": message}``."""
+    if protocol in (MLFLOW, SAGEMAKER):
+        body = {"error_code": _MLFLOW_CODES.get(error.status, "INTERNAL_ERROR"),
+                "message": error.message}
+    else:
+        body = {"error": error.message}
+    return Reply(error.status, json.dumps(body), JSON_HEADERS)
+
+
+def handle(service, request, protocol, route, work):
+    """Run ``work()`` -> ``(Reply, rows)``; any ServiceError becomes the
+    protocol's error reply; one log line per request, like ``POST /model``."""
+    started = time.perf_counter()
+    rows = 0
+    try:
+        reply, rows = work()
+    except ServiceError as error:
+        reply = render_error(protocol, error)
+    if service.settings.log_requests:
+        service._log(request, reply.status, started, rows, route)
+    return reply
+
+
+def body_bytes(service, request):
+    """The raw body (bytes), within the app's size limit."""
+    body = _raw_body(request, service.settings.max_body_bytes)
+    return body if isinstance(body, bytes) else body.encode("utf-8")
+
+
+def decode_text(body):
+    """UTF-8 text of a body (a BOM is dropped)."""
+    if body.startswith(codecs.BOM_UTF8):
+        body = body[len(codecs.BOM_UTF8):]
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("request body is not valid UTF-8 (byte %d)" % exc.start) from None
+
+
+def _unique_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise BadRequest("duplicate key %s in a JSON object" % json.dumps(key))
+        seen[key] = value
+    return seen
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def load_json(text):
+    """The decoded JSON document, or BadRequest saying what is wrong."""
+    if not text.strip():
+        raise BadRequest("request body is empty")
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest("malformed JSON: %s" % exc) from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
+    except ValueError:  # e.g. an integer beyond Python's digit limit
+        raise BadRequest("malformed JSON: a number has too many digits") from None
+
+
+def check_model_name(model, name, version=None):
+    """NotFound unless ``name`` (and ``version``, if given) is the served model."""
+    if name != model.card.name:
+        raise NotFound("model %s not found; this deployment serves %s"
+                       % (json.dumps(name), json.dumps(model.card.name)))
+    if version is not None and version != model.card.version:
+        raise NotFound("model %s has no version %s; it serves version %s"
+                       % (json.dumps(name), json.dumps(version), json.dumps(model.card.version)))
+
+
+def run_payload(service, payload, probabilities=False, rename=None):
+    """Parse ``payload`` (a ``POST /model`` JSON payload as Python objects)
+    with the app's parser and run the model: ``(model, predictions,
+    probabilities or None, rows)``. ``rename`` = (the payload key, what the
+    client called it), or a function of the message: error messages then
+    name the client's own field."""
+    model = service.model.ready()
+    try:
+        parsed = parse_payload(payload, model.schema, service.settings.max_rows)
+    except ServiceError as error:
+        if rename is None:
+            raise
+        message = rename(error.message) if callable(rename) else rename_path(error.message,
+                                                                            *rename)
+        raise type(error)(message) from None
+    want = parsed.probabilities or probabilities
+    predictions, proba = model.infer(parsed.X, want)
+    return model, predictions, proba, len(parsed.X)
+
+
+def rename_path(message, ours, theirs):
+    """``message`` with the app's field name ``ours`` at the start of a
+    place (``instances[3].x``) replaced by the client's ``theirs``."""
+    return re.sub(r"(?<![\w.])%s(?=[\[.:\s]|$)" % re.escape(ours), theirs, message)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError("not JSON serializable: %s" % type(value).__name__)
+
+
+_ENCODER = json.JSONEncoder(allow_nan=False, default=_plain)
+
+
+def dumps(value):
+    """JSON text; a non-finite model output is the server's failure."""
+    try:
+        return _ENCODER.encode(value)
+    except ValueError:
+        raise ServiceError("model returned a non-finite value") from None
+
+
+def predictions_document(model, predictions, proba):
+    """``{"predictions": [...]}`` plus, when asked, ``classes`` and
+    ``probabilities``: the keys and values ``POST /model`` answers."""
+    document = {"predictions": predictions.tolist()}
+    if proba is not None:
+        document["classes"] = model.classes
+        document["probabilities"] = probability_rows(proba, len(predictions))
+    return document
+
+
+def json_reply(model, document, status=200):
+    return Reply(status, dumps(document), model.headers if model is not None else JSON_HEADERS)
+
+
+def with_model(service, render):
+    """``(Reply, 0)`` of ``render(model)`` (a JSON-able object) for the
+    loaded model; ModelUnavailable (503) propagates."""
+    model = service.model.ready()
+    return json_reply(model, render(model)), 0

@@ -1,0 +1,78 @@
+"""KServe's V1 protocol (TensorFlow Serving's REST shape), what KServe's
+``InferenceRESTClient`` speaks with ``protocol="v1"``:
+
+* ``GET /v1/models`` ``{"models": [name]}``;
+* ``GET /v1/models/{name}`` readiness ``{"name", "ready"}``;
+* ``POST /v1/models/{name}:predict`` with ``{"instances": [...]}`` or
+  ``{"inputs": [...]}`` (rows as lists or objects; optionally the app's
+  ``"probabilities": true``), answered ``{"predictions": [...]}``.
+
+API Gateway allows a path variable only as a whole path segment, so
+``{name}:predict`` cannot be a route: the route is ``/v1/models/{model}``
+and the segment (``iris-classifier:predict``) is split here. Any other
+name, or a verb other than ``:predict``, is a 404 in KServe's
+``{"error": ...}`` shape. (V1's liveness probe, ``GET`` of the base URL
+itself, is not served: ``GET /`` is the app's try-it page.)
+"""
+import json
+
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.protocols.common import (KSERVE_V1, body_bytes, check_model_name, decode_text,
+                                         handle, json_reply, load_json,
+                                         predictions_document, run_payload, with_model)
+
+KEYS = ("instances", "inputs", "probabilities")
+
+
+def models(service, request):
+    return handle(service, request, KSERVE_V1, "GET /v1/models",
+                  lambda: with_model(service, lambda m: {"models": [m.card.name]}))
+
+
+def model_ready(service, request, segment):
+    def work():
+        name, verb = _split(segment)
+        if verb is not None:
+            raise NotFound("GET %s: no such operation; POST to :predict" % segment)
+        model = service.model.ready()
+        check_model_name(model, name)
+        return json_reply(model, {"name": name, "ready": True}), 0
+    return handle(service, request, KSERVE_V1, "GET /v1/models/{name}", work)
+
+
+def predict(service, request, segment):
+    def work():
+        name, verb = _split(segment)
+        if verb != "predict":
+            raise NotFound("POST /v1/models/%s: not an operation of this server; "
+                           "POST /v1/models/{name}:predict" % segment)
+        model = service.model.ready()
+        check_model_name(model, name)
+        document = load_json(decode_text(body_bytes(service, request)))
+        payload, rename = _payload(document)
+        model, predictions, proba, rows = run_payload(service, payload, rename=rename)
+        return json_reply(model, predictions_document(model, predictions, proba)), rows
+    return handle(service, request, KSERVE_V1, "POST /v1/models/{name}:predict", work)
+
+
+def _split(segment):
+    """``("iris-classifier", "predict")`` of ``iris-classifier:predict``;
+    the verb is None when the segment has none."""
+    name, colon, verb = segment.rpartition(":")
+    return (name, verb) if colon else (segment, None)
+
+
+def _payload(document):
+    if type(document) is not dict:
+        raise BadRequest("expected a JSON object with instances or inputs")
+    unknown = [k for k in document if k not in KEYS]
+    if unknown:
+        raise BadRequest("unknown key %s; accepted keys: %s"
+                         % (json.dumps(unknown[0]), ", ".join(KEYS)))
+    if ("instances" in document) == ("inputs" in document):
+        raise BadRequest("expected exactly one of instances, inputs")
+    if "inputs" in document:
+        payload = dict(document)
+        payload["instances"] = payload.pop("inputs")
+        return payload, ("instances", "inputs")
+    return document, None

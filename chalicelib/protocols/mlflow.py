@@ -1,0 +1,83 @@
+"""MLflow's scoring-server protocol (what ``mlflow models serve`` speaks and
+``mlflow.pyfunc.scoring_server.client.ScoringServerClient`` calls).
+
+A JSON object with exactly one of ``dataframe_split``, ``dataframe_records``,
+``instances`` or ``inputs`` (rows as a list, or columns as an object of
+lists), and optionally ``params``. ``inputs`` is translated into the app's
+own ``instances`` / ``dataframe_split`` payload; the others already are
+payloads of ``POST /model``. Of ``params`` the app acts on one key,
+``probabilities`` (true: add ``classes`` and ``probabilities`` to the
+answer); any other key is accepted and ignored, as MLflow ignores params a
+model does not declare. CSV bodies are read by :mod:`.sagemaker`'s CSV
+reader (a pandas ``to_csv()`` header and index column included).
+
+The answer is MLflow's ``{"predictions": [...]}``; errors are
+``{"error_code", "message"}`` (see :func:`.common.render_error`).
+"""
+from chalicelib.errors import BadRequest
+from chalicelib.protocols.common import run_payload
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+KEYS = FORMATS + ("params", "probabilities")
+
+
+def read_params(params):
+    """``probabilities`` from MLflow's ``params`` (None or an object)."""
+    if params is None:
+        return False
+    if type(params) is not dict:
+        raise BadRequest("params: expected an object, got %s" % type(params).__name__)
+    probabilities = params.get("probabilities", False)
+    if type(probabilities) is not bool:
+        raise BadRequest("params.probabilities: expected true or false")
+    return probabilities
+
+
+def to_payload(document):
+    """``(payload for parse_payload, probabilities, rename)`` from MLflow's
+    JSON request object."""
+    unknown = [k for k in document if k not in KEYS]
+    if unknown:
+        raise BadRequest("unknown key %r; MLflow requests have exactly one of %s, "
+                         "and optionally params" % (unknown[0], ", ".join(FORMATS)))
+    formats = [k for k in FORMATS if k in document]
+    if len(formats) != 1:
+        raise BadRequest("expected exactly one of %s; got %s"
+                         % (", ".join(FORMATS), " and ".join(formats) or "none"))
+    probabilities = read_params(document.get("params"))
+    payload = {k: v for k, v in document.items() if k != "params"}
+    if formats[0] != "inputs":
+        return payload, probabilities, None
+    inputs = payload.pop("inputs")
+    if type(inputs) is dict:
+        payload["dataframe_split"] = _columns_to_split(inputs)
+        return payload, probabilities, ("dataframe_split", "inputs")
+    if type(inputs) is not list:
+        raise BadRequest("inputs: expected a list of rows or an object of columns, got %s"
+                         % type(inputs).__name__)
+    payload["instances"] = inputs
+    return payload, probabilities, ("instances", "inputs")
+
+
+def _columns_to_split(columns):
+    """MLflow's columnar ``inputs`` ({name: [values]} or {name: value} for
+    one row) as a ``dataframe_split``."""
+    names = list(columns)
+    values = [columns[n] if type(columns[n]) is list else [columns[n]] for n in names]
+    lengths = {len(v) for v in values}
+    if len(lengths) > 1:
+        raise BadRequest("inputs: every column needs the same number of values; got %s"
+                         % ", ".join("%s: %d" % (n, len(v)) for n, v in zip(names, values)))
+    return {"columns": names, "data": [list(row) for row in zip(*values)]}
+
+
+def predict_document(service, document):
+    """``(model, predictions, probabilities, rows)`` for a JSON request object."""
+    payload, probabilities, rename = to_payload(document)
+    return run_payload(service, payload, probabilities, rename)
+
+
+def version_text(model):
+    """``GET /version``: MLflow's server answers its own version as plain
+    text; this app answers the served model's version."""
+    return model.card.version

@@ -1,0 +1,327 @@
+"""The Open Inference Protocol (KServe V2) over REST, what Triton's
+``tritonclient.http``, KServe's ``InferenceRESTClient(protocol="v2")``,
+Seldon MLServer's clients and others speak.
+
+Inputs are typed tensors (``BOOL``, ``UINT8``..``UINT64``, ``INT8``..``INT64``,
+``FP16``, ``FP32``, ``FP64``, ``BYTES``), as JSON ``data`` (flat or nested,
+row-major) or in the binary tensor extension (``Inference-Header-Content-Length``;
+through API Gateway send it as ``Content-Type: application/octet-stream``).
+Two layouts are read:
+
+* one tensor of rows, shape ``[n, n_features]``, any name but a feature's
+  (values in the card's feature order);
+* one tensor per feature, named as in the card, shape ``[n]`` or ``[n, 1]``.
+
+Both become the app's own ``instances`` payload (rows as lists, or as
+objects keyed by feature name), so the app's parser checks every value;
+error messages name the tensor. Outputs: ``predictions`` (string labels as
+``BYTES``) and, for models with ``predict_proba``, ``probabilities``
+(``FP64``, ``[n, n_classes]`` in ``classes`` order); all of them unless the
+request names some in ``outputs``. Outputs are always JSON (a request for
+binary outputs is answered in JSON, which the clients read as well).
+``id`` is echoed; ``parameters`` are accepted and ignored.
+"""
+import json
+import math
+import re
+import struct
+
+import numpy as np
+
+from chalicelib.errors import BadRequest, Unprocessable
+from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model_name,
+                                         decode_text, handle, json_reply, load_json,
+                                         run_payload, with_model)
+
+SERVER = {"name": "sklearn-serverless", "version": "1", "extensions": ["binary_tensor_data"]}
+# KServe's client also sends the model's name (and version) in the body.
+REQUEST_KEYS = ("id", "inputs", "outputs", "parameters", "model_name", "model_version")
+# API Gateway hands the function a body whose Content-Type is not a binary
+# media type as UTF-8 text, replacing the bytes that are not: sizes stop adding up.
+BINARY_HINT = ("; through API Gateway, binary tensor data needs "
+               "Content-Type: application/octet-stream")
+HEADER_LENGTH = "inference-header-content-length"
+INTEGER_TYPES = {"UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+                 "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8"}
+FLOAT_TYPES = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+DATATYPES = tuple(INTEGER_TYPES) + tuple(FLOAT_TYPES) + ("BOOL", "BYTES")
+# The card's feature types -> the tensor datatype the metadata announces.
+_FEATURE_DATATYPES = {"integer": "INT64", "boolean": "BOOL", "string": "BYTES", "text": "BYTES"}
+
+
+# --------------------------------------------------------------------------
+# Health and metadata.
+
+def server_metadata(service, request):
+    return handle(service, request, OPEN_INFERENCE, "GET /v2",
+                  lambda: (json_reply(None, SERVER), 0))
+
+
+def live(service, request):
+    return handle(service, request, OPEN_INFERENCE, "GET /v2/health/live",
+                  lambda: (json_reply(None, {"live": True}), 0))
+
+
+def ready(service, request):
+    return handle(service, request, OPEN_INFERENCE, "GET /v2/health/ready",
+                  lambda: with_model(service, lambda m: {"ready": True}))
+
+
+def model_ready(service, request, name, version=None):
+    def work():
+        model = service.model.ready()
+        check_model_name(model, name, version)
+        return json_reply(model, {"name": name, "ready": True}), 0
+    return handle(service, request, OPEN_INFERENCE, "GET /v2/models/{name}/ready", work)
+
+
+def model_metadata(service, request, name, version=None):
+    def work():
+        model = service.model.ready()
+        check_model_name(model, name, version)
+        return json_reply(model, metadata(model)), 0
+    return handle(service, request, OPEN_INFERENCE, "GET /v2/models/{name}", work)
+
+
+def metadata(model):
+    """The model's metadata, from its card: one input tensor per feature."""
+    card = model.card
+    inputs = [{"name": f["name"], "datatype": _FEATURE_DATATYPES.get(f.get("type"), "FP64"),
+               "shape": [-1]} for f in card.raw["features"]]
+    classes = model.classes
+    flat = [c for group in classes for c in group] if classes and \
+        all(isinstance(c, list) for c in classes) else (classes or [])
+    label_type = ("BYTES" if any(isinstance(c, str) for c in flat)
+                  else "INT64" if flat and all(isinstance(c, int) for c in flat)
+                  else "INT64" if card.task == "clustering" else "FP64")
+    multi = flat is not classes and bool(classes)
+    outputs = [{"name": "predictions", "datatype": label_type,
+                "shape": [-1, len(classes)] if multi else [-1]}]
+    if model.has_proba:
+        shape = ([-1, len(classes), len(classes[0])] if multi and
+                 len({len(c) for c in classes}) == 1 else [-1, -1, -1] if multi
+                 else [-1, len(flat)])
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": shape})
+    return {"name": card.name, "versions": [card.version], "platform": "scikit-learn",
+            "inputs": inputs, "outputs": outputs}
+
+
+# --------------------------------------------------------------------------
+# Inference.
+
+def infer(service, request, name, version=None):
+    def work():
+        model = service.model.ready()
+        check_model_name(model, name, version)
+        document, binary = _read_body(body_bytes(service, request), request.headers)
+        return _infer(service, model, document, binary)
+    return handle(service, request, OPEN_INFERENCE, "POST /v2/models/{name}/infer", work)
+
+
+def _read_body(body, headers):
+    """The JSON part and the binary part (bytes, may be empty)."""
+    length = headers.get(HEADER_LENGTH)
+    if length is None:
+        return load_json(decode_text(body)), b""
+    try:
+        size = int(length)
+    except ValueError:
+        size = -1
+    if not 0 < size <= len(body):
+        raise BadRequest("Inference-Header-Content-Length %s does not fit a body of %d bytes"
+                         % (json.dumps(length), len(body)))
+    return load_json(decode_text(body[:size])), body[size:]
+
+
+def _infer(service, model, document, binary):
+    if type(document) is not dict:
+        raise BadRequest("expected a JSON object with inputs")
+    unknown = [k for k in document if k not in REQUEST_KEYS]
+    if unknown:
+        raise BadRequest("unknown key %s; accepted: %s"
+                         % (json.dumps(unknown[0]), ", ".join(REQUEST_KEYS)))
+    request_id = document.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise BadRequest("id: expected a string")
+    if type(document.get("parameters", {})) is not dict:
+        raise BadRequest("parameters: expected an object")
+    wanted = _requested_outputs(document.get("outputs"), model)
+    inputs = document.get("inputs")
+    if type(inputs) is not list or not inputs:
+        raise BadRequest("inputs: expected a non-empty list of tensors")
+    tensors = _tensors(inputs, binary)
+    payload, rename = _payload(tensors, model.schema.feature_names)
+    model, predictions, proba, rows = run_payload(
+        service, payload, probabilities="probabilities" in wanted, rename=rename)
+    if isinstance(proba, list):
+        raise Unprocessable("outputs: this model's probabilities differ in shape per output "
+                            "and make no tensor; ask for outputs [{\"name\": \"predictions\"}]")
+    outputs = []
+    for output in wanted:
+        array = predictions if output == "predictions" else proba
+        outputs.append({"name": output, "datatype": _datatype(array),
+                        "shape": list(array.shape), "data": array.ravel().tolist()})
+    answer = {"model_name": model.card.name, "model_version": model.card.version}
+    if request_id is not None:
+        answer["id"] = request_id
+    answer["outputs"] = outputs
+    return json_reply(model, answer), rows
+
+
+def _requested_outputs(outputs, model):
+    available = ["predictions"] + (["probabilities"] if model.has_proba else [])
+    if outputs is None:
+        return available
+    if type(outputs) is not list:
+        raise BadRequest("outputs: expected a list")
+    names = []
+    for i, output in enumerate(outputs):
+        name = output.get("name") if type(output) is dict else None
+        if name not in available:
+            raise BadRequest("outputs[%d].name: expected one of %s, got %s"
+                             % (i, ", ".join(available), json.dumps(name)))
+        names.append(name)
+    return names
+
+
+class _Tensor:
+    __slots__ = ("name", "shape", "datatype", "values")
+
+    def __init__(self, name, shape, datatype, values):
+        self.name, self.shape, self.datatype, self.values = name, shape, datatype, values
+
+
+def _tensors(inputs, binary):
+    """The input tensors with their values as a flat Python list."""
+    tensors, offset = [], 0
+    for i, spec in enumerate(inputs):
+        where = "inputs[%d]" % i
+        if type(spec) is not dict:
+            raise BadRequest("%s: expected an object with name, shape, datatype, data" % where)
+        name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
+        if type(name) is not str or not name:
+            raise BadRequest("%s.name: expected a string" % where)
+        where = "inputs[%d] (%s)" % (i, name)
+        if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+            raise BadRequest("%s.shape: expected a list of non-negative integers" % where)
+        if datatype not in DATATYPES:
+            raise BadRequest("%s.datatype: expected one of %s, got %s"
+                             % (where, ", ".join(DATATYPES), json.dumps(datatype)))
+        count = math.prod(shape)
+        parameters = spec.get("parameters") or {}
+        size = parameters.get("binary_data_size") if type(parameters) is dict else None
+        if size is not None:
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise BadRequest("%s: binary_data_size %s does not fit the %d bytes of "
+                                 "binary data%s" % (where, json.dumps(size), len(binary),
+                                                    BINARY_HINT))
+            values = _from_binary(binary[offset:offset + size], datatype, count, where)
+            offset += size
+        elif "data" in spec:
+            values = _from_json(spec["data"], datatype, where)
+        else:
+            raise BadRequest("%s: no data" % where)
+        if len(values) != count:
+            raise BadRequest("%s: shape %s holds %d values, data has %d"
+                             % (where, shape, count, len(values)))
+        tensors.append(_Tensor(name, shape, datatype, values))
+    if offset != len(binary):
+        raise BadRequest("%d bytes of binary data are not claimed by any input%s"
+                         % (len(binary) - offset, BINARY_HINT))
+    return tensors
+
+
+def _from_json(data, datatype, where):
+    """Flatten (row-major) and check each value against the datatype."""
+    flat, stack = [], [data]
+    while stack:
+        item = stack.pop()
+        if type(item) is list:
+            stack.extend(reversed(item))
+        else:
+            flat.append(item)
+    check = _JSON_CHECKS[datatype if datatype in ("BOOL", "BYTES") else
+                         "INT" if datatype in INTEGER_TYPES else "FP"]
+    for j, value in enumerate(flat):
+        if not check(value):
+            raise Unprocessable("%s.data[%d]: expected a %s value, got %s"
+                                % (where, j, datatype, json.dumps(value)[:40]))
+    return flat
+
+
+_JSON_CHECKS = {
+    "BOOL": lambda v: type(v) is bool,
+    "BYTES": lambda v: type(v) is str,
+    "INT": lambda v: type(v) is int,
+    "FP": lambda v: type(v) in (int, float),
+}
+
+
+def _from_binary(raw, datatype, count, where):
+    if datatype == "BYTES":
+        values, pos = [], 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise BadRequest("%s: truncated BYTES element" % where)
+            (n,) = struct.unpack_from("<I", raw, pos)
+            chunk = raw[pos + 4:pos + 4 + n]
+            if len(chunk) != n:
+                raise BadRequest("%s: truncated BYTES element" % where)
+            try:
+                values.append(chunk.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadRequest("%s: BYTES element is not UTF-8" % where) from None
+            pos += 4 + n
+        return values
+    dtype = np.dtype("?" if datatype == "BOOL" else
+                     INTEGER_TYPES.get(datatype) or FLOAT_TYPES[datatype])
+    if len(raw) != count * dtype.itemsize:
+        raise BadRequest("%s: %d bytes of binary data for %d %s values%s"
+                         % (where, len(raw), count, datatype, BINARY_HINT))
+    return np.frombuffer(raw, dtype=dtype).tolist()
+
+
+def _payload(tensors, features):
+    """The app's ``instances`` payload and the rename for its messages."""
+    if len(tensors) == 1 and tensors[0].name not in features:
+        tensor = tensors[0]
+        n = len(features)
+        if len(tensor.shape) != 2 or tensor.shape[1] != n:
+            raise Unprocessable("inputs[0] (%s): a tensor of rows needs shape [n, %d] "
+                                "(features %s), got %s; or send one tensor per feature"
+                                % (tensor.name, n, ", ".join(features), tensor.shape))
+        values = tensor.values
+        rows = [values[i * n:(i + 1) * n] for i in range(tensor.shape[0])]
+        return {"instances": rows}, ("instances", tensor.name)
+    lengths = set()
+    for i, tensor in enumerate(tensors):
+        if tensor.name not in features:
+            raise Unprocessable("inputs[%d]: unknown input %s; send one tensor of rows, or "
+                                "one tensor per feature: %s"
+                                % (i, json.dumps(tensor.name), ", ".join(features)))
+        if not (len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1)):
+            raise Unprocessable("inputs[%d] (%s): a feature tensor needs shape [n] or [n, 1], "
+                                "got %s" % (i, tensor.name, tensor.shape))
+        lengths.add(tensor.shape[0])
+    if len(lengths) > 1:
+        raise Unprocessable("inputs: every feature tensor needs the same number of rows; got %s"
+                            % ", ".join("%s: %d" % (t.name, t.shape[0]) for t in tensors))
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise BadRequest("inputs: a feature tensor appears twice")
+    records = [dict(zip(names, row)) for row in zip(*(t.values for t in tensors))]
+    return {"instances": records}, _feature_place
+
+
+def _feature_place(message):
+    """``instances[3].petal_width: ...`` -> ``input "petal_width"[3]: ...``:
+    the place in the client's own tensors."""
+    return re.sub(r"\binstances\[(\d+)\]\.([^:\s]+)", r'input "\2"[\1]',
+                  message.replace("instances[", "inputs: row ", 1)
+                  if not re.search(r"\binstances\[\d+\]\.", message) else message)
+
+
+def _datatype(array):
+    kind = array.dtype.kind
+    return ("BYTES" if kind in "USO" else "BOOL" if kind == "b"
+            else "INT64" if kind in "iu" else "FP64")
