@@ -32,6 +32,7 @@ import numpy as np
 
 from chalicelib.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from chalicelib.schema import CSV_NUMBER as _CSV_NUMBER
+from chalicelib.schema import describe as _describe
 from chalicelib.schema import Schema  # noqa: F401  (the schema every format goes through)
 
 FORMAT_KEYS = ("instances", "dataframe_split", "dataframe_records")
@@ -564,31 +565,6 @@ def _csv_number(field, schema, where):
     if schema.accepts_missing and field in _CSV_MISSING:
         return math.nan
     raise Unprocessable("%s: expected a number, got %s" % (where, _describe(field)))
-
-
-def _describe(value):
-    """A short, JSON-like rendering of a client's value for an error message."""
-    if value is None:
-        return "null"
-    if type(value) is bool:
-        return "true" if value else "false"
-    if type(value) is float:
-        if value != value:
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
-    if type(value) is int:
-        text = str(value) if value.bit_length() < 200 else "a %d-bit integer" % value.bit_length()
-        return text
-    if type(value) is str:
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        return json.dumps(shown)
-    if type(value) in (list, tuple):
-        return "a list"
-    if type(value) is dict:
-        return "an object"
-    return type(value).__name__
 
 
 _FORMAT_PARSERS = {

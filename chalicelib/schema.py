@@ -146,7 +146,7 @@ class Schema:
             for i, v in enumerate(out):
                 if v not in allowed and not (v is None or v != v):
                     raise Unprocessable("%s: expected one of %s, got %s"
-                                        % (where(i, j), feature.describe_categories(), _show(v)))
+                                        % (where(i, j), feature.describe_categories(), describe(v)))
         if feature.type == "number":
             return np.asarray(out, dtype=np.float64)
         if feature.type in ("integer", "boolean"):
@@ -171,7 +171,7 @@ def _number(schema, feature, v, from_csv, where, i, j):
         elif v in MISSING_TOKENS:
             return math.nan if schema._missing(where, i, j, "a number") is None else None
         else:
-            raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _show(v)))
+            raise Unprocessable("%s: expected a number, got %s" % (where(i, j), describe(v)))
     elif kind is int:
         try:
             v = float(v)
@@ -181,10 +181,10 @@ def _number(schema, feature, v, from_csv, where, i, j):
         schema._missing(where, i, j, "a number")
         return math.nan
     elif kind is not float:
-        raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _show(v)))
+        raise Unprocessable("%s: expected a number, got %s" % (where(i, j), describe(v)))
     if math.isfinite(v) or (v != v and schema.accepts_missing):
         return v
-    raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), _show(v)))
+    raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), describe(v)))
 
 
 def _integer(schema, feature, v, from_csv, where, i, j):
@@ -203,7 +203,7 @@ def _integer(schema, feature, v, from_csv, where, i, j):
         return schema._missing(where, i, j, "an integer")
     if type(v) is float and v.is_integer() and abs(v) < 2**53:
         return int(v)
-    raise Unprocessable("%s: expected an integer, got %s" % (where(i, j), _show(v)))
+    raise Unprocessable("%s: expected an integer, got %s" % (where(i, j), describe(v)))
 
 
 def _boolean(schema, feature, v, from_csv, where, i, j):
@@ -216,7 +216,7 @@ def _boolean(schema, feature, v, from_csv, where, i, j):
         return v
     elif v is None:
         return schema._missing(where, i, j, "true or false")
-    raise Unprocessable("%s: expected true or false, got %s" % (where(i, j), _show(v)))
+    raise Unprocessable("%s: expected true or false, got %s" % (where(i, j), describe(v)))
 
 
 def _string(schema, feature, v, from_csv, where, i, j):
@@ -227,14 +227,15 @@ def _string(schema, feature, v, from_csv, where, i, j):
         return v
     if v is None:
         return schema._missing(where, i, j, "a string")
-    raise Unprocessable("%s: expected a string, got %s" % (where(i, j), _show(v)))
+    raise Unprocessable("%s: expected a string, got %s" % (where(i, j), describe(v)))
 
 
 _COERCERS = {"number": _number, "integer": _integer, "boolean": _boolean,
              "string": _string, "text": _string}
 
 
-def _show(value):
+def describe(value):
+    """A short, JSON-like rendering of a client's value for an error message."""
     if value is None:
         return "null"
     if type(value) is bool:
@@ -249,7 +250,7 @@ def _show(value):
         return repr(value)
     if type(value) is int:
         return str(value) if value.bit_length() < 200 else "a %d-bit integer" % value.bit_length()
-    if type(value) is list:
+    if type(value) in (list, tuple):
         return "a list"
     if type(value) is dict:
         return "an object"
