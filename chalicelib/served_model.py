@@ -52,6 +52,16 @@ class ServedModel:
             self.error = "model not available: %s" % exc.public
             log.error("model load failed for %s: %s", self.model_dir, exc)
             return
+        try:
+            self._serve(card, estimator)
+        except Exception as exc:    # never an exception out of the init phase
+            self.card = self.estimator = None
+            self.error = "model not available: estimator cannot be served (%s)" \
+                % type(exc).__name__
+            log.error("model %s cannot be served: %s: %s", self.model_dir,
+                      type(exc).__name__, exc)
+
+    def _serve(self, card, estimator):
         self.card = card
         self.estimator = estimator
         self.schema = Schema(card.feature_names, card.accepts_missing)
