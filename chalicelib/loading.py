@@ -13,7 +13,7 @@ import joblib
 import numpy as np
 import sklearn
 
-from chalicelib import safe_pickle, validate_native
+from chalicelib import model_audit, safe_pickle, validate_native
 from chalicelib.load_budget import Budget, address_space_limit
 from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
 from chalicelib.errors import ModelLoadError
@@ -111,6 +111,14 @@ def load_artifact(path, trust=None):
                              % (type(exc).__name__, str(exc)[:200]),
                              public="artifact state cannot be checked (%s)"
                              % type(exc).__name__) from None
+    if not trust:
+        # Allowed classes can still be wired to read files (issue 10): the
+        # same rules model.publish applies, at every load.
+        reason = model_audit.refusal(model_audit.inspect_model(estimator))
+        if reason:
+            raise ModelLoadError("%s; %s" % (reason, safe_pickle.OPT_OUT),
+                                 public="%s; %s" % (reason.split(": ", 1)[0],
+                                                    safe_pickle.OPT_OUT))
     return estimator
 
 

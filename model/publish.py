@@ -26,6 +26,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 from chalicelib.card import ARTIFACT_FILE, CARD_FILE, ModelCard, build_card, sha256_of
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
+from model.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(PROJECT_DIR, "model")
@@ -45,12 +46,12 @@ def pinned_version(package, requirements=REQUIREMENTS):
     raise PublishError("%s is not pinned in %s" % (package, requirements))
 
 
-def load_estimator(path):
+def load_estimator(path, trust=False):
     """Load an artifact; return it with the scikit-learn version that saved it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         try:
-            estimator = load_artifact(path)
+            estimator = load_artifact(path, trust=trust or None)
         except ModelLoadError as exc:
             raise PublishError(str(exc)) from None
         except Exception as exc:
@@ -98,9 +99,13 @@ def check_predicts(estimator, n_features):
 
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
-            force=False, metrics=None, created_at=None):
+            force=False, metrics=None, created_at=None, trust=False):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json."""
-    estimator, saved_with = load_estimator(artifact_path)
+    try:    # in a child process with limits, before this process unpickles it
+        audit = audit_artifact(artifact_path, trust=trust)
+    except AuditRefused as exc:
+        raise PublishError(str(exc)) from None
+    estimator, saved_with = load_estimator(artifact_path, trust=trust)
     pinned = pinned_version("scikit-learn")
     if saved_with != pinned and not force:
         raise PublishError(
@@ -125,6 +130,7 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
     )
+    card["audit"] = audit
     try:
         check_estimator(estimator, ModelCard(card))
     except ModelLoadError as exc:
@@ -169,12 +175,14 @@ def main(argv=None):
     parser.add_argument("--metrics", help="JSON object of evaluation metrics to record")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
+    parser.add_argument("--trust", action="store_true",
+                        help="publish even if the audit finds code, callables or file reads")
     args = parser.parse_args(argv)
     try:
         metrics = json.loads(args.metrics) if args.metrics else None
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
-                       out_dir=args.out, force=args.force, metrics=metrics)
+                       out_dir=args.out, force=args.force, metrics=metrics, trust=args.trust)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
