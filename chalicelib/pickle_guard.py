@@ -173,7 +173,7 @@ def _array_state(state, what):
 def _build_array(pending, state, budget):
     what = "masked array" if pending.masked else "array"
     shape, dtype, fortran, data = _array_state(state, what)
-    budget.allocate(_count(shape) * max(dtype.itemsize, 8), what)
+    budget.allocate(_count(shape) * (8 if dtype.hasobject else dtype.itemsize), what)
     if not pending.masked:
         fresh = np.ndarray((0,), "b")
         fresh.__setstate__((1, shape, dtype, fortran, data))
@@ -386,7 +386,8 @@ class Guard:
         wrapper.__dict__.update(state)
         wrapper.subclass = np.ndarray
         wrapper.allow_mmap = False
-        self.budget.allocate(_count(shape) * max(dtype.itemsize, 8), "joblib array")
+        self.budget.allocate(_count(shape) * (8 if dtype.hasobject else dtype.itemsize),
+                             "a joblib array")
         if not dtype.hasobject:
             return wrapper.read(unpickler, unpickler.ensure_native_byte_order)
         if dtype.type is not np.object_:
