@@ -92,7 +92,8 @@ def load_artifact(path, trust=None):
     if trust is None:
         trust = _truthy(os.environ.get(TRUST_MODEL_PICKLE_ENV, ""))
     # A bomb nobody predicted fails as MemoryError, not an OOM-killed process.
-    with address_space_limit(Budget.for_artifact(os.path.getsize(path)).max_bytes * 2):
+    margin = max(2 * Budget.for_artifact(os.path.getsize(path)).max_bytes, 1 << 30)
+    with address_space_limit(margin):
         if trust:
             log.warning("%s=true: unpickling %s with plain joblib.load, which runs any code "
                         "the artifact names; the allowlist of the scientific stack is OFF",

@@ -142,6 +142,19 @@ ALLOWED_GLOBALS = frozenset({
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"),
 })
 
+#: Reconstruction helpers: functions pickle calls to rebuild arrays, dtypes,
+#: scalars and random states (the audit's "core"; other functions on the
+#: allowlist are values a model keeps, reported by the audit).
+RECONSTRUCTORS = frozenset({
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy.ma.core", "_mareconstruct"), ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
+    ("sklearn.neighbors._kd_tree", "newObj"), ("sklearn.neighbors._ball_tree", "newObj"),
+    ("sklearn.metrics._dist_metrics", "newObj"),
+})
+
 #: A class defined in an sklearn module is allowed if it derives from one of
 #: these (estimators and transformers, losses and links, GP kernels,
 #: distance metrics).

@@ -105,8 +105,11 @@ def _child(path):
 
 
 def _resolved_non_classes(safe_pickle):
+    """Globals outside the narrow core: functions (not classes, not the
+    reconstruction helpers pickle itself calls)."""
     return {"%s.%s" % key for key, obj in safe_pickle._resolved.items()
-            if not isinstance(obj, type)}
+            if not isinstance(obj, type) and key not in safe_pickle.RECONSTRUCTORS
+            and not key[1].startswith("__pyx_unpickle_")}
 
 
 if __name__ == "__main__":
