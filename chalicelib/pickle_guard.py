@@ -37,6 +37,7 @@ The :class:`~chalicelib.load_budget.Budget` is charged by every read and
 checked at every guarded opcode, so a bomb or a hang stops with a
 :class:`~chalicelib.errors.ModelLoadError`.
 """
+import codecs
 import functools
 import math
 import pickle
@@ -273,7 +274,13 @@ class Guard:
                        " is allowed, not partial(%.60r)" % (args[:1],))
             return functools.partial(check_array)
 
-        table = {np.dtype: dtype_call, multiarray._reconstruct: reconstruct(False),
+        def encode(args):      # protocol 2's bytes: _codecs.encode(str, "latin1")
+            if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
+                refuse("_codecs.encode", "only str to latin-1 bytes")
+            self.budget.allocate(len(args[0]), "bytes")
+            return args[0].encode("latin-1")
+
+        table = {np.dtype: dtype_call, codecs.encode: encode, multiarray._reconstruct: reconstruct(False),
                  np.ma.core._mareconstruct: reconstruct(True), multiarray.scalar: scalar,
                  numeric._frombuffer: frombuffer, functools.partial: partial}
         for name in ("__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor"):
@@ -357,6 +364,12 @@ class Guard:
                 or not self._constructible(type(obj)):
             refuse("sets the state of %s" % _name_of(type(obj)),
                    "BUILD is only allowed on instances of allowed classes")
+        for part in (state if type(state) is tuple and len(state) == 2 else (state,)):
+            if isinstance(part, dict) and any(
+                    not isinstance(k, str) or (k.startswith("__") and k.endswith("__"))
+                    for k in part):
+                refuse("sets the state of %s" % _name_of(type(obj)),
+                       "state keys must be plain attribute names (no __class__, __dict__...)")
         unpickler.stack.append(obj)
         unpickler.stack.append(state)
         pickle._Unpickler.load_build(unpickler)

@@ -149,7 +149,8 @@ RECONSTRUCTORS = frozenset({
     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
     ("numpy._core.numeric", "_frombuffer"), ("numpy.core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy.ma.core", "_mareconstruct"), ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.ma.core", "_mareconstruct"), ("_codecs", "encode"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
     ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
     ("sklearn.neighbors._kd_tree", "newObj"), ("sklearn.neighbors._ball_tree", "newObj"),
     ("sklearn.metrics._dist_metrics", "newObj"),
@@ -174,8 +175,10 @@ SKLEARN_CLASS_BASES = frozenset({
 
 #: Globals that are dangerous in general and allowed only because
 #: :mod:`chalicelib.pickle_guard` checks each use: ``functools.partial`` may
-#: only wrap ``sklearn.utils.validation.check_array`` with keyword options.
-GUARDED_GLOBALS = frozenset({("functools", "partial")})
+#: only wrap ``sklearn.utils.validation.check_array`` with keyword options;
+#: ``_codecs.encode`` is how protocol 2 writes ``bytes``; it may only turn a
+#: str into latin-1 bytes.
+GUARDED_GLOBALS = frozenset({("functools", "partial"), ("_codecs", "encode")})
 
 #: sklearn modules whose classes are never allowed by the rule above, even
 #: when they are estimators: test helpers, mocks, dataset fetchers, vendored
