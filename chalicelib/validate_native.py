@@ -22,6 +22,7 @@ index out of range or shape inconsistent with what the native code assumes:
   coefficient shapes; k-means centers' width.
 """
 import numbers
+import sys
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def check_tree(tree, where, n_features=None):
         _fail(where, "tree values have shape %r" % (value.shape,))
 
 
-def check_predictor(predictor, where, n_features, n_bitsets=None):
+def check_predictor(predictor, where, n_features):
     nodes = predictor.nodes
     from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
     if nodes.dtype != PREDICTOR_RECORD_DTYPE or nodes.ndim != 1 or len(nodes) == 0:
@@ -216,20 +217,31 @@ def check_ensemble(est, where, n_features, isolation):
                   "tree expects %d features, its ensemble gives %d" % (width, expected))
 
 
+class _Absent:
+    """Stands for a class whose module is not imported: no object of it exists."""
+
+
+def _cls(module, name):
+    # Only modules already imported (by unpickling the model) are looked
+    # at: checking an iris model must not import the ensemble, neighbors and
+    # svm packages on the Lambda's cold start (or ship them in the package).
+    return getattr(sys.modules.get(module), name, _Absent)
+
+
 def _checks():
     import scipy.sparse
     from sklearn.base import BaseEstimator
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-    from sklearn.ensemble import IsolationForest
-    from sklearn.ensemble._forest import BaseForest
-    from sklearn.ensemble._gb import BaseGradientBoosting
-    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
-        BaseHistGradientBoosting)
-    from sklearn.neighbors import BallTree, KDTree
-    from sklearn.svm._base import BaseLibSVM
-    from sklearn.tree._tree import Tree
-    return scipy.sparse, BaseEstimator, (KMeans, MiniBatchKMeans), BaseHistGradientBoosting, \
-        (BallTree, KDTree), BaseLibSVM, Tree, (BaseForest, BaseGradientBoosting), IsolationForest
+    return scipy.sparse, BaseEstimator, \
+        (_cls("sklearn.cluster._kmeans", "KMeans"), _cls("sklearn.cluster._kmeans",
+                                                          "MiniBatchKMeans")), \
+        _cls("sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+             "BaseHistGradientBoosting"), \
+        (_cls("sklearn.neighbors._ball_tree", "BallTree"),
+         _cls("sklearn.neighbors._kd_tree", "KDTree")), \
+        _cls("sklearn.svm._base", "BaseLibSVM"), _cls("sklearn.tree._tree", "Tree"), \
+        (_cls("sklearn.ensemble._forest", "BaseForest"),
+         _cls("sklearn.ensemble._gb", "BaseGradientBoosting")), \
+        _cls("sklearn.ensemble._iforest", "IsolationForest")
 
 
 def validate(root):
