@@ -6,12 +6,15 @@ same reasons. Failures raise :class:`~chalicelib.errors.ModelLoadError` with a
 reason fit for a 503 message and the log.
 """
 import logging
+import numbers
 import os
 
 import joblib
+import numpy as np
 import sklearn
 
-from chalicelib import safe_pickle
+from chalicelib import model_audit, safe_pickle, validate_native
+from chalicelib.load_budget import Budget, address_space_limit
 from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
 from chalicelib.errors import ModelLoadError
 
@@ -44,13 +47,41 @@ def check_versions(card, allow_skew=None):
 
 
 def check_estimator(estimator, card):
+    """The estimator is one the app can serve with this card; any surprise
+    in its attributes is a ModelLoadError (a 503), never an exception that
+    escapes the init phase."""
+    try:
+        _check_estimator(estimator, card)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError("estimator cannot be served: %s: %s"
+                             % (type(exc).__name__, str(exc)[:200]),
+                             public="estimator cannot be served (%s)" % type(exc).__name__) \
+            from None
+
+
+def _check_estimator(estimator, card):
     if not callable(getattr(estimator, "predict", None)):
         raise ModelLoadError("artifact is a %s, which has no predict()"
                              % type(estimator).__name__)
     n_in = getattr(estimator, "n_features_in_", None)
-    if n_in is not None and n_in != card.n_features:
-        raise ModelLoadError("card lists %d features but the estimator expects %d"
-                             % (card.n_features, n_in))
+    if n_in is not None:
+        if not isinstance(n_in, numbers.Integral) or isinstance(n_in, bool):
+            raise ModelLoadError("estimator's n_features_in_ is a %s, not a count"
+                                 % type(n_in).__name__)
+        if n_in != card.n_features:
+            raise ModelLoadError("card lists %d features but the estimator expects %d"
+                                 % (card.n_features, n_in))
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None:
+        # One array of labels, or one per output (multi-output models).
+        arrays = classes if isinstance(classes, list) else [classes]
+        for labels in arrays:
+            if not isinstance(labels, np.ndarray) or labels.ndim != 1 \
+                    or labels.dtype.kind not in "biufUO":
+                raise ModelLoadError("estimator's classes_ is a %s, not an array of labels"
+                                     % type(labels).__name__)
 
 
 def load_artifact(path, trust=None):
@@ -60,12 +91,36 @@ def load_artifact(path, trust=None):
     plain ``joblib.load``, saying so in the log every time."""
     if trust is None:
         trust = _truthy(os.environ.get(TRUST_MODEL_PICKLE_ENV, ""))
-    if trust:
-        log.warning("%s=true: unpickling %s with plain joblib.load, which runs any code "
-                    "the artifact names; the allowlist of the scientific stack is OFF",
-                    TRUST_MODEL_PICKLE_ENV, path)
-        return joblib.load(path)
-    return safe_pickle.load(path)
+    # A bomb nobody predicted fails as MemoryError, not an OOM-killed process.
+    margin = max(2 * Budget.for_artifact(os.path.getsize(path)).max_bytes, 1 << 30)
+    with address_space_limit(margin):
+        if trust:
+            log.warning("%s=true: unpickling %s with plain joblib.load, which runs any code "
+                        "the artifact names; the allowlist of the scientific stack is OFF",
+                        TRUST_MODEL_PICKLE_ENV, path)
+            estimator = joblib.load(path)
+        else:
+            estimator = safe_pickle.load(path)
+    # Indices native code trusts (trees, sparse, neighbors, libsvm): a crafted
+    # state is a 503 here, not a segfault on the first request.
+    try:
+        validate_native.validate(estimator)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError("artifact state cannot be checked: %s: %s"
+                             % (type(exc).__name__, str(exc)[:200]),
+                             public="artifact state cannot be checked (%s)"
+                             % type(exc).__name__) from None
+    if not trust:
+        # Allowed classes can still be wired to read files (issue 10): the
+        # same rules model.publish applies, at every load.
+        reason = model_audit.refusal(model_audit.inspect_model(estimator))
+        if reason:
+            raise ModelLoadError("%s; %s" % (reason, safe_pickle.OPT_OUT),
+                                 public="%s; %s" % (reason.split(": ", 1)[0],
+                                                    safe_pickle.OPT_OUT))
+    return estimator
 
 
 def load_model_dir(model_dir):
@@ -90,6 +145,9 @@ def load_model_dir(model_dir):
         estimator = load_artifact(artifact)
     except ModelLoadError:
         raise
+    except MemoryError:
+        raise ModelLoadError("artifact does not load within its memory budget (MemoryError)") \
+            from None
     except Exception as exc:  # a corrupt or foreign pickle can raise anything
         raise ModelLoadError("artifact does not load: %s: %s" % (type(exc).__name__, exc),
                              public="artifact does not load (%s)" % type(exc).__name__) from None

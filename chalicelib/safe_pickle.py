@@ -35,20 +35,31 @@ reached through ``sklearn.base``), builtins beyond a few inert types,
 ``numpy.load(allow_pickle=True)``). joblib's pre-0.10 "ZF" format is refused
 outright: it is read by an unpickler we cannot restrict.
 
-What this does not do: an allowlisted class can still be given a crafted
-state (say a ``Tree`` whose node indices point outside its arrays), which
-the card's sha256 check, not the unpickler, has to keep out.
+Names are half of it: what the stream *does* with them (calls, BUILD,
+SETITEMS, arrays and dtypes) is checked by :mod:`chalicelib.pickle_guard`,
+and reads and allocations are charged to a
+:class:`~chalicelib.load_budget.Budget`. A crafted state for an allowed
+class (a ``Tree`` whose node indices point outside its arrays) is caught
+after unpickling by :mod:`chalicelib.validate_native`.
+
+A refusal names the global (or the operation), says why, and names the
+opt-out (``TRUST_MODEL_PICKLE``).
 """
 import importlib
 import inspect
+import os
+import pickle
 import re
+import struct
 import threading
 import warnings
 
 import joblib
 from joblib import numpy_pickle, numpy_pickle_utils
 
+from chalicelib import pickle_guard
 from chalicelib.errors import ModelLoadError
+from chalicelib.load_budget import Budget, BudgetedReader
 
 # --------------------------------------------------------------------------
 # The allowlist (data).
@@ -62,7 +73,6 @@ ALLOWED_GLOBALS = frozenset({
     ("builtins", "complex"),
     ("builtins", "set"),
     ("builtins", "frozenset"),
-    ("builtins", "bytearray"),
     ("builtins", "range"),
     ("collections", "OrderedDict"),
     # NumPy arrays, dtypes, scalars and protocol-5 buffers.
@@ -75,6 +85,10 @@ ALLOWED_GLOBALS = frozenset({
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"),
+    # numpy.ma masked arrays (GridSearchCV's cv_results_).
+    ("numpy.ma.core", "_mareconstruct"),
+    ("numpy.ma.core", "MaskedArray"),
+    ("numpy.ma", "MaskedArray"),
     # Random states and generators (GradientBoosting*, HistGradientBoosting*,
     # random forests with a RandomState).
     ("numpy.random._pickle", "__bit_generator_ctor"),
@@ -98,10 +112,15 @@ ALLOWED_GLOBALS = frozenset({
     ("sklearn.feature_selection._mutual_info", "mutual_info_classif"),
     ("sklearn.feature_selection._mutual_info", "mutual_info_regression"),
     ("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),  # BisectingKMeans
+    # HistGradientBoosting's categorical preprocessor: FunctionTransformer(
+    # partial(check_array, ...)); partial itself is GUARDED_GLOBALS.
+    ("sklearn.utils.validation", "check_array"),
     # Cython types and their pickle helpers.
     ("sklearn.tree._tree", "Tree"),          # every tree and forest
     ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
     ("sklearn._loss.link", "Interval"),      # loss objects of GB/HGB
+    ("sklearn._loss._loss", "CyHalfMultinomialLoss"),   # multiclass GB/HGB (no Cy base)
+    ("sklearn.metrics._scorer", "_PassthroughScorer"),  # searches' scorer_
     ("sklearn.neighbors._kd_tree", "KDTree"),
     ("sklearn.neighbors._kd_tree", "newObj"),
     ("sklearn.neighbors._ball_tree", "BallTree"),
@@ -115,9 +134,26 @@ ALLOWED_GLOBALS = frozenset({
     ("sklearn.neural_network._stochastic_optimizers", "AdamOptimizer"),
     ("sklearn.neural_network._stochastic_optimizers", "SGDOptimizer"),
     ("sklearn.utils._bunch", "Bunch"),
+    # Metadata routing records (TunedThresholdClassifierCV's scorer).
+    ("sklearn.utils._metadata_requests", "MetadataRequest"),
+    ("sklearn.utils._metadata_requests", "MethodMetadataRequest"),
     # SplineTransformer.
     ("scipy.interpolate._bsplines", "BSpline"),
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"),
+})
+
+#: Reconstruction helpers: functions pickle calls to rebuild arrays, dtypes,
+#: scalars and random states (the audit's "core"; other functions on the
+#: allowlist are values a model keeps, reported by the audit).
+RECONSTRUCTORS = frozenset({
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+    ("numpy.ma.core", "_mareconstruct"), ("_codecs", "encode"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._pickle", "__randomstate_ctor"), ("numpy.random._pickle", "__generator_ctor"),
+    ("sklearn.neighbors._kd_tree", "newObj"), ("sklearn.neighbors._ball_tree", "newObj"),
+    ("sklearn.metrics._dist_metrics", "newObj"),
 })
 
 #: A class defined in an sklearn module is allowed if it derives from one of
@@ -130,7 +166,19 @@ SKLEARN_CLASS_BASES = frozenset({
     ("sklearn._loss._loss", "CyLossFunction"),
     ("sklearn.gaussian_process.kernels", "Kernel"),
     ("sklearn.metrics._dist_metrics", "DistanceMetric"),
+    ("sklearn.metrics._scorer", "_BaseScorer"),   # searches with scoring=...
+    # CV splitters, kept by GridSearchCV & co. as their ``cv``.
+    ("sklearn.model_selection._split", "BaseCrossValidator"),
+    ("sklearn.model_selection._split", "BaseShuffleSplit"),
+    ("sklearn.model_selection._split", "_RepeatedSplits"),
 })
+
+#: Globals that are dangerous in general and allowed only because
+#: :mod:`chalicelib.pickle_guard` checks each use: ``functools.partial`` may
+#: only wrap ``sklearn.utils.validation.check_array`` with keyword options;
+#: ``_codecs.encode`` is how protocol 2 writes ``bytes``; it may only turn a
+#: str into latin-1 bytes.
+GUARDED_GLOBALS = frozenset({("functools", "partial"), ("_codecs", "encode")})
 
 #: sklearn modules whose classes are never allowed by the rule above, even
 #: when they are estimators: test helpers, mocks, dataset fetchers, vendored
@@ -154,7 +202,9 @@ SKLEARN_DENIED_MODULES = (
 SCIPY_SPARSE_MODULES = frozenset(
     "scipy.sparse._%s" % kind for kind in ("csr", "csc", "coo", "bsr", "dia", "dok", "lil"))
 
-REFUSAL = "artifact references %s, which is not on the allowlist of the scientific stack"
+OPT_OUT = "opt out with TRUST_MODEL_PICKLE=true only for an artifact you built"
+REFUSAL = ("artifact references %s, which is not on the allowlist of the scientific stack "
+           "(unpickling runs what an artifact names); " + OPT_OUT)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -168,8 +218,8 @@ _resolved_lock = threading.Lock()
 
 def _shown(module, name):
     text = "%s.%s" % (module, name)
-    if len(text) > 120 or not text.isprintable():
-        text = repr(text[:120])
+    if len(text) > 100 or not text.isprintable():
+        text = repr(text[:80])
     return text
 
 
@@ -203,8 +253,22 @@ def _by_rule(module, name):
     if root == "sklearn":
         if _denied_sklearn(module):
             return None
-        obj = vars(importlib.import_module(module)).get(name)
+        namespace = vars(importlib.import_module(module))
+        obj = namespace.get(name)
         if _defined_here(obj, module) and _derives_from_allowed_base(obj):
+            return obj
+        # Cython's pickle helper for an allowed class of the same module
+        # (``__pyx_unpickle_CyHalfMultinomialLoss``); pickle_guard checks
+        # that it is called for that class only.
+        if name.startswith("__pyx_unpickle_") and callable(obj):
+            cls_name = name[len("__pyx_unpickle_"):]
+            cls = namespace.get(cls_name)
+            if _defined_here(cls, module) and ((module, cls_name) in ALLOWED_GLOBALS
+                                               or _derives_from_allowed_base(cls)):
+                return obj
+        # Metric functions kept as values by scorers (never called at load).
+        if module.startswith("sklearn.metrics.") and not name.startswith("_") \
+                and inspect.isfunction(obj) and obj.__module__ == module:
             return obj
         return None
     if module == "numpy":
@@ -235,7 +299,7 @@ def resolve(module, name):
         return obj
     if not (_MODULE.match(module) and _IDENTIFIER.match(name)):
         _refuse(module, name)               # dotted names, odd characters
-    if key in ALLOWED_GLOBALS:
+    if key in ALLOWED_GLOBALS or key in GUARDED_GLOBALS:
         try:
             obj = vars(importlib.import_module(module))[name]
         except (ImportError, KeyError):
@@ -273,20 +337,45 @@ def check_joblib():
     if getattr(numpy_pickle_utils, "Unpickler", None) is not __import__("pickle")._Unpickler:
         problems.append("numpy_pickle_utils.Unpickler is not pickle._Unpickler")
     read_array = getattr(getattr(numpy_pickle, "NumpyArrayWrapper", None), "read_array", None)
-    if read_array is None or "inner_unpickler.find_class = unpickler.find_class" \
+    # Numeric arrays are read by joblib through unpickler.file_handle (which
+    # load() makes a budgeted reader); object arrays are read by pickle_guard.
+    if read_array is None or "_read_bytes(unpickler.file_handle" \
             not in inspect.getsource(read_array):
-        problems.append("object arrays are no longer read through the outer find_class")
+        problems.append("array data is no longer read through the unpickler's file handle")
     if problems:
         raise ModelLoadError(
             "joblib %s differs from the %s the restricted unpickler was written for (%s); "
             "refusing to unpickle" % (joblib.__version__, EXPECTED_JOBLIB, ", ".join(problems)))
 
 
-class RestrictedUnpickler(numpy_pickle.NumpyUnpickler):
-    """joblib's unpickler with every global checked by :func:`resolve`."""
+def is_allowed_class(cls):
+    """True if ``cls`` is a class an artifact may name (by its own module and
+    name): what pickle_guard lets the stream create and BUILD."""
+    module, name = getattr(cls, "__module__", None), getattr(cls, "__qualname__", None)
+    if not (isinstance(module, str) and isinstance(name, str)):
+        return False
+    try:
+        return resolve(module, name) is cls
+    except ModelLoadError:
+        return False
 
-    # Same copy-of-dispatch idiom as NumpyUnpickler (its BUILD override is kept).
+
+class RestrictedUnpickler(numpy_pickle.NumpyUnpickler):
+    """joblib's unpickler with every global checked by :func:`resolve` and
+    every state-changing opcode checked by :class:`pickle_guard.Guard`."""
+
+    # Same copy-of-dispatch idiom as NumpyUnpickler.
     dispatch = numpy_pickle.NumpyUnpickler.dispatch.copy()
+    pickle_guard.install(dispatch)
+
+    def __init__(self, filename, file_handle, guard):
+        super().__init__(filename, file_handle, ensure_native_byte_order=True)
+        self.guard = guard
+
+    def nested(self, file_handle):
+        """An unpickler for a nested stream (joblib's object arrays) that
+        shares this one's guard and budget."""
+        return RestrictedUnpickler(self.filename, file_handle, self.guard)
 
     def find_class(self, module, name):
         if self.proto < 3 and self.fix_imports:
@@ -297,6 +386,19 @@ class RestrictedUnpickler(numpy_pickle.NumpyUnpickler):
                 module = IMPORT_MAPPING[module]
         return resolve(module, name)
 
+    def _instantiate(self, klass, args):      # INST and OBJ (protocols 0 and 1)
+        self.append(self.guard.call(klass, tuple(args)))
+
+    def load_bytearray8(self):
+        # pickle allocates the bytearray before reading its bytes.
+        size, = struct.unpack("<Q", self.read(8))
+        self.guard.budget.allocate(size, "a bytearray")
+        buffer = bytearray(size)
+        self.readinto(buffer)
+        self.append(buffer)
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
     def persistent_load(self, pid):
         raise ModelLoadError("artifact uses pickle persistent ids, which are not supported")
 
@@ -305,11 +407,13 @@ _checked = False
 
 
 def load(path):
-    """``joblib.load(path)`` with the restricted unpickler (no mmap)."""
+    """``joblib.load(path)`` with the restricted unpickler (no mmap), within
+    the load budget of an artifact of this size."""
     global _checked
     if not _checked:
         check_joblib()
         _checked = True
+    budget = Budget.for_artifact(os.path.getsize(path))
     with open(path, "rb") as f, warnings.catch_warnings():
         # joblib warns about its pre-0.10 format before we refuse it.
         warnings.filterwarnings("ignore", category=DeprecationWarning,
@@ -319,4 +423,6 @@ def load(path):
                 raise ModelLoadError(
                     "artifact is in joblib's pre-0.10 format, whose unpickler cannot be "
                     "restricted; re-save it with a current joblib.dump")
-            return RestrictedUnpickler(path, fobj, ensure_native_byte_order=True).load()
+            guard = pickle_guard.Guard(budget, is_allowed_class)
+            reader = BudgetedReader(fobj, budget)
+            return RestrictedUnpickler(path, reader, guard).load()

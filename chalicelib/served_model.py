@@ -50,11 +50,15 @@ class ServedModel:
             card, estimator = load_model_dir(self.model_dir)
             self._prepare(card, estimator)
         except ModelLoadError as exc:
+            self.card = self.estimator = self.headers = None
             self.error = "model not available: %s" % exc.public
             log.error("model load failed for %s: %s", self.model_dir, exc)
-        except Exception as exc:  # whatever the artifact holds, never an import crash
-            self.error = "model not available: the model cannot be served (%s)" % type(exc).__name__
-            log.exception("model %s cannot be served", self.model_dir)
+        except Exception as exc:  # whatever the artifact holds: never out of the init phase
+            self.card = self.estimator = self.headers = None
+            self.error = "model not available: the estimator cannot be served (%s)" \
+                % type(exc).__name__
+            log.error("model %s cannot be served: %s: %s", self.model_dir,
+                      type(exc).__name__, exc)
 
     def _prepare(self, card, estimator):
         self.card = card

@@ -27,6 +27,7 @@ from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
 from chalicelib.schema import Schema
 from model import dependencies, schema_inference
+from model.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(PROJECT_DIR, "model")
@@ -57,12 +58,12 @@ def pinned_distributions(requirements=REQUIREMENTS):
     return names
 
 
-def load_estimator(path):
+def load_estimator(path, trust=False):
     """Load an artifact; return it with the scikit-learn version that saved it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         try:
-            estimator = load_artifact(path)
+            estimator = load_artifact(path, trust=trust or None)
         except ModelLoadError as exc:
             raise PublishError(str(exc)) from None
         except Exception as exc:
@@ -158,10 +159,14 @@ def check_predicts(estimator, schema, rows):
 
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
-            force=False, metrics=None, created_at=None, sample=None):
+            force=False, metrics=None, created_at=None, sample=None, trust=False):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
     ``sample``: path of a CSV of a few training rows (types and ranges)."""
-    estimator, saved_with = load_estimator(artifact_path)
+    try:    # in a child process with limits, before this process unpickles it
+        audit = audit_artifact(artifact_path, trust=trust)
+    except AuditRefused as exc:
+        raise PublishError(str(exc)) from None
+    estimator, saved_with = load_estimator(artifact_path, trust=trust)
     pinned = pinned_version("scikit-learn")
     if saved_with != pinned and not force:
         raise PublishError(
@@ -208,6 +213,7 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
     )
+    card["audit"] = audit
     try:
         check_estimator(estimator, ModelCard(card))
     except (ModelLoadError, CardError) as exc:
@@ -254,13 +260,15 @@ def main(argv=None):
                         "and ranges of features the estimator does not record")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
+    parser.add_argument("--trust", action="store_true",
+                        help="publish even if the audit finds code, callables or file reads")
     args = parser.parse_args(argv)
     try:
         metrics = json.loads(args.metrics) if args.metrics else None
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
                        out_dir=args.out, force=args.force, metrics=metrics,
-                       sample=args.sample)
+                       sample=args.sample, trust=args.trust)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2

@@ -63,8 +63,48 @@ class Build:
         self.obj, self.state = obj, state
 
 
+class ByteArray(bytes):
+    """A bytearray made by protocol 5's BYTEARRAY8 (no global named); with
+    ``claimed`` the opcode announces that many bytes (and none follow)."""
+
+    claimed = None
+
+
+class SetItems:
+    """``obj[key] = value`` for each pair, by SETITEMS on ``obj``."""
+
+    def __init__(self, obj, *pairs):
+        self.obj, self.pairs = obj, pairs
+
+
+class NewObj:
+    """``cls.__new__(cls, *args)`` through NEWOBJ."""
+
+    def __init__(self, cls, *args):
+        self.cls, self.args = cls, args
+
+
 def _emit(x, out):
-    if isinstance(x, G):
+    if isinstance(x, ByteArray):
+        size = len(x) if x.claimed is None else x.claimed
+        out.append(pickle.BYTEARRAY8 + struct.pack("<Q", size) + bytes(x))
+    elif isinstance(x, SetItems):
+        _emit(x.obj, out)
+        out.append(pickle.MARK)
+        for key, value in x.pairs:
+            _emit(key, out)
+            _emit(value, out)
+        out.append(pickle.SETITEMS)
+    elif isinstance(x, NewObj):
+        _emit(x.cls, out)
+        _emit(tuple(x.args), out)
+        out.append(pickle.NEWOBJ)
+    elif isinstance(x, tuple):
+        out.append(pickle.MARK)
+        for item in x:
+            _emit(item, out)
+        out.append(pickle.TUPLE)
+    elif isinstance(x, G):
         if x.stack:
             _emit(x.module, out)
             _emit(x.name, out)
@@ -86,7 +126,7 @@ def _emit(x, out):
     elif isinstance(x, str):
         data = x.encode("utf-8")
         out.append(pickle.BINUNICODE + struct.pack("<I", len(data)) + data)
-    elif isinstance(x, bytes):
+    elif type(x) is bytes:
         out.append(pickle.BINBYTES + struct.pack("<I", len(x)) + x)
     elif x is None:
         out.append(pickle.NONE)
@@ -94,6 +134,8 @@ def _emit(x, out):
         out.append(pickle.NEWTRUE if x else pickle.NEWFALSE)
     elif isinstance(x, int):
         out.append(pickle.INT + b"%d\n" % x)
+    elif isinstance(x, float):
+        out.append(pickle.BINFLOAT + struct.pack(">d", x))
     elif isinstance(x, list):
         out.append(pickle.EMPTY_LIST + pickle.MARK)
         for item in x:
@@ -390,7 +432,7 @@ def _(d, marker):
         Call(Ref(0), Call(Call(G("operator", "itemgetter"), "os"), G("sys", "modules")))))
 
 
-@case("functools.partial(os.system)", "functools.partial")
+@case("functools.partial(os.system)", "os.system")
 def _(d, marker):
     _write(_artifact(d), assemble(Call(Call(G("functools", "partial"), G("os", "system"),
                                             shell(marker)))))
@@ -400,6 +442,269 @@ def _(d, marker):
 def _(d, marker):
     _write(_artifact(d), assemble(Call(G("copyreg", "_reconstructor"), G("subprocess", "Popen"),
                                        G("subprocess", "Popen"), ["touch", str(marker)])))
+
+
+# --------------------------------------------------------------------------
+# Issue 10: techniques that use only allowlisted names. Each is generated
+# here (never stored as a blob), refused at load (tests/test_hostile_artifacts.py
+# runs each in a child process), and, where that is safe to show, proved
+# real by a control under plain joblib.load (:func:`control`).
+#
+# TECHNIQUES[name] = (builder(d), expected refusal substring, control kind):
+# control kinds: "result" (plain load returns the forged thing; the child
+# prints FIRED), "crash" (plain load + predict dies of a signal), "hang"
+# (still loading after a few seconds), "memory" (plain load fails under a
+# 512 MiB address-space margin: it really asks for GiBs), None (no safe control).
+
+TECHNIQUES = {}
+SECRET = "Zq9x"        # planted as AWS_SECRET_ACCESS_KEY in the control's environment
+
+
+def technique(name, refuses, control_kind):
+    def register(builder):
+        TECHNIQUES[name] = (builder, refuses, control_kind)
+        return builder
+    return register
+
+
+def _dtype(typestr):
+    return Call(G("numpy", "dtype"), typestr, False, True)
+
+
+def _pending(state):
+    return Build(Call(G("numpy._core.multiarray", "_reconstruct"), G("numpy", "ndarray"),
+                      (0,), b"b"), state)
+
+
+@technique("forged object dtype: raw bytes read as object pointers",
+           "is not the canonical state of a O8 dtype", "result")
+def _(d):
+    # dtype('O') without its LIST_PICKLE flag: numpy then takes raw
+    # bytes for the array data, and each 8 bytes become an object pointer.
+    # The pointer written is id(True) in the process that builds the file
+    # (the control builds and loads in one child); an attacker writes
+    # pointers to memory it forged next (the issue's code-execution chain).
+    forged = Build(_dtype("O8"), (3, "|", None, None, None, -1, -1, 63 & ~2))  # no LIST_PICKLE
+    _write(_artifact(d), assemble(_pending((1, (1,), forged, False,
+                                            struct.pack("<Q", id(True)))), protocol=4))
+
+
+def _secret_pipeline(d):
+    """A stock-estimator pipeline that returns the first characters of
+    AWS_SECRET_ACCESS_KEY from /proc/self/environ in a prediction."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    chars = [chr(c) for c in range(33, 127)]
+    train = []
+    for i, c in enumerate(chars):      # files holding every character at every position
+        path = os.path.join(d, "train%03d" % i)
+        with open(path, "w") as f:
+            f.write("AWS_SECRET_ACCESS_KEY=" + c * len(SECRET) + "\n")
+        train.append([path])
+    paths = np.array([["/proc/self/environ"]], dtype=object)
+    constant = FunctionTransformer(np.positive, kw_args={"out": (paths,), "where": False,
+                                                         "dtype": "O"},
+                                   validate=False).fit(np.zeros((1, 1)))
+    columns = ColumnTransformer([
+        ("c%d" % k, CountVectorizer(input="filename", lowercase=False,
+                                    token_pattern=r"(?s)AWS_SECRET_ACCESS_KEY=.{%d}(.)" % k), 0)
+        for k in range(len(SECRET))]).fit(np.array(train, dtype=object))
+    decode = LinearRegression()
+    widths = [len(t.vocabulary_) for _, t, _ in columns.transformers_]
+    decode.coef_ = np.zeros((len(SECRET), sum(widths)))
+    offset = 0
+    for k, (_, vectorizer, _) in enumerate(columns.transformers_):
+        for token, j in vectorizer.vocabulary_.items():
+            decode.coef_[k, offset + j] = ord(token)
+        offset += widths[k]
+    decode.intercept_ = np.zeros(len(SECRET))
+    decode.n_features_in_ = sum(widths)
+    for row in train:
+        os.remove(row[0])
+    return Pipeline([("constant", constant), ("read", columns), ("decode", decode)])
+
+
+@technique("stock estimators read /proc/self/environ into a prediction",
+           "model can read files or call functions", "result")
+def _(d):
+    joblib.dump(_secret_pipeline(d), _artifact(d))
+
+
+@technique("ndarray over a bytearray that SETITEMS then shrinks",
+           "not bytes (arrays over foreign buffers are not allowed)", None)
+def _(d):
+    size = 1 << 20
+    _write(_artifact(d), assemble(
+        Let(0, ByteArray(b"\x00" * size)),
+        Let(1, _pending((1, (size,), _dtype("u1"), False, Ref(0)))),
+        SetItems(Ref(0), (Call(G("builtins", "slice"), 0, size), b"")),
+        Ref(1), protocol=5))
+
+
+@technique("BUILD on an array that already has a view",
+           "array from buffer", None)
+def _(d):
+    size = 1 << 20
+    array = Call(G("numpy._core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b")
+    _write(_artifact(d), assemble(
+        Let(0, Build(array, (1, (size,), _dtype("u1"), False, b"\x00" * size))),
+        Let(1, Call(G("numpy._core.numeric", "_frombuffer"), Ref(0), _dtype("u1"), (size,), "C")),
+        Build(Ref(0), (1, (1,), _dtype("u1"), False, b"\x00")),
+        Ref(1), protocol=5))
+
+
+@technique("dtype field at offset 2**40 written through SETITEMS",
+           "is not the canonical state of a V8 dtype", "crash")
+def _(d):
+    far = Build(_dtype("V8"), (3, "|", None, ("a",), {"a": (_dtype("i8"), 2 ** 40)}, 8, 1, 16))
+    _write(_artifact(d), assemble(
+        Let(0, _pending((1, (1,), far, False, b"\x00" * 8))),
+        SetItems(Ref(0), ("a", 1)), Ref(0)))
+
+
+@technique("tree whose root's child index is 2**40", "child index is out of range", "crash")
+def _(d):
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import Tree
+    X = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0]] * 10)
+    model = DecisionTreeClassifier(random_state=0).fit(X, [0, 1] * 10)
+    state = model.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = 2 ** 40
+    nodes["right_child"][0] = 2 ** 40
+    state["nodes"] = nodes
+    tree = Tree(model.tree_.n_features, np.array([2], dtype=np.intp), 1)
+    tree.__setstate__(state)
+    model.tree_ = tree
+    joblib.dump(model, _artifact(d))
+
+
+@technique("sparse coef_ with column index 2**31-1", "sparse matrix is malformed", "crash")
+def _(d):
+    import scipy.sparse
+    from sklearn.linear_model import LogisticRegression
+    X = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0]] * 10)
+    model = LogisticRegression().fit(X, [0, 1] * 10)
+    coef = scipy.sparse.csr_matrix(model.coef_)
+    coef.indices[0] = 2 ** 31 - 1
+    model.coef_ = coef
+    joblib.dump(model, _artifact(d))
+
+
+@technique("bytearray(3 GiB) by its global", "builtins.bytearray", "memory")
+def _(d):
+    _write(_artifact(d), assemble(Call(G("builtins", "bytearray"), 3 << 30)))
+
+
+@technique("BYTEARRAY8 announcing 3 GiB", "asks for a bytearray", "memory")
+def _(d):
+    announced = ByteArray(b"")
+    announced.claimed = 3 << 30
+    _write(_artifact(d), assemble(announced, protocol=5))
+
+
+@technique("zlib bomb: a 1 GiB joblib array compressed about 1000 times",
+           "past its load budget", "memory")
+def _(d):
+    import zlib
+    rows, cols = 32768, 32768            # uint8: 1 GiB of zeros
+    wrapper = Build(NewObj(G("joblib.numpy_pickle", "NumpyArrayWrapper")),
+                    {"subclass": G("numpy", "ndarray"), "shape": (rows, cols), "order": "C",
+                     "dtype": _dtype("u1"), "allow_mmap": False,
+                     "numpy_array_alignment_bytes": 16})
+    # joblib reads the array right after the wrapper's BUILD: one
+    # padding-length byte (0 here), then the bytes; then the pickle resumes.
+    header = assemble(wrapper)[:-1] + b"\x00"
+    compressor = zlib.compressobj(9)
+    chunk = bytes(1 << 24)
+    with open(_artifact(d), "wb") as f:
+        f.write(compressor.compress(header))
+        for _ in range(rows * cols // len(chunk)):
+            f.write(compressor.compress(chunk))
+        f.write(compressor.compress(pickle.STOP))
+        f.write(compressor.flush())
+
+
+@technique("mean over a zero-stride 2**48-element view (hang)", "without constructor arguments",
+           "hang")
+def _(d):
+    view = NewObj(G("numpy", "ndarray"), (2 ** 48,), _dtype("u1"), b"\x00", 0, (0,))
+    _write(_artifact(d), assemble(Call(G("numpy", "mean"), view)))
+
+
+@technique("n_features_in_ is an array", "n_features_in_ is a ndarray", None)
+def _(d):
+    from sklearn.linear_model import LogisticRegression
+    X = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0]] * 10)
+    model = LogisticRegression().fit(X, [0, 1] * 10)
+    model.n_features_in_ = np.array([4, 4])
+    joblib.dump(model, _artifact(d))
+
+
+@technique("classes_ is bytes", "classes_ is a bytes", None)
+def _(d):
+    from sklearn.linear_model import LogisticRegression
+    X = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0]] * 10)
+    model = LogisticRegression().fit(X, [0, 1] * 10)
+    model.classes_ = b"ab"
+    joblib.dump(model, _artifact(d))
+
+
+def write_card(d, n_features=4):
+    """A card that matches the artifact in ``d`` (sha256, this runtime's
+    versions): what model.publish would write, so only loading can stop it."""
+    import json
+    import platform
+    import sklearn
+    from chalicelib.card import build_card, sha256_of
+    card = build_card(
+        name="suspect", version="1", task="classification",
+        feature_names=["f%d" % i for i in range(n_features)], classes=None,
+        accepts_missing=False, sha256=sha256_of(_artifact(d)),
+        versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                  "joblib": joblib.__version__, "python": platform.python_version()},
+        estimator="?", created_at="2026-01-01T00:00:00+00:00")
+    with open(os.path.join(d, "model.json"), "w") as f:
+        json.dump(card, f)
+
+
+def build_technique(name, d):
+    os.makedirs(d, exist_ok=True)
+    TECHNIQUES[name][0](str(d))
+    return _artifact(str(d))
+
+
+def control(name, d):
+    """Run technique ``name`` under plain joblib.load in this process (a
+    child the test started): prints FIRED and what fired, dies, hangs, or
+    raises MemoryError, per the technique's control kind."""
+    import resource
+    path = build_technique(name, d)
+    kind = TECHNIQUES[name][2]
+    if kind == "memory":
+        with open("/proc/self/status") as f:
+            vm = [int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")][0]
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (512 << 20), resource.RLIM_INFINITY))
+        try:
+            joblib.load(path)
+        except MemoryError:
+            print("FIRED: MemoryError under a 512 MiB margin")
+        return
+    loaded = joblib.load(path)
+    if name.startswith("forged object dtype"):
+        print("FIRED: element is True: %s" % (loaded[0] is True))
+    elif name.startswith("stock estimators"):
+        codes = loaded.predict(np.zeros((1, 1)))[0]
+        print("FIRED: %s" % "".join(chr(int(round(c))) for c in codes))
+    else:                                 # crash kinds: the first request
+        if isinstance(loaded, np.ndarray):
+            loaded["a"] = 1
+        else:
+            loaded.predict(np.ones((1, 4)))
+        print("survived")
 
 
 # --------------------------------------------------------------------------

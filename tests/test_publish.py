@@ -201,8 +201,8 @@ def test_a_model_that_needs_an_unpinned_package_is_refused_with_its_name(tmp_pat
                                               kw_args={"default": None}), LogisticRegression())
     path = tmp_path / "needs.joblib"
     joblib.dump(model, path)
-    monkeypatch.setenv("TRUST_MODEL_PICKLE", "true")  # past the allowlist, to the pins
+    # trusted: past the allowlist and the audit, to the pins
     with pytest.raises(PublishError, match=r"needs jsonschema \(module jsonschema\), which "
                                            r"requirements.txt does not pin"):
-        publish(str(path), name="x", version="1", out_dir=str(tmp_path / "out"))
+        publish(str(path), name="x", version="1", out_dir=str(tmp_path / "out"), trust=True)
     assert not (tmp_path / "out").exists()

@@ -9,8 +9,12 @@ Runs, with their full counts,
   the same time (two cores; the soak's memory figure is then its own
   process's);
 * the malicious-artifact corpus (``tests/malicious.py``), if present: every
-  artifact through the app's loader in a child process, then a check that no
-  payload's marker file exists; and ``tests/test_safe_loading.py``,
+  name-based payload through the app's loader in a child process, then a
+  check that no payload's marker file exists; every issue-10 technique
+  (``TECHNIQUES``) through the app's init phase, each in its own child (a
+  crash costs one row, not the table); then ``tests/test_safe_loading.py``
+  and ``tests/test_hostile_artifacts.py`` (controls included). It prints the
+  table of attacks tried and attacks held,
 
 * the worst-case request bodies at the size limit
   (``tools/hostile_bodies.py``) against a normal body of the same type,
@@ -56,6 +60,45 @@ print(json.dumps({"cases": len(built), "refused": len(refused), "loaded": loaded
 """
 
 
+# One issue-10 technique through the app's init phase; held = 503 naming the
+# expected reason, exit code 0 (no crash), no secret in the output.
+_TECHNIQUE_SCRIPT = r"""
+import json, os, sys, tempfile, warnings
+warnings.simplefilter("ignore")
+from tests import malicious
+d = tempfile.mkdtemp(prefix="harden-technique-")
+malicious.build_technique(sys.argv[1], d)
+malicious.write_card(d)
+os.environ["MODEL_DIR"] = d
+from chalicelib.service import from_environment
+reply = from_environment().health()
+print(json.dumps({"status": reply.status, "message": json.loads(reply.body).get("Message", "")}))
+"""
+
+
+def _techniques():
+    """[(technique, held)] for every issue-10 technique, each in a child."""
+    sys.path.insert(0, PROJECT_DIR)
+    try:
+        from tests import malicious
+    finally:
+        sys.path.pop(0)
+    rows = []
+    for name, (_, refuses, _) in getattr(malicious, "TECHNIQUES", {}).items():
+        try:
+            child = subprocess.run([sys.executable, "-c", _TECHNIQUE_SCRIPT, name],
+                                   cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+                                   env=dict(os.environ, AWS_SECRET_ACCESS_KEY=malicious.SECRET))
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            held = (child.returncode == 0 and result["status"] == 503
+                    and refuses in result["message"]
+                    and malicious.SECRET not in child.stdout + child.stderr)
+        except (subprocess.TimeoutExpired, ValueError, IndexError, KeyError):
+            held = False
+        rows.append((name, held))
+    return rows
+
+
 def _pytest(args, env_extra, log_name):
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **env_extra)
     log = open(os.path.join(OUT, log_name), "w")
@@ -93,17 +136,30 @@ def _malicious():
     except (ValueError, IndexError):
         return ("malicious artifacts: corpus did not run: %s"
                 % (direct.stderr.strip().splitlines() or ["?"])[-1]), False
-    proc, log = _pytest(["tests/test_safe_loading.py"], {}, "safe_loading.log")
+    techniques = _techniques()
+    tests = ["tests/test_safe_loading.py"]
+    if os.path.exists(os.path.join(PROJECT_DIR, "tests", "test_hostile_artifacts.py")):
+        tests.append("tests/test_hostile_artifacts.py")
+    proc, log = _pytest(tests, {}, "safe_loading.log")
     rc = proc.wait()
     log.close()
-    ok = (rc == 0 and figures["refused"] == figures["cases"] and not figures["side_effects"])
-    line = ("malicious artifacts: %d refused of %d, %d side effects; "
-            "tests/test_safe_loading.py %s"
+    held_techniques = sum(1 for _, held in techniques if held)
+    ok = (rc == 0 and figures["refused"] == figures["cases"] and not figures["side_effects"]
+          and held_techniques == len(techniques))
+    line = ("malicious artifacts: %d refused of %d, %d side effects; %s %s"
             % (figures["refused"], figures["cases"], len(figures["side_effects"]),
+               " and ".join(tests),
                "passed" if rc == 0 else "FAILED (build/harden/safe_loading.log)"))
     if figures["loaded"] or figures["other_errors"]:
         line += " (loaded: %s; other errors: %s)" % (figures["loaded"], figures["other_errors"])
-    return line, ok
+    held_payloads = figures["refused"] - len(set(figures["side_effects"]))
+    table = ["", "| attack (tests/malicious.py) | tried | held |", "|---|---|---|",
+             "| name-based payloads (os.system, eval, pickle.loads, ...) | %d | %d |"
+             % (figures["cases"], max(held_payloads, 0))]
+    table += ["| %s | 1 | %d |" % (name, held) for name, held in techniques]
+    table.append("| **attacks tried / attacks held** | **%d** | **%d** |"
+                 % (figures["cases"] + len(techniques), max(held_payloads, 0) + held_techniques))
+    return line + "\n".join(table), ok
 
 
 def main(argv=None):
