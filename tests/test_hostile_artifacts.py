@@ -24,7 +24,7 @@ from tests.conftest import PROJECT_DIR
 
 NAMES = list(malicious.TECHNIQUES)
 # publish proves a prediction before it checks classes_: it refuses there.
-PUBLISH_SAYS = {"classes_ is bytes": "fails to predict a sample row"}
+PUBLISH_SAYS = {"classes_ is bytes": "fails to predict an example row"}
 PEAK_RSS_MIB = 450          # importing the stack is ~150-250 MiB; a bomb would be GiBs
 SECONDS = 90
 
