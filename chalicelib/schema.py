@@ -190,10 +190,14 @@ def _number(schema, feature, v, from_csv, where, i, j):
 def _integer(schema, feature, v, from_csv, where, i, j):
     if from_csv:
         if CSV_INTEGER.match(v):
-            return int(v)
-        if v in MISSING_TOKENS:
+            # Checked for range below like a JSON integer (int64 has at most
+            # 19 digits; int() refuses strings past 4,300 digits).
+            if len(v.lstrip("+-0")) > 19:
+                raise Unprocessable("%s: integer out of range" % where(i, j))
+            v = int(v)
+        elif v in MISSING_TOKENS:
             return schema._missing(where, i, j, "an integer")
-        if CSV_NUMBER.match(v):
+        elif CSV_NUMBER.match(v):
             v = float(v)
     if type(v) is int:
         if -2**63 <= v < 2**63:
