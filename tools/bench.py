@@ -1,25 +1,34 @@
 """The performance figures: ``.venv/bin/python -m tools.bench [--quick] [--json FILE]``.
 
-For each model (the bundled iris pipeline and a 200-tree random forest on the
-same four features), everything measured side by side in one run, as ratios:
+For each model (the bundled iris pipeline, a 200-tree random forest on the
+same four features, and a DataFrame pipeline: OneHotEncoder on two string
+columns + StandardScaler on two numbers + LogisticRegression, fitted on a
+pandas DataFrame, whose package ships pandas), everything measured side by
+side in one run, as ratios:
 
 * **cold start**: a fresh ``python -I -S -B`` on the unzipped production
   package (read-only, the prod stage's environment) to the first 200 of
   ``app.app(event, context)``; against the *floor* (a fresh process in the
-  venv, bytecode cache warm: import numpy/sklearn/joblib, ``joblib.load``,
-  ``predict`` one row) and the *naive* package (the same project packaged by
-  plain ``chalice package --stage prod``, without ``tools.build_package``).
+  venv, bytecode cache warm: import numpy/sklearn/joblib (and pandas),
+  ``joblib.load``, ``predict`` one row (a one-row DataFrame)) and the *naive*
+  package (the same project packaged by plain ``chalice package --stage
+  prod``, without ``tools.build_package``).
   The three variants run interleaved, round after round, after one discarded
   warm-up round; median, min and max.
 * **init breakdown**, in the production package: interpreter start, imports,
   ``ServedModel.load()``, the rest of ``import app``, the first request.
 * **warm latency** (in the isolated production package process): the whole
-  handler with a 1-row request against bare ``estimator.predict`` of that row,
-  interleaved blocks; p50/p99.
+  handler with a 1-row request against bare ``estimator.predict`` of that row
+  (a one-row DataFrame for the DataFrame model), interleaved blocks; p50/p99.
 * **batch**: 1,000 rows in one request against the stdlib floor
-  (``json.loads``, ``numpy.asarray``, ``predict``, ``json.dumps``).
-* **package** sizes, **memory** (peak RSS of the cold-start process) and the
-  smallest Lambda memory size with 30% headroom, **cost and capacity** on paper.
+  (``json.loads``, ``numpy.asarray``, ``predict``, ``json.dumps``); for the
+  DataFrame model against bare ``predict`` on the 1,000-row DataFrame (and,
+  for reference, the notebook's floor: ``json.loads``, ``pandas.DataFrame``
+  of the records, ``predict``, ``json.dumps``).
+* **package** sizes (a build over the 50 MiB direct upload only warns: such
+  a package deploys through S3; the report repeats the warning), **memory**
+  (peak RSS of the cold-start process) and the smallest Lambda memory size
+  with 30% headroom, **cost and capacity** on paper.
 * **targets**: PASS/MISS.
 
 Packages are cached in ``build/bench/`` keyed by the model's sha256 and the
@@ -33,7 +42,6 @@ import datetime
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -44,7 +52,7 @@ REPO = os.path.dirname(TOOLS_DIR)
 sys.path.insert(0, REPO) if REPO not in sys.path else None
 
 from tools import lambda_events as ev  # noqa: E402
-from tools.bench_models import (BENCH_DIR, IRIS_ROW, PYTHON, models, package,  # noqa: E402
+from tools.bench_models import (BENCH_DIR, PYTHON, models, package,  # noqa: E402
                                 say, sources_digest)
 from tools.bench_report import (APIGW_REST_PER_M, LAMBDA_GB_S, LAMBDA_PER_M,  # noqa: E402
                                 PRICE_DATE, report_model)
@@ -118,6 +126,19 @@ print("BENCH " + json.dumps({"t": t, "status": 200,
       "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
+# The floor of a DataFrame model: the same, with pandas and the one-row
+# DataFrame the notebook would pass (ROW: the record's columns, a literal).
+COLD_FLOOR_DATAFRAME = r"""
+import sys, time
+import numpy, sklearn, joblib, pandas
+m = joblib.load(sys.argv[1])
+p = m.predict(pandas.DataFrame(ROW))
+t = time.monotonic()
+import json, resource
+print("BENCH " + json.dumps({"t": t, "status": 200,
+      "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
 # The production package again, timing each step of the init phase from the
 # inside (the app itself is not modified: ServedModel.load is wrapped).
 COLD_BREAKDOWN = r"""
@@ -129,6 +150,9 @@ marks = [("interpreter start", t_main)]
 n0 = len(sys.modules)
 import numpy
 marks.append(("import numpy", time.monotonic()))
+if sys.argv[3:] == ["dataframe"]:  # shipped: scikit-learn imports it anyway
+    import pandas
+    marks.append(("import pandas", time.monotonic()))
 import sklearn
 marks.append(("import sklearn", time.monotonic()))
 import joblib
@@ -168,14 +192,18 @@ print("BENCH " + json.dumps({"marks": marks, "t_app": t_app, "t_req": t_req, "t"
 
 def spawn(kind, model, pkg, stage_env, memory, event_json):
     """Start one cold process; return (start monotonic, Popen)."""
+    if kind == "floor" and model.input_kind == "dataframe":
+        code = COLD_FLOOR_DATAFRAME.replace("ROW", repr({k: [v] for k, v in model.single.items()}))
+        cmd = [PYTHON, "-c", code, model.artifact]
+    elif kind == "floor":
+        cmd = [PYTHON, "-c", COLD_FLOOR, model.artifact, ",".join(map(str, model.single))]
     if kind == "floor":
-        cmd = [PYTHON, "-c", COLD_FLOOR, model.artifact, ",".join(map(str, IRIS_ROW))]
         env = child_env(None, {k: v for k, v in stage_env.items()
                                if k.endswith("_NUM_THREADS")}, memory)
         cwd = REPO
     else:
         code = COLD_BREAKDOWN if kind == "breakdown" else COLD_PACKAGE
-        cmd = [PYTHON, "-I", "-S", "-B", "-c", code, pkg["task"], event_json]
+        cmd = [PYTHON, "-I", "-S", "-B", "-c", code, pkg["task"], event_json, model.input_kind]
         env = child_env(pkg["task"], stage_env, memory)
         cwd = pkg["task"]
     t0 = time.monotonic()
@@ -202,7 +230,7 @@ def cold_once(kind, model, pkg, stage_env, memory, event_json):
 
 
 def cold_starts(model, prod, naive, stage_env, memory, rounds):
-    event_json = json.dumps(ev.post_model(json.dumps({"instances": [IRIS_ROW]})))
+    event_json = json.dumps(ev.post_model(json.dumps({"instances": [model.single]})))
     kinds = ["floor", "prod", "naive", "breakdown"]
     runs = {k: [] for k in kinds}
     pkgs = {"floor": None, "prod": prod, "naive": naive, "breakdown": prod}
@@ -239,21 +267,16 @@ def breakdown(runs):
 # Warm latency and batch (in the isolated production package process).
 
 
-def batch_rows(n, seed=0):
-    rng = random.Random(seed)
-    lows, highs = (4.3, 2.0, 1.0, 0.1), (7.9, 4.4, 6.9, 2.5)
-    return [[round(rng.uniform(lo, hi), 1) for lo, hi in zip(lows, highs)] for _ in range(n)]
-
-
 def warm(model, prod, stage_env, memory, quick, profile, tmp):
     heavy = model.key == "rf200"
     # >= 2,000 requests each; the forest (~20 ms a prediction here) gets fewer
     # to stay within the time budget, and says so in its line.
     n = (300 if quick else 400) if heavy else (2000 if quick else 3000)
-    rows = batch_rows(1000)
-    spec = {"single_event": ev.post_model(json.dumps({"instances": [IRIS_ROW]})),
+    rows = model.batch
+    spec = {"single_event": ev.post_model(json.dumps({"instances": [model.single]})),
             "batch_event": ev.post_model(json.dumps({"instances": rows})),
-            "row": IRIS_ROW, "batch_rows": len(rows), "batch_instances": rows,
+            "row": model.single, "batch_rows": len(rows), "batch_instances": rows,
+            "input": model.input_kind,
             "n_requests": n, "block": 50 if heavy else 100,
             "stage_rounds": 20 if heavy else (400 if quick else 800),
             "batch_reps": 10 if heavy else (20 if quick else 40),
@@ -280,7 +303,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (caches reused anyway)")
     parser.add_argument("--json", help="write the figures to this JSON file")
-    parser.add_argument("--models", default="iris,rf200", help="comma-separated: iris,rf200")
+    parser.add_argument("--models", default="iris,rf200,tabular",
+                        help="comma-separated: iris,rf200,tabular (the DataFrame pipeline)")
     parser.add_argument("--rounds", type=int, help="cold-start runs per variant (default 3 "
                         "with --quick, else 5)")
     parser.add_argument("--profile", action="store_true",

@@ -98,10 +98,11 @@ def report_model(model, prod, naive, cold, bd, warm_out, memory):
     h, p = w["handler_ns"], w["predict_ns"]
     fig["warm"] = w
     fig["warm_ratio_p50"] = h["p50"] / p["p50"]
-    say("warm         handler app.app() 1 row: p50 %s p99 %s; bare predict: p50 %s p99 %s; "
+    dataframe = model.input_kind == "dataframe"
+    say("warm         handler app.app() 1 row: p50 %s p99 %s; bare predict%s: p50 %s p99 %s; "
         "p50 ratio %.2fx (n=%d each, interleaved blocks of %d; isolated package process)"
-        % (us(h["p50"]), us(h["p99"]), us(p["p50"]), us(p["p99"]), fig["warm_ratio_p50"],
-           w["n"], w["block"]))
+        % (us(h["p50"]), us(h["p99"]), " on a 1-row DataFrame" if dataframe else "",
+           us(p["p50"]), us(p["p99"]), fig["warm_ratio_p50"], w["n"], w["block"]))
     say("warm         overhead of the handler over predict at p50: %s" % us(h["p50"] - p["p50"]))
     fig["single_stages_ns"] = warm_out["single_stages"]
     say("warm stages  (median ns each, round-robin) " + ", ".join(
@@ -112,10 +113,14 @@ def report_model(model, prod, naive, cold, bd, warm_out, memory):
     fig["batch"] = b
     fig["batch_ratio"] = bh / bf
     fig["batch_rows_per_s"] = {"handler": b["rows"] / (bh / 1e9), "floor": b["rows"] / (bf / 1e9)}
-    say("batch        %d rows/request: handler %s = %.0f rows/s; stdlib floor %s = %.0f rows/s; "
+    floor_name = "floor (%s)" % b["floor_ns"]["floor"] if dataframe else "stdlib floor"
+    say("batch        %d rows/request: handler %s = %.0f rows/s; %s %s = %.0f rows/s; "
         "ratio %.2fx (median of %d, interleaved)"
-        % (b["rows"], us(bh), fig["batch_rows_per_s"]["handler"], us(bf),
+        % (b["rows"], us(bh), fig["batch_rows_per_s"]["handler"], floor_name, us(bf),
            fig["batch_rows_per_s"]["floor"], fig["batch_ratio"], b["reps"]))
+    for other in b.get("floors_ns", [])[1:]:
+        say("batch        for reference, floor (%s) %s: handler/floor %.2fx"
+            % (other["floor"], us(other["p50"]), bh / other["p50"]))
     fig["batch_stages_ns"] = warm_out["batch_stages"]
     say("batch stages " + ", ".join("%s %s" % (name.strip(), us(v))
                                      for name, v in warm_out["batch_stages"]))
@@ -131,6 +136,9 @@ def report_model(model, prod, naive, cold, bd, warm_out, memory):
                "ok" if meta["unzipped"] <= UNZIPPED_LIMIT_MIB * MiB else "OVER",
                meta["files"], meta["pyc"]))
     fig["package"] = pk
+    for label, meta in (("production", prod), ("naive", naive)):
+        for warning in meta.get("build_warnings", []):
+            say("package      %s build said: %s" % (label, warning))
     # memory
     rss = {k: max(r["rss_kib"] for r in v) / 1024.0 for k, v in cold.items()}
     fig["peak_rss_mib"] = rss
@@ -162,21 +170,34 @@ def report_model(model, prod, naive, cold, bd, warm_out, memory):
         "vCPU at %d MB), so CPU-bound work there may take up to %.1fx longer (%.2f ms)"
         % (need, 100 * share, FULL_CORE_MB, 1 / share, duration_ms / share))
     # targets
+    # A DataFrame model's targets (issue 9): warm and batch against bare
+    # predict on the DataFrame; its package, which ships pandas, against
+    # Lambda's limits (over 50 MiB zipped it deploys through S3).
+    if dataframe:
+        size_targets = [
+            ("package <= %d MiB zipped (direct upload)" % ZIP_LIMIT_MIB,
+             prod["zipped"] <= ZIP_LIMIT_MIB * MiB, "%.2f MiB" % (prod["zipped"] / MiB)),
+            ("package <= %d MiB unzipped (via S3)" % UNZIPPED_LIMIT_MIB,
+             prod["unzipped"] <= UNZIPPED_LIMIT_MIB * MiB, "%.2f MiB" % (prod["unzipped"] / MiB))]
+    else:
+        size_targets = [("package <= %d MiB zipped" % TARGET_ZIP_MIB,
+                         prod["zipped"] <= TARGET_ZIP_MIB * MiB,
+                         "%.2f MiB" % (prod["zipped"] / MiB))]
     t = [("cold start <= 1.0x floor (median ratio)", fig["cold_start_ratio_prod_floor"] <= 1.0,
           "%.3fx" % fig["cold_start_ratio_prod_floor"]),
-         ("warm single-row p50 <= 1.2x bare predict", fig["warm_ratio_p50"] <= 1.2,
-          "%.3fx" % fig["warm_ratio_p50"]),
-         ("batch handler <= 1.0x stdlib floor", fig["batch_ratio"] <= 1.0,
-          "%.3fx" % fig["batch_ratio"]),
-         ("package <= %d MiB zipped" % TARGET_ZIP_MIB, prod["zipped"] <= TARGET_ZIP_MIB * MiB,
-          "%.2f MiB" % (prod["zipped"] / MiB)),
-         ("peak RSS fits 256 MB with 30% headroom", rss["prod"] * HEADROOM <= 256,
-          "%.1f MiB x1.3 = %.0f" % (rss["prod"], rss["prod"] * HEADROOM)),
-         ("stretch: fits 128 MB with 30% headroom", rss["prod"] * HEADROOM <= 128,
-          "%.1f MiB x1.3 = %.0f" % (rss["prod"], rss["prod"] * HEADROOM))]
+         ("warm single-row p50 <= %.1fx bare predict" % model.warm_target,
+          fig["warm_ratio_p50"] <= model.warm_target, "%.3fx" % fig["warm_ratio_p50"]),
+         ("batch handler <= %.1fx %s" % (model.batch_target,
+                                         "bare predict" if dataframe else "stdlib floor"),
+          fig["batch_ratio"] <= model.batch_target, "%.3fx" % fig["batch_ratio"])]
+    t += size_targets + [
+        ("peak RSS fits 256 MB with 30% headroom", rss["prod"] * HEADROOM <= 256,
+         "%.1f MiB x1.3 = %.0f" % (rss["prod"], rss["prod"] * HEADROOM)),
+        ("stretch: fits 128 MB with 30% headroom", rss["prod"] * HEADROOM <= 128,
+         "%.1f MiB x1.3 = %.0f" % (rss["prod"], rss["prod"] * HEADROOM))]
     fig["targets"] = [{"target": name, "pass": ok, "figure": figure} for name, ok, figure in t]
     for name, ok, figure in t:
-        say("target       %-4s %-42s %s" % ("PASS" if ok else "MISS", name, figure))
+        say("target       %-4s %-46s %s" % ("PASS" if ok else "MISS", name, figure))
     if warm_out.get("profiles"):
         for label, text in warm_out["profiles"].items():
             say("-- cProfile of the handler, %s request(s), by tottime:" % label)
