@@ -104,6 +104,10 @@ def report_model(model, prod, naive, cold, bd, warm_out, memory):
         % (us(h["p50"]), us(h["p99"]), " on a 1-row DataFrame" if dataframe else "",
            us(p["p50"]), us(p["p99"]), fig["warm_ratio_p50"], w["n"], w["block"]))
     say("warm         overhead of the handler over predict at p50: %s" % us(h["p50"] - p["p50"]))
+    wc = w["cpu_p50_ns"]
+    fig["warm_cpu_ratio_p50"] = wc["handler"] / wc["predict"]
+    say("warm         thread CPU time p50 (no waiting for a core): handler %s, bare predict %s: "
+        "%.2fx" % (us(wc["handler"]), us(wc["predict"]), fig["warm_cpu_ratio_p50"]))
     fig["single_stages_ns"] = warm_out["single_stages"]
     say("warm stages  (median ns each, round-robin) " + ", ".join(
         "%s %s" % (name.strip(), us(v)) for name, v in warm_out["single_stages"]))
@@ -118,9 +122,14 @@ def report_model(model, prod, naive, cold, bd, warm_out, memory):
         "ratio %.2fx (median of %d, interleaved)"
         % (b["rows"], us(bh), fig["batch_rows_per_s"]["handler"], floor_name, us(bf),
            fig["batch_rows_per_s"]["floor"], fig["batch_ratio"], b["reps"]))
+    fig["batch_cpu_ratio"] = b["handler_ns"]["cpu_p50"] / b["floor_ns"]["cpu_p50"]
+    say("batch        thread CPU time p50: handler %s, %s %s: %.2fx"
+        % (us(b["handler_ns"]["cpu_p50"]), floor_name, us(b["floor_ns"]["cpu_p50"]),
+           fig["batch_cpu_ratio"]))
     for other in b.get("floors_ns", [])[1:]:
-        say("batch        for reference, floor (%s) %s: handler/floor %.2fx"
-            % (other["floor"], us(other["p50"]), bh / other["p50"]))
+        say("batch        for reference, floor (%s) %s: handler/floor %.2fx (CPU time %.2fx)"
+            % (other["floor"], us(other["p50"]), bh / other["p50"],
+               b["handler_ns"]["cpu_p50"] / other["cpu_p50"]))
     fig["batch_stages_ns"] = warm_out["batch_stages"]
     say("batch stages " + ", ".join("%s %s" % (name.strip(), us(v))
                                      for name, v in warm_out["batch_stages"]))
