@@ -127,3 +127,26 @@ def test_a_text_full_of_brackets_is_not_a_flood():
     text = "{[" * 20_000
     parsed = parse({"instances": [text]}, schema)
     assert parsed.X.tolist() == [text]
+
+
+@pytest.mark.parametrize("field,expected", [
+    ("9223372036854775807", 2**63 - 1), ("-9223372036854775808", -2**63),
+    ("-000000000000000000000000001", -1),
+    ("9223372036854775808", "CSV line 2, column n: integer out of range"),
+    ("-9223372036854775809", "CSV line 2, column n: integer out of range"),
+    ("1" * 5000, "CSV line 2, column n: integer out of range"),
+])
+def test_csv_integers_beyond_int64_are_a_422_like_json_ones(field, expected):
+    schema = Schema([{"name": "n", "type": "integer"}], input_kind="dataframe")
+    body = ("n\n%s\n" % field).encode()
+    if isinstance(expected, int):
+        X = parse_request(body, "text/csv", schema, 10_000).X
+        assert X["n"].tolist() == [expected] and X["n"].dtype == np.int64
+    else:
+        with pytest.raises(Unprocessable) as exc:
+            parse_request(body, "text/csv", schema, 10_000)
+        assert str(exc.value) == expected  # not an OverflowError (a 500)
+        # the same value as a JSON integer gets the same answer
+        with pytest.raises(Unprocessable, match="integer out of range"):
+            parse({"instances": [[int(field)]]} if len(field) < 4000 else
+                  {"instances": [[2**64]]}, schema)
