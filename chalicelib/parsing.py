@@ -21,6 +21,7 @@ each column (strings, categories, integers, booleans, texts) and builds a
 matrix, a DataFrame or a 1-D array of texts.
 """
 import codecs
+import contextlib
 import csv
 import io
 import itertools
@@ -177,14 +178,8 @@ def decode_json(text, max_rows):
     if not text.strip():
         raise BadRequest("request body is empty")
     _refuse_container_floods(text, max_rows)
-    try:
+    with _json_errors():
         return _strict_decoder(max_rows + _CONTAINER_SLACK).decode(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest("malformed JSON: %s" % exc) from None
-    except RecursionError:
-        raise BadRequest("malformed JSON: nested too deeply") from None
-    except ValueError:  # e.g. an integer beyond Python's digit limit
-        raise BadRequest("malformed JSON: a number has too many digits") from None
 
 
 def decode_utf8(body):
@@ -200,7 +195,7 @@ def _load_json(text, max_rows=None):
         raise BadRequest("request body is empty; send a JSON object with one of: "
                          + ", ".join(FORMAT_KEYS))
     decoder = _STRICT_DECODER if max_rows is None else _strict_decoder(max_rows + _CONTAINER_SLACK)
-    try:
+    with _json_errors():
         # An object nested near the start (rows as objects, dataframe_split):
         # its keys may repeat, so check them while decoding.
         if text.find("{", text.find("{") + 1, 256) != -1:
@@ -213,6 +208,13 @@ def _load_json(text, max_rows=None):
         if text.count('"') != 2 * len(payload):
             return decoder.decode(text), False
         return payload, _no_literals_but_flags(text, payload)
+
+
+@contextlib.contextmanager
+def _json_errors():
+    """Decoding failures as the client's 400, each saying what is wrong."""
+    try:
+        yield
     except json.JSONDecodeError as exc:
         raise BadRequest("malformed JSON: %s" % exc) from None
     except RecursionError:
