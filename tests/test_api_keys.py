@@ -178,10 +178,13 @@ def test_before_any_deploy_it_says_deploy_first(tmp_path):
     ("api-key-revoke", 'tools.api_keys revoke -- "client-a"'),
 ])
 def test_the_make_verbs_run_the_tool(verb, command):
-    proc = subprocess.run(["make", "-n", verb, "NAME=client-a"], cwd=ROOT, capture_output=True,
-                          text=True)
+    # --no-print-directory: under `make test` a nested make would add its
+    # "Entering directory" lines
+    proc = subprocess.run(["make", "--no-print-directory", "-n", verb, "NAME=client-a"],
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.rstrip().endswith(command), proc.stdout
-    proc = subprocess.run(["make", "-n", verb, "NAME=client-a", "API_ID=abc123"], cwd=ROOT,
+    proc = subprocess.run(["make", "--no-print-directory", "-n", verb, "NAME=client-a",
+                           "API_ID=abc123"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.stdout.rstrip().endswith(
         command.replace("tools.api_keys", "tools.api_keys --rest-api-id abc123")), proc.stdout
