@@ -2,9 +2,13 @@
 model directory (``model.joblib`` + the card ``model.json``).
 
     python -m model.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
+                            [--upload s3://BUCKET/KEY]
 
 The artifact is loaded with the same loader the app uses, so anything the app
-would refuse is refused here first.
+would refuse is refused here first. With ``--upload`` the artifact goes to S3
+instead of the model directory (a model too large for the deployment
+package): the card names it by URI and keeps its sha256, and the function
+downloads and verifies it when it starts (``chalicelib/remote_artifact.py``).
 """
 import argparse
 import datetime
@@ -22,6 +26,7 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from chalicelib import remote_artifact
 from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, build_card, sha256_of
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
@@ -158,9 +163,16 @@ def check_predicts(estimator, schema, rows):
 
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
-            force=False, metrics=None, created_at=None, sample=None):
+            force=False, metrics=None, created_at=None, sample=None, upload=None):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
-    ``sample``: path of a CSV of a few training rows (types and ranges)."""
+    ``sample``: path of a CSV of a few training rows (types and ranges).
+    ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
+    card names it instead of a model.joblib beside it."""
+    if upload is not None:
+        try:
+            remote_artifact.parse_s3_uri(upload)
+        except ValueError as exc:
+            raise PublishError("--upload: %s" % exc) from None
     estimator, saved_with = load_estimator(artifact_path)
     pinned = pinned_version("scikit-learn")
     if saved_with != pinned and not force:
@@ -207,13 +219,39 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         metrics=metrics,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
+        extra={"artifact": upload} if upload else None,
     )
     try:
         check_estimator(estimator, ModelCard(card))
     except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
-    _write_model_dir(out_dir, artifact_path, card)
+    if upload:
+        upload_artifact(artifact_path, upload, card["sha256"])
+        _write_model_dir(out_dir, None, card)
+    else:
+        _write_model_dir(out_dir, artifact_path, card)
+    _sync_vendor_link(out_dir, remote=bool(upload))
     return card
+
+
+def upload_artifact(path, uri, sha256):
+    """Put the artifact at ``uri`` (multipart above 8 MiB), then read its
+    size back: the card is written only once the object is in place."""
+    bucket, key = remote_artifact.parse_s3_uri(uri)
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise PublishError("--upload needs boto3 (pip install boto3)") from None
+    try:
+        client = boto3.client("s3")
+        client.upload_file(path, bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}})
+        head = client.head_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise PublishError("--upload %s failed: %s" % (uri, exc)) from None
+    if head["ContentLength"] != os.path.getsize(path):
+        raise PublishError("--upload %s: the object holds %d bytes, the artifact %d"
+                           % (uri, head["ContentLength"], os.path.getsize(path)))
 
 
 def _describe_estimator(estimator):
@@ -225,10 +263,15 @@ def _describe_estimator(estimator):
 
 def _write_model_dir(out_dir, artifact_path, card):
     """Write both files through temporary names, artifact first, so a reader
-    never sees a card that describes an artifact not yet in place."""
+    never sees a card that describes an artifact not yet in place. No
+    ``artifact_path``: the card names an object in S3, and a model.joblib
+    left from an earlier model is removed (it would ship for nothing)."""
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, ARTIFACT_FILE)
-    if os.path.abspath(artifact_path) != os.path.abspath(target):
+    if artifact_path is None:
+        if os.path.lexists(target):
+            os.remove(target)
+    elif os.path.abspath(artifact_path) != os.path.abspath(target):
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".model-")
         os.close(fd)
         shutil.copyfile(artifact_path, tmp)
@@ -242,6 +285,26 @@ def _write_model_dir(out_dir, artifact_path, card):
     os.replace(tmp, os.path.join(out_dir, CARD_FILE))
 
 
+def _sync_vendor_link(out_dir, remote):
+    """Keep ``vendor/model/`` (what ships) in step with a model directory it
+    links to: no model.joblib link for an artifact in S3 (it would dangle,
+    and Chalice follows vendor's links), the link back for a local one.
+    Only a project laid out as this one is touched: ``vendor/model/`` beside
+    ``out_dir`` whose model.json links to ``out_dir``'s."""
+    vendor = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "vendor", "model")
+    card_link = os.path.join(vendor, CARD_FILE)
+    target = os.path.join(os.path.abspath(out_dir), ARTIFACT_FILE)
+    if not (os.path.islink(card_link) and os.path.realpath(card_link)
+            == os.path.realpath(os.path.join(out_dir, CARD_FILE))):
+        return
+    link = os.path.join(vendor, ARTIFACT_FILE)
+    if remote:
+        if os.path.islink(link):
+            os.remove(link)
+    elif not os.path.lexists(link):
+        os.symlink(os.path.relpath(target, vendor), link)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m model.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("artifact", help="a joblib file holding a fitted estimator")
@@ -252,6 +315,9 @@ def main(argv=None):
     parser.add_argument("--metrics", help="JSON object of evaluation metrics to record")
     parser.add_argument("--sample", help="CSV of a few training rows with a header: the types "
                         "and ranges of features the estimator does not record")
+    parser.add_argument("--upload", metavar="s3://BUCKET/KEY",
+                        help="put the artifact in S3 and name it in the card instead of "
+                        "shipping it in the package (for models too large for the zip)")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
     args = parser.parse_args(argv)
@@ -260,12 +326,14 @@ def main(argv=None):
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
                        out_dir=args.out, force=args.force, metrics=metrics,
-                       sample=args.sample)
+                       sample=args.sample, upload=args.upload)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
-    print("published %s %s (%s, %d features) to %s"
-          % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out))
+    print("published %s %s (%s, %d features) to %s%s"
+          % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out,
+             "; artifact in %s (the function needs s3:GetObject on it: "
+             "python -m tools.model_policy)" % args.upload if args.upload else ""))
     return 0
 
 

@@ -300,8 +300,7 @@ def model_uses_pandas(artifact_path, card):
         return b"pandas" in f.read()
 
 
-def drop_pandas_unless_used(wheels, app_dir, model_rel, card):
-    artifact = os.path.join(app_dir, model_rel, card.get("artifact", "model.joblib"))
+def drop_pandas_unless_used(wheels, artifact, card):
     if model_uses_pandas(artifact, card):
         log("pandas: shipped (the model takes a DataFrame or names pandas)")
         return wheels
@@ -428,6 +427,8 @@ def check_model(root, model_rel):
     except (ValueError, UnicodeDecodeError) as exc:
         raise BuildError("%s/model.json is not valid JSON: %s" % (model_rel, exc)) from None
     artifact = card.get("artifact", "model.joblib") if isinstance(card, dict) else None
+    if isinstance(artifact, str) and artifact.startswith("s3://"):
+        return card  # fetched and checked by fetch_remote_artifact
     if not isinstance(artifact, str) or "/" in artifact:
         raise BuildError("%s/model.json names no valid artifact" % model_rel)
     artifact_path = os.path.join(model_dir, artifact)
@@ -438,6 +439,45 @@ def check_model(root, model_rel):
         raise BuildError("%s/%s has sha256 %s but its card says %s"
                          % (model_rel, artifact, actual, card.get("sha256")))
     return card
+
+
+def fetch_remote_artifact(project_dir, stage, card, build_dir):
+    """For a card naming its artifact in S3: check the stage policy grants
+    exactly that object, then download it (the build's own AWS credentials,
+    or ``AWS_ENDPOINT_URL``) into ``build/model-cache``, verified with the
+    app's own code. The trace and the replay run with ``MODEL_CACHE_DIR``
+    there, so the app finds the verified copy and never imports boto3: the
+    package ships no boto3 (the Lambda runtime has it). Returns the path."""
+    from tools import model_policy
+    uri = card["artifact"]
+    try:
+        with open(model_policy.policy_path(project_dir, stage)) as f:
+            model_policy.check(json.load(f), card)
+    except (model_policy.PolicyError, OSError, ValueError) as exc:
+        raise BuildError(str(exc)) from None
+    log("policy: the stage grants s3:GetObject on %s and no other S3 access"
+        % model_policy.object_arn(uri))
+    if REPO_DIR not in sys.path:
+        sys.path.insert(0, REPO_DIR)
+    from chalicelib import remote_artifact
+    from chalicelib.errors import ModelLoadError
+    try:
+        path = remote_artifact.fetch(uri, card.get("sha256"), os.path.join(build_dir, "model-cache"))
+    except ModelLoadError as exc:
+        raise BuildError("the model artifact cannot be fetched for the trace: %s" % exc) from None
+    log("model: artifact %s (%.1f MiB, not in the package) fetched, sha256 matches its card"
+        % (uri, os.path.getsize(path) / MiB))
+    return path
+
+
+def check_policy_has_no_s3(project_dir, stage, card):
+    """A model shipped in the package: the role needs no S3 at all."""
+    from tools import model_policy
+    try:
+        with open(model_policy.policy_path(project_dir, stage)) as f:
+            model_policy.check(json.load(f), card)
+    except (model_policy.PolicyError, OSError, ValueError) as exc:
+        raise BuildError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------
@@ -1026,15 +1066,24 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     stage_app(view, app_dir)
     model_rel = model_dir_in_package(view.environment)
     card = check_model(app_dir, model_rel)
-    log("model: %s %s (%s) sha256 %s… matches its card"
-        % (card.get("name"), card.get("version"), card.get("estimator"), card["sha256"][:12]))
+    log("model: %s %s (%s) sha256 %s… %s"
+        % (card.get("name"), card.get("version"), card.get("estimator"), card["sha256"][:12],
+           "(artifact in S3)" if str(card.get("artifact", "")).startswith("s3://")
+           else "matches its card"))
+    environment = dict(view.environment)
+    if str(card.get("artifact", "")).startswith("s3://"):
+        artifact = fetch_remote_artifact(project_dir, stage, card, build_dir)
+        environment["MODEL_CACHE_DIR"] = os.path.dirname(artifact)
+    else:
+        artifact = os.path.join(app_dir, model_rel, card.get("artifact", "model.joblib"))
+        check_policy_has_no_s3(project_dir, stage, card)
     requirements = os.path.join(project_dir, "requirements.txt")
     pins = read_pins(requirements)
     wheels = download_wheels(view, pins, requirements, wheels_dir)
-    wheels = drop_pandas_unless_used(wheels, app_dir, model_rel, card)
+    wheels = drop_pandas_unless_used(wheels, artifact, card)
     site_dir = os.path.join(build_dir, "site")
     unpack_wheels(wheels, site_dir)
-    trace = run_exercise([app_dir, site_dir], view.environment, model_rel,
+    trace = run_exercise([app_dir, site_dir], environment, model_rel,
                          os.path.join(build_dir, "trace.json"), cwd=app_dir)
     check_results(trace, "with the untrimmed dependencies")
     log("trace: %d requests answered; %d modules imported, %d files opened"
@@ -1049,7 +1098,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     verify_dir = os.path.join(build_dir, "verify")
     extract_read_only(zip_tmp, verify_dir)
     check_model(verify_dir, model_rel)
-    replay = run_exercise([verify_dir], view.environment, model_rel,
+    replay = run_exercise([verify_dir], environment, model_rel,
                           os.path.join(build_dir, "replay.json"), cwd=verify_dir)
     check_results(replay, "from the unzipped package")
     compare_replay(trace, replay, verify_dir)
