@@ -59,6 +59,11 @@ class ModelCard:
             except ValueError:
                 raise CardError("model card artifact must be %s (beside the card) or an "
                                 "s3://bucket/key URI, got %r" % (ARTIFACT_FILE, artifact)) from None
+        code = raw.get("code", [])
+        if not (isinstance(code, list) and all(isinstance(c, str) and c.isidentifier()
+                                               for c in code)):
+            raise CardError("model card code must be a list of module names")
+        self.code = tuple(code)
         self.raw = raw
         self.name = str(raw["name"])
         self.version = str(raw["version"])

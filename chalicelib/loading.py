@@ -11,7 +11,7 @@ import os
 import joblib
 import sklearn
 
-from chalicelib import remote_artifact, safe_pickle
+from chalicelib import remote_artifact, safe_pickle, user_code
 from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
 from chalicelib.errors import ModelLoadError
 
@@ -97,8 +97,11 @@ def load_model_dir(model_dir):
         raise ModelLoadError(str(exc)) from None
     check_versions(card)  # before a download: a refused model costs no transfer
     artifact = artifact_path(model_dir, card)
+    code_dir = os.path.join(model_dir, user_code.CODE_DIR)
+    modules = user_code.load_modules(code_dir, card.code)
     try:
-        estimator = load_artifact(artifact)
+        with user_code.allowing(code_dir, modules):
+            estimator = load_artifact(artifact)
     except ModelLoadError:
         raise
     except Exception as exc:  # a corrupt or foreign pickle can raise anything

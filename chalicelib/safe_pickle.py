@@ -156,6 +156,12 @@ SCIPY_SPARSE_MODULES = frozenset(
 
 REFUSAL = "artifact references %s, which is not on the allowlist of the scientific stack"
 
+#: Extra rules, ``rule(module, name) -> object or None`` (or raise
+#: ModelLoadError), asked about a global only after the allowlist and the
+#: class rules above said no. chalicelib.user_code adds one for the model's
+#: shipped code. Their answers are not cached: they hold for one load only.
+EXTRA_RULES = []
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
@@ -246,6 +252,10 @@ def resolve(module, name):
         except ImportError:
             obj = None
         if obj is None:
+            for rule in EXTRA_RULES:
+                extra = rule(module, name)
+                if extra is not None:
+                    return extra
             _refuse(module, name)
     with _resolved_lock:
         _resolved[key] = obj

@@ -26,7 +26,7 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
-from chalicelib import remote_artifact
+from chalicelib import remote_artifact, user_code
 from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, build_card, sha256_of
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
@@ -62,12 +62,48 @@ def pinned_distributions(requirements=REQUIREMENTS):
     return names
 
 
-def load_estimator(path):
-    """Load an artifact; return it with the scikit-learn version that saved it."""
+def stage_code(paths, staging):
+    """Copy the user's modules (``.py`` files or package directories) into
+    ``staging``/code, as they will ship; return (code dir, module names)."""
+    code_dir = os.path.join(staging, user_code.CODE_DIR)
+    os.makedirs(code_dir)
+    names = []
+    for path in paths:
+        path = path.rstrip(os.sep)
+        base = os.path.basename(path)
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "__init__.py")):
+            name = base
+            shutil.copytree(path, os.path.join(code_dir, name),
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif os.path.isfile(path) and base.endswith(".py"):
+            name = base[:-3]
+            shutil.copyfile(path, os.path.join(code_dir, base))
+        else:
+            raise PublishError("--code %s: not a .py file nor a package directory (with "
+                               "__init__.py)" % path)
+        try:
+            user_code.check_name(name)
+        except ModelLoadError as exc:
+            raise PublishError("--code %s: %s" % (path, exc)) from None
+        if name in names:
+            raise PublishError("--code: module %s given twice" % name)
+        names.append(name)
+    for root, dirs, files in os.walk(code_dir):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)  # readable by Lambda's user
+    return code_dir, names
+
+
+def load_estimator(path, code_dir=None, code_names=()):
+    """Load an artifact (the user's shipped modules ``code_names`` in
+    ``code_dir`` allowed); return it with the scikit-learn version that saved it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         try:
-            estimator = load_artifact(path)
+            modules = user_code.load_modules(code_dir, code_names) if code_names else {}
+            with user_code.allowing(code_dir, modules):
+                estimator = load_artifact(path)
         except ModelLoadError as exc:
             raise PublishError(str(exc)) from None
         except Exception as exc:
@@ -163,7 +199,21 @@ def check_predicts(estimator, schema, rows):
 
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
-            force=False, metrics=None, created_at=None, sample=None, upload=None):
+            force=False, metrics=None, created_at=None, sample=None, upload=None, code=()):
+    """See :func:`_publish`; ``code``: paths of the user's modules to ship."""
+    staging = tempfile.mkdtemp(prefix="publish-code-")
+    try:
+        code_dir, code_names = stage_code(code or (), staging)
+        return _publish(artifact_path, name=name, version=version, features=features,
+                        out_dir=out_dir, force=force, metrics=metrics, created_at=created_at,
+                        sample=sample, upload=upload, code_dir=code_dir,
+                        code_names=code_names)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(artifact_path, *, name, version, features, out_dir, force, metrics, created_at,
+             sample, upload, code_dir, code_names):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
     ``sample``: path of a CSV of a few training rows (types and ranges).
     ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
@@ -173,7 +223,7 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             remote_artifact.parse_s3_uri(upload)
         except ValueError as exc:
             raise PublishError("--upload: %s" % exc) from None
-    estimator, saved_with = load_estimator(artifact_path)
+    estimator, saved_with = load_estimator(artifact_path, code_dir, code_names)
     pinned = pinned_version("scikit-learn")
     if saved_with != pinned and not force:
         raise PublishError(
@@ -184,7 +234,8 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
     if not callable(getattr(estimator, "predict", None)):
         raise PublishError("the artifact is a %s, which has no predict()"
                            % type(estimator).__name__)
-    missing = dependencies.unpinned_distributions(estimator, pinned_distributions())
+    missing = {d: m for d, m in dependencies.unpinned_distributions(
+        estimator, pinned_distributions()).items() if m not in code_names}
     if missing:
         raise PublishError(
             "the estimator needs %s, which requirements.txt does not pin, so the Lambda would "
@@ -219,7 +270,8 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         metrics=metrics,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
-        extra={"artifact": upload} if upload else None,
+        extra=dict({"artifact": upload} if upload else {},
+                   **({"code": list(code_names)} if code_names else {})) or None,
     )
     try:
         check_estimator(estimator, ModelCard(card))
@@ -227,10 +279,10 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         raise PublishError(str(exc)) from None
     if upload:
         upload_artifact(artifact_path, upload, card["sha256"])
-        _write_model_dir(out_dir, None, card)
+        _write_model_dir(out_dir, None, card, code_dir if code_names else None)
     else:
-        _write_model_dir(out_dir, artifact_path, card)
-    _sync_vendor_link(out_dir, remote=bool(upload))
+        _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None)
+    _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names))
     return card
 
 
@@ -261,7 +313,7 @@ def _describe_estimator(estimator):
     return type(estimator).__name__
 
 
-def _write_model_dir(out_dir, artifact_path, card):
+def _write_model_dir(out_dir, artifact_path, card, code_dir=None):
     """Write both files through temporary names, artifact first, so a reader
     never sees a card that describes an artifact not yet in place. No
     ``artifact_path``: the card names an object in S3, and a model.joblib
@@ -277,6 +329,7 @@ def _write_model_dir(out_dir, artifact_path, card):
         shutil.copyfile(artifact_path, tmp)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would ship unreadable to Lambda's user
         os.replace(tmp, target)
+    _replace_code(out_dir, code_dir)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".card-")
     with os.fdopen(fd, "w") as f:
         json.dump(card, f, indent=2)
@@ -285,7 +338,19 @@ def _write_model_dir(out_dir, artifact_path, card):
     os.replace(tmp, os.path.join(out_dir, CARD_FILE))
 
 
-def _sync_vendor_link(out_dir, remote):
+def _replace_code(out_dir, code_dir):
+    """The model directory's ``code/``: the staged user code, or none."""
+    target = os.path.join(out_dir, user_code.CODE_DIR)
+    old = target + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(target):
+        os.rename(target, old)
+    if code_dir:
+        shutil.copytree(code_dir, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync_vendor_link(out_dir, remote, code=False):
     """Keep ``vendor/model/`` (what ships) in step with a model directory it
     links to: no model.joblib link for an artifact in S3 (it would dangle,
     and Chalice follows vendor's links), the link back for a local one.
@@ -293,16 +358,16 @@ def _sync_vendor_link(out_dir, remote):
     ``out_dir`` whose model.json links to ``out_dir``'s."""
     vendor = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "vendor", "model")
     card_link = os.path.join(vendor, CARD_FILE)
-    target = os.path.join(os.path.abspath(out_dir), ARTIFACT_FILE)
     if not (os.path.islink(card_link) and os.path.realpath(card_link)
             == os.path.realpath(os.path.join(out_dir, CARD_FILE))):
         return
-    link = os.path.join(vendor, ARTIFACT_FILE)
-    if remote:
-        if os.path.islink(link):
+    for name, wanted in ((ARTIFACT_FILE, not remote), (user_code.CODE_DIR, code)):
+        link = os.path.join(vendor, name)
+        if not wanted and os.path.islink(link):
             os.remove(link)
-    elif not os.path.lexists(link):
-        os.symlink(os.path.relpath(target, vendor), link)
+        elif wanted and not os.path.lexists(link):
+            os.symlink(os.path.relpath(os.path.join(os.path.abspath(out_dir), name), vendor),
+                       link)
 
 
 def main(argv=None):
@@ -318,6 +383,10 @@ def main(argv=None):
     parser.add_argument("--upload", metavar="s3://BUCKET/KEY",
                         help="put the artifact in S3 and name it in the card instead of "
                         "shipping it in the package (for models too large for the zip)")
+    parser.add_argument("--code", action="append", metavar="PATH",
+                        help="your own module (my_features.py) or package directory that the "
+                        "estimator's functions or classes come from: shipped with the model, "
+                        "and its definitions allowed by the unpickler (repeatable)")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
     args = parser.parse_args(argv)
@@ -326,7 +395,7 @@ def main(argv=None):
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
                        out_dir=args.out, force=args.force, metrics=metrics,
-                       sample=args.sample, upload=args.upload)
+                       sample=args.sample, upload=args.upload, code=args.code or ())
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
