@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 import zipfile
 
 import pytest
@@ -18,7 +19,8 @@ import pytest
 from chalicelib import safe_pickle, user_code
 from chalicelib.errors import ModelLoadError
 from tests.conftest import body_of
-from tests.test_package import build_and_package, run_isolated
+from tests.test_package import CHALICE, build, run, run_isolated
+from tools.build_package import extract_read_only
 from tools import lambda_events as ev
 from tools.project_copy import copy_project, make_writable
 
@@ -177,11 +179,20 @@ def packaged(tmp_path_factory):
     project = copy_project(str(base / "project"))
     done = publish(artifact, os.path.join(project, "model"), "--code", module, cwd=project)
     assert done.returncode == 0, done.stderr
-    built = build_and_package(project, str(base / "out"))
-    built.unzip_read_only(str(base / "task"))
-    built.expected = expected
-    yield built
-    make_writable(str(base / "task"))
+    # Not test_package.build_and_package: its Built loads the artifact in
+    # this process, which has no pkg_features to import (on purpose).
+    built = build(project)
+    assert built.returncode == 0, built.stdout
+    out = str(base / "out")
+    packaged = run([CHALICE, "--project-dir", project, "package", "--stage", "prod", out],
+                   cwd=project)
+    assert packaged.returncode == 0, packaged.stdout
+    assert "Reusing existing deployment package" in packaged.stdout
+    task = str(base / "task")
+    extract_read_only(os.path.join(out, "deployment.zip"), task)
+    yield types.SimpleNamespace(zip_path=os.path.join(out, "deployment.zip"), unzipped=task,
+                                expected=expected, build_output=built.stdout)
+    make_writable(task)
 
 
 def test_packaged_lambda_serves_the_user_code_pipeline(packaged, tmp_path):
