@@ -122,7 +122,10 @@ def resolve(module, name):
         return None
     mod = sys.modules.get(module)
     if mod is None:  # a submodule of a shipped package, not imported yet
-        mod = importlib.import_module(module)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            return None
     if not _inside(getattr(mod, "__file__", None) or "/", code_dir):
         return None
     obj = vars(mod).get(name)
