@@ -11,7 +11,7 @@ import os
 import joblib
 import sklearn
 
-from chalicelib import remote_artifact, safe_pickle, user_code
+from chalicelib import boosting, remote_artifact, safe_pickle, user_code  # noqa: F401  (boosting: its unpickler rule)
 from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
 from chalicelib.errors import ModelLoadError
 

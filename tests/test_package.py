@@ -118,7 +118,7 @@ def build_and_package(project, out_dir):
     return Built(project, built.stdout, packaged.stdout, out_dir)
 
 
-def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS):
+def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS, extra_env=None):
     """Answer ``cases`` [(name, event)] with the unzipped package, isolated."""
     events_file = tmp_path / "events.json"
     out_file = tmp_path / "answers.json"
@@ -131,6 +131,7 @@ def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS):
     env.update(config.get("environment_variables", {}))
     env.update(config["stages"]["prod"].get("environment_variables", {}))
     env["MAX_ROWS"] = str(max_rows)
+    env.update(extra_env or {})
     proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", ISOLATED_RUNNER, package,
                            str(events_file), str(out_file)],
                           cwd=package, env=env, stdout=subprocess.PIPE,

@@ -493,7 +493,10 @@ def run_exercise(paths, environment, model_rel, out_file, cwd, timeout=300):
     env.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
                 "AWS_LAMBDA_FUNCTION_NAME": "sklearn-serverless-prod",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-                "LAMBDA_TASK_ROOT": paths[0], "PYTHONDONTWRITEBYTECODE": "1"})
+                "LAMBDA_TASK_ROOT": paths[0], "PYTHONDONTWRITEBYTECODE": "1",
+                # Lambda's, with /var/task -> paths[0] (its system dirs come first there)
+                "LD_LIBRARY_PATH": os.pathsep.join([os.path.join(paths[0], RUNTIME_LIB_DIR),
+                                                    paths[0]])})
     env.pop("AWS_CHALICE_CLI_MODE", None)
     cmd = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--exercise",
            "--paths", os.pathsep.join(paths), "--model-rel", model_rel, "--out", out_file]
@@ -852,6 +855,41 @@ def select_files(site_dir, report):
     return sorted(keep), sources
 
 
+#: Where a shared library the runtime may lack ships: Lambda's
+#: LD_LIBRARY_PATH ends with /var/task/lib (after the runtime's own /lib64,
+#: so a system copy, if the runtime has one, still wins).
+RUNTIME_LIB_DIR = "lib"
+OPENMP = "libgomp.so.1"
+
+
+def ship_openmp_runtime(site_dir, keep):
+    """A shipped extension that links to ``libgomp.so.1`` by that plain name
+    (lightgbm's ``lib_lightgbm.so``; wheels that vendor it, as scikit-learn
+    and xgboost-cpu do, link to a renamed copy in their ``*.libs``) gets
+    one in ``lib/``: Lambda's python runtimes have been reported without
+    libgomp (dmlc/xgboost#11048, python3.9), and the manylinux policy lets
+    wheels assume it is there. The copy is a wheel's vendored libgomp
+    (built for manylinux2014, glibc 2.17), never this machine's. Returns
+    ``keep`` with it added, or unchanged."""
+    users = [rel for rel in keep if _is_shared_object(rel)
+             and OPENMP in _needed(os.path.join(site_dir, rel))]
+    if not users:
+        return keep
+    vendored = sorted(os.path.join(name, lib) for name in os.listdir(site_dir)
+                      if name.endswith(".libs") and os.path.isdir(os.path.join(site_dir, name))
+                      for lib in os.listdir(os.path.join(site_dir, name))
+                      if lib.startswith("libgomp"))
+    if not vendored:
+        raise BuildError("%s need %s, which no wheel vendors and the Lambda runtime may lack"
+                         % (", ".join(sorted(users)), OPENMP))
+    target = os.path.join(site_dir, RUNTIME_LIB_DIR, OPENMP)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(os.path.join(site_dir, vendored[0]), target)
+    log("openmp: %s need %s; shipping %s as %s/%s"
+        % (", ".join(sorted(users)), OPENMP, vendored[0], RUNTIME_LIB_DIR, OPENMP))
+    return sorted(set(keep) | {os.path.join(RUNTIME_LIB_DIR, OPENMP)})
+
+
 def _is_shared_object(rel):
     return rel.endswith(".so") or ".so." in os.path.basename(rel)
 
@@ -922,7 +960,8 @@ def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(site_dir, rel), target)
         top = rel.split(os.sep, 1)[0]
-        if strip and rel.endswith(".so") and not top.endswith(".libs"):
+        if strip and rel.endswith(".so") and not top.endswith(".libs") \
+                and top != RUNTIME_LIB_DIR:
             to_strip.append(target)  # never the vendored libraries: breaks OpenBLAS
     for start in range(0, len(to_strip), 50):
         subprocess.run([strip, "--strip-unneeded"] + to_strip[start:start + 50], check=True)
@@ -1089,6 +1128,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     log("trace: %d requests answered; %d modules imported, %d files opened"
         % (len(trace["results"]), len(trace["modules"]), len(trace["opened"])))
     keep, sources = select_files(site_dir, trace)
+    keep = ship_openmp_runtime(site_dir, keep)
     pkg_dir = os.path.join(build_dir, "package")
     assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize)
     zip_tmp = os.path.join(build_dir, "package.zip")
@@ -1102,6 +1142,9 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
                           os.path.join(build_dir, "replay.json"), cwd=verify_dir)
     check_results(replay, "from the unzipped package")
     compare_replay(trace, replay, verify_dir)
+    shipped_openmp = os.path.join(verify_dir, RUNTIME_LIB_DIR, OPENMP)
+    if os.path.join(RUNTIME_LIB_DIR, OPENMP) in keep and shipped_openmp not in replay["mapped"]:
+        raise BuildError("the replay did not load the shipped %s/%s" % (RUNTIME_LIB_DIR, OPENMP))
     log("replay: the unzipped package, read-only and isolated, answers all %d requests "
         "as the untrimmed dependencies do (import: %.2fs)"
         % (len(replay["results"]), replay["import_seconds"]))
