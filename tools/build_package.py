@@ -297,7 +297,9 @@ def model_uses_pandas(artifact_path, card):
     if card.get("input") == "dataframe":
         return True
     with open(artifact_path, "rb") as f:
-        return b"pandas" in f.read()
+        # lightgbm's Booster always records a "pandas_categorical" key (None
+        # unless fitted on categorical DataFrame columns): not a use of pandas.
+        return b"pandas" in f.read().replace(b"pandas_categorical", b"")
 
 
 def drop_pandas_unless_used(wheels, artifact, card):
@@ -933,6 +935,12 @@ def _rel(path):
 # Assembly: the package tree, bytecode, the zip, the replay.
 
 
+#: Packages that build docstrings from other docstrings at import
+#: (lightgbm/dask.py: ``__doc__.partition``): compiled without -OO's
+#: docstring removal (optimize at most 1), or they fail to import.
+READS_OWN_DOCSTRINGS = frozenset({"lightgbm"})
+
+
 def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
     """Lay out the package in ``pkg_dir``: the kept dependency files
     (extension modules stripped), the app files, and bytecode for every
@@ -988,8 +996,11 @@ def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
             is_app = rel in app_files
             sourceless = not (is_app or keep_sources or rel in sources)
             cfile = source + "c" if sourceless else importlib.util.cache_from_source(source)
+            level = 0 if is_app else optimize
+            if rel.split(os.sep, 1)[0] in READS_OWN_DOCSTRINGS:
+                level = min(level, 1)
             py_compile.compile(source, cfile=cfile, dfile="/var/task/" + rel.replace(os.sep, "/"),
-                               doraise=True, optimize=0 if is_app else optimize,
+                               doraise=True, optimize=level,
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
             if sourceless:
                 os.remove(source)
