@@ -2,7 +2,7 @@
 model directory (``model.joblib`` + the card ``model.json``).
 
     python -m model.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
-                            [--upload s3://BUCKET/KEY]
+                            [--upload s3://BUCKET/KEY] [--code my_features.py]
 
 The artifact is loaded with the same loader the app uses, so anything the app
 would refuse is refused here first. With ``--upload`` the artifact goes to S3
