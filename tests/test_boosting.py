@@ -141,3 +141,28 @@ def test_packaged_lambda_serves_them(packaged, tmp_path):
     assert body["predictions"] == model.predict(ROWS).tolist()
     assert np.allclose(body["probabilities"], model.predict_proba(ROWS), rtol=1e-6)
     assert os.path.realpath(result["modules"][library]).startswith(os.path.realpath(task))
+
+
+THREADS = r"""
+import json, sys
+import joblib, numpy as np
+from threadpoolctl import threadpool_info
+for path in sys.argv[1:]:
+    joblib.load(path).predict(np.ones((50, 4)))
+print(json.dumps([(i["internal_api"], i["filepath"], i["num_threads"]) for i in threadpool_info()
+                  if i["user_api"] == "openmp"]))
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_their_openmp_pool_follows_omp_num_threads(tmp_path, threads):
+    paths = []
+    for library in ("xgboost", "lightgbm"):
+        paths.append(str(tmp_path / (library + ".joblib")))
+        joblib.dump(fitted(library), paths[-1])
+    done = run([PYTHON, "-c", THREADS, *paths], cwd=str(tmp_path),
+               env={"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout
+    pools = json.loads(done.stdout.strip().splitlines()[-1])
+    assert any("lightgbm" in path or "xgboost" in path or "gomp" in path for _, path, _ in pools)
+    assert pools and all(n == int(threads) for _, _, n in pools), pools
