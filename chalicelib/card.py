@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 
+from chalicelib import remote_artifact
 from chalicelib.schema import Schema, SchemaError
 
 CARD_FILE = "model.json"
@@ -51,6 +52,18 @@ class ModelCard:
                    raw.get("input") or "matrix")
         except SchemaError as exc:
             raise CardError("model card: %s" % exc) from None
+        artifact = raw.get("artifact", ARTIFACT_FILE)
+        if artifact != ARTIFACT_FILE:
+            try:
+                remote_artifact.parse_s3_uri(artifact)
+            except ValueError:
+                raise CardError("model card artifact must be %s (beside the card) or an "
+                                "s3://bucket/key URI, got %r" % (ARTIFACT_FILE, artifact)) from None
+        code = raw.get("code", [])
+        if not (isinstance(code, list) and all(isinstance(c, str) and c.isidentifier()
+                                               for c in code)):
+            raise CardError("model card code must be a list of module names")
+        self.code = tuple(code)
         self.raw = raw
         self.name = str(raw["name"])
         self.version = str(raw["version"])

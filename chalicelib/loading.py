@@ -13,7 +13,8 @@ import joblib
 import numpy as np
 import sklearn
 
-from chalicelib import model_audit, safe_pickle, validate_native
+from chalicelib import boosting  # noqa: F401  (its unpickler rule for xgboost/lightgbm)
+from chalicelib import model_audit, remote_artifact, safe_pickle, user_code, validate_native
 from chalicelib.load_budget import Budget, address_space_limit
 from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
 from chalicelib.errors import ModelLoadError
@@ -123,12 +124,13 @@ def load_artifact(path, trust=None):
     return estimator
 
 
-def load_model_dir(model_dir):
-    """Return ``(card, estimator)`` for ``model_dir`` or raise ModelLoadError."""
-    try:
-        card = ModelCard.read(model_dir)
-    except CardError as exc:
-        raise ModelLoadError(str(exc)) from None
+def artifact_path(model_dir, card):
+    """The local path of the card's artifact, its sha256 checked: the file
+    beside the card, or the object the card names by URI (``s3://``),
+    downloaded and verified by :mod:`chalicelib.remote_artifact`."""
+    named = card.raw.get("artifact", ARTIFACT_FILE)
+    if remote_artifact.is_remote(named):
+        return remote_artifact.fetch(named, card.sha256)
     artifact = os.path.join(model_dir, ARTIFACT_FILE)
     if not os.path.isfile(artifact):
         raise ModelLoadError("no model artifact (%s) in the model directory" % ARTIFACT_FILE)
@@ -140,9 +142,22 @@ def load_model_dir(model_dir):
     if actual != card.sha256:
         raise ModelLoadError("artifact sha256 %s does not match the card's %s"
                              % (actual, card.sha256))
-    check_versions(card)
+    return artifact
+
+
+def load_model_dir(model_dir):
+    """Return ``(card, estimator)`` for ``model_dir`` or raise ModelLoadError."""
     try:
-        estimator = load_artifact(artifact)
+        card = ModelCard.read(model_dir)
+    except CardError as exc:
+        raise ModelLoadError(str(exc)) from None
+    check_versions(card)  # before a download: a refused model costs no transfer
+    artifact = artifact_path(model_dir, card)
+    code_dir = os.path.join(model_dir, user_code.CODE_DIR)
+    modules = user_code.load_modules(code_dir, card.code)
+    try:
+        with user_code.allowing(code_dir, modules):
+            estimator = load_artifact(artifact)
     except ModelLoadError:
         raise
     except MemoryError:

@@ -58,7 +58,10 @@ def _safe_callable(value, owner):
         from sklearn.utils.validation import check_array
         return value.func is check_array and not value.args
     module = getattr(value, "__module__", "") or ""
-    return inspect.isfunction(value) and module.split(".")[0] == "sklearn"
+    if inspect.isfunction(value) and module.split(".")[0] == "sklearn":
+        return True
+    from chalicelib import user_code  # the user's own shipped code (publish --code)
+    return inspect.isfunction(value) and user_code.defines(value)
 
 
 def inspect_model(root):

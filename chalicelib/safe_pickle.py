@@ -206,6 +206,12 @@ OPT_OUT = "opt out with TRUST_MODEL_PICKLE=true only for an artifact you built"
 REFUSAL = ("artifact references %s, which is not on the allowlist of the scientific stack "
            "(unpickling runs what an artifact names); " + OPT_OUT)
 
+#: Extra rules, ``rule(module, name) -> object or None`` (or raise
+#: ModelLoadError), asked about a global only after the allowlist and the
+#: class rules above said no. chalicelib.user_code adds one for the model's
+#: shipped code. Their answers are not cached: they hold for one load only.
+EXTRA_RULES = []
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
@@ -310,6 +316,10 @@ def resolve(module, name):
         except ImportError:
             obj = None
         if obj is None:
+            for rule in EXTRA_RULES:
+                extra = rule(module, name)
+                if extra is not None:
+                    return extra
             _refuse(module, name)
     with _resolved_lock:
         _resolved[key] = obj

@@ -34,10 +34,12 @@ def _limits():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def run_child(path):
+def run_child(path, code_dir=None, code_names=()):
     """The child's report (a dict), or AuditRefused if the child died."""
+    code = [code_dir, *code_names] if code_names else []
     try:
-        result = subprocess.run([sys.executable, "-m", "model.audit", os.path.abspath(path)],
+        result = subprocess.run([sys.executable, "-m", "model.audit", os.path.abspath(path),
+                                 *code],
                                 cwd=PROJECT_DIR, capture_output=True, text=True,
                                 timeout=TIMEOUT_S, preexec_fn=_limits,
                                 env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
@@ -53,10 +55,12 @@ def run_child(path):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def audit_artifact(path, trust=False):
+def audit_artifact(path, trust=False, code_dir=None, code_names=()):
     """The audit report for ``path``; AuditRefused unless it passes or
-    ``trust`` is set (then the report says it was trusted)."""
-    report = run_child(path)
+    ``trust`` is set (then the report says it was trusted). ``code_dir`` and
+    ``code_names``: the user's modules shipped with ``--code``, allowed in
+    the child as the app allows them."""
+    report = run_child(path, code_dir, code_names)
     report["trusted"] = bool(trust)
     report["limits"] = {"address_space_gib": LIMIT_AS_BYTES >> 30, "cpu_s": LIMIT_CPU_S,
                         "file_writes": "none"}
@@ -70,9 +74,9 @@ def audit_artifact(path, trust=False):
     return report
 
 
-def _child(path):
+def _child(path, code_dir=None, code_names=()):
     """Load with the app's loader, recording every global the stream names."""
-    from chalicelib import model_audit, safe_pickle
+    from chalicelib import model_audit, safe_pickle, user_code
     from chalicelib.errors import ModelLoadError
     named = []
     resolve = safe_pickle.resolve
@@ -84,10 +88,13 @@ def _child(path):
     safe_pickle.resolve = recording
     report = {"globals": [], "outside_core": [], "findings": [], "object_arrays": 0,
               "refused": 0}
+    modules = {}
     try:
         from chalicelib import validate_native
-        estimator = safe_pickle.load(path)
-        validate_native.validate(estimator)
+        modules = user_code.load_modules(code_dir, code_names) if code_names else {}
+        with user_code.allowing(code_dir, modules):
+            estimator = safe_pickle.load(path)
+            validate_native.validate(estimator)
     except ModelLoadError as exc:
         report["error"] = str(exc)
         estimator = None
@@ -100,7 +107,8 @@ def _child(path):
     report["outside_core"] = sorted(
         g for g in set(named) if g in _resolved_non_classes(safe_pickle))
     if estimator is not None:
-        report.update(model_audit.inspect_model(estimator))
+        with user_code.allowing(code_dir, modules):
+            report.update(model_audit.inspect_model(estimator))
     return report
 
 
@@ -113,4 +121,4 @@ def _resolved_non_classes(safe_pickle):
 
 
 if __name__ == "__main__":
-    print(json.dumps(_child(sys.argv[1])))
+    print(json.dumps(_child(sys.argv[1], *(sys.argv[2:3] or [None]), sys.argv[3:])))

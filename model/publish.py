@@ -2,9 +2,13 @@
 model directory (``model.joblib`` + the card ``model.json``).
 
     python -m model.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
+                            [--upload s3://BUCKET/KEY] [--code my_features.py]
 
 The artifact is loaded with the same loader the app uses, so anything the app
-would refuse is refused here first.
+would refuse is refused here first. With ``--upload`` the artifact goes to S3
+instead of the model directory (a model too large for the deployment
+package): the card names it by URI and keeps its sha256, and the function
+downloads and verifies it when it starts (``chalicelib/remote_artifact.py``).
 """
 import argparse
 import datetime
@@ -22,6 +26,7 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from chalicelib import remote_artifact, user_code
 from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, build_card, sha256_of
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
@@ -58,12 +63,48 @@ def pinned_distributions(requirements=REQUIREMENTS):
     return names
 
 
-def load_estimator(path, trust=False):
-    """Load an artifact; return it with the scikit-learn version that saved it."""
+def stage_code(paths, staging):
+    """Copy the user's modules (``.py`` files or package directories) into
+    ``staging``/code, as they will ship; return (code dir, module names)."""
+    code_dir = os.path.join(staging, user_code.CODE_DIR)
+    os.makedirs(code_dir)
+    names = []
+    for path in paths:
+        path = path.rstrip(os.sep)
+        base = os.path.basename(path)
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "__init__.py")):
+            name = base
+            shutil.copytree(path, os.path.join(code_dir, name),
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif os.path.isfile(path) and base.endswith(".py"):
+            name = base[:-3]
+            shutil.copyfile(path, os.path.join(code_dir, base))
+        else:
+            raise PublishError("--code %s: not a .py file nor a package directory (with "
+                               "__init__.py)" % path)
+        try:
+            user_code.check_name(name)
+        except ModelLoadError as exc:
+            raise PublishError("--code %s: %s" % (path, exc)) from None
+        if name in names:
+            raise PublishError("--code: module %s given twice" % name)
+        names.append(name)
+    for root, dirs, files in os.walk(code_dir):
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)  # readable by Lambda's user
+    return code_dir, names
+
+
+def load_estimator(path, code_dir=None, code_names=(), trust=False):
+    """Load an artifact (the user's shipped modules ``code_names`` in
+    ``code_dir`` allowed); return it with the scikit-learn version that saved it."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InconsistentVersionWarning)
         try:
-            estimator = load_artifact(path, trust=trust or None)
+            modules = user_code.load_modules(code_dir, code_names) if code_names else {}
+            with user_code.allowing(code_dir, modules):
+                estimator = load_artifact(path, trust=trust or None)
         except ModelLoadError as exc:
             raise PublishError(str(exc)) from None
         except Exception as exc:
@@ -159,14 +200,37 @@ def check_predicts(estimator, schema, rows):
 
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
-            force=False, metrics=None, created_at=None, sample=None, trust=False):
+            force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
+            trust=False):
+    """See :func:`_publish`; ``code``: paths of the user's modules to ship."""
+    staging = tempfile.mkdtemp(prefix="publish-code-")
+    try:
+        code_dir, code_names = stage_code(code or (), staging)
+        return _publish(artifact_path, name=name, version=version, features=features,
+                        out_dir=out_dir, force=force, metrics=metrics, created_at=created_at,
+                        sample=sample, upload=upload, code_dir=code_dir,
+                        code_names=code_names, trust=trust)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(artifact_path, *, name, version, features, out_dir, force, metrics, created_at,
+             sample, upload, code_dir, code_names, trust):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
-    ``sample``: path of a CSV of a few training rows (types and ranges)."""
+    ``sample``: path of a CSV of a few training rows (types and ranges).
+    ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
+    card names it instead of a model.joblib beside it."""
+    if upload is not None:
+        try:
+            remote_artifact.parse_s3_uri(upload)
+        except ValueError as exc:
+            raise PublishError("--upload: %s" % exc) from None
     try:    # in a child process with limits, before this process unpickles it
-        audit = audit_artifact(artifact_path, trust=trust)
+        audit = audit_artifact(artifact_path, trust=trust, code_dir=code_dir,
+                               code_names=code_names)
     except AuditRefused as exc:
         raise PublishError(str(exc)) from None
-    estimator, saved_with = load_estimator(artifact_path, trust=trust)
+    estimator, saved_with = load_estimator(artifact_path, code_dir, code_names, trust=trust)
     pinned = pinned_version("scikit-learn")
     if saved_with != pinned and not force:
         raise PublishError(
@@ -177,7 +241,8 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
     if not callable(getattr(estimator, "predict", None)):
         raise PublishError("the artifact is a %s, which has no predict()"
                            % type(estimator).__name__)
-    missing = dependencies.unpinned_distributions(estimator, pinned_distributions())
+    missing = {d: m for d, m in dependencies.unpinned_distributions(
+        estimator, pinned_distributions()).items() if m not in code_names}
     if missing:
         raise PublishError(
             "the estimator needs %s, which requirements.txt does not pin, so the Lambda would "
@@ -212,14 +277,41 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         metrics=metrics,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
+        extra=dict({"artifact": upload} if upload else {},
+                   **({"code": list(code_names)} if code_names else {})) or None,
     )
     card["audit"] = audit
     try:
         check_estimator(estimator, ModelCard(card))
     except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
-    _write_model_dir(out_dir, artifact_path, card)
+    if upload:
+        upload_artifact(artifact_path, upload, card["sha256"])
+        _write_model_dir(out_dir, None, card, code_dir if code_names else None)
+    else:
+        _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None)
+    _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names))
     return card
+
+
+def upload_artifact(path, uri, sha256):
+    """Put the artifact at ``uri`` (multipart above 8 MiB), then read its
+    size back: the card is written only once the object is in place."""
+    bucket, key = remote_artifact.parse_s3_uri(uri)
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise PublishError("--upload needs boto3 (pip install boto3)") from None
+    try:
+        client = boto3.client("s3")
+        client.upload_file(path, bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}})
+        head = client.head_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise PublishError("--upload %s failed: %s" % (uri, exc)) from None
+    if head["ContentLength"] != os.path.getsize(path):
+        raise PublishError("--upload %s: the object holds %d bytes, the artifact %d"
+                           % (uri, head["ContentLength"], os.path.getsize(path)))
 
 
 def _describe_estimator(estimator):
@@ -229,23 +321,61 @@ def _describe_estimator(estimator):
     return type(estimator).__name__
 
 
-def _write_model_dir(out_dir, artifact_path, card):
+def _write_model_dir(out_dir, artifact_path, card, code_dir=None):
     """Write both files through temporary names, artifact first, so a reader
-    never sees a card that describes an artifact not yet in place."""
+    never sees a card that describes an artifact not yet in place. No
+    ``artifact_path``: the card names an object in S3, and a model.joblib
+    left from an earlier model is removed (it would ship for nothing)."""
     os.makedirs(out_dir, exist_ok=True)
     target = os.path.join(out_dir, ARTIFACT_FILE)
-    if os.path.abspath(artifact_path) != os.path.abspath(target):
+    if artifact_path is None:
+        if os.path.lexists(target):
+            os.remove(target)
+    elif os.path.abspath(artifact_path) != os.path.abspath(target):
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".model-")
         os.close(fd)
         shutil.copyfile(artifact_path, tmp)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would ship unreadable to Lambda's user
         os.replace(tmp, target)
+    _replace_code(out_dir, code_dir)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".card-")
     with os.fdopen(fd, "w") as f:
         json.dump(card, f, indent=2)
         f.write("\n")
     os.chmod(tmp, 0o644)
     os.replace(tmp, os.path.join(out_dir, CARD_FILE))
+
+
+def _replace_code(out_dir, code_dir):
+    """The model directory's ``code/``: the staged user code, or none."""
+    target = os.path.join(out_dir, user_code.CODE_DIR)
+    old = target + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(target):
+        os.rename(target, old)
+    if code_dir:
+        shutil.copytree(code_dir, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync_vendor_link(out_dir, remote, code=False):
+    """Keep ``vendor/model/`` (what ships) in step with a model directory it
+    links to: no model.joblib link for an artifact in S3 (it would dangle,
+    and Chalice follows vendor's links), the link back for a local one.
+    Only a project laid out as this one is touched: ``vendor/model/`` beside
+    ``out_dir`` whose model.json links to ``out_dir``'s."""
+    vendor = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "vendor", "model")
+    card_link = os.path.join(vendor, CARD_FILE)
+    if not (os.path.islink(card_link) and os.path.realpath(card_link)
+            == os.path.realpath(os.path.join(out_dir, CARD_FILE))):
+        return
+    for name, wanted in ((ARTIFACT_FILE, not remote), (user_code.CODE_DIR, code)):
+        link = os.path.join(vendor, name)
+        if not wanted and os.path.islink(link):
+            os.remove(link)
+        elif wanted and not os.path.lexists(link):
+            os.symlink(os.path.relpath(os.path.join(os.path.abspath(out_dir), name), vendor),
+                       link)
 
 
 def main(argv=None):
@@ -258,6 +388,13 @@ def main(argv=None):
     parser.add_argument("--metrics", help="JSON object of evaluation metrics to record")
     parser.add_argument("--sample", help="CSV of a few training rows with a header: the types "
                         "and ranges of features the estimator does not record")
+    parser.add_argument("--upload", metavar="s3://BUCKET/KEY",
+                        help="put the artifact in S3 and name it in the card instead of "
+                        "shipping it in the package (for models too large for the zip)")
+    parser.add_argument("--code", action="append", metavar="PATH",
+                        help="your own module (my_features.py) or package directory that the "
+                        "estimator's functions or classes come from: shipped with the model, "
+                        "and its definitions allowed by the unpickler (repeatable)")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
     parser.add_argument("--trust", action="store_true",
@@ -268,12 +405,15 @@ def main(argv=None):
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
                        out_dir=args.out, force=args.force, metrics=metrics,
-                       sample=args.sample, trust=args.trust)
+                       sample=args.sample, upload=args.upload, code=args.code or (),
+                       trust=args.trust)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
-    print("published %s %s (%s, %d features) to %s"
-          % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out))
+    print("published %s %s (%s, %d features) to %s%s"
+          % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out,
+             "; artifact in %s (the function needs s3:GetObject on it: "
+             "python -m tools.model_policy)" % args.upload if args.upload else ""))
     return 0
 
 

@@ -297,11 +297,12 @@ def model_uses_pandas(artifact_path, card):
     if card.get("input") == "dataframe":
         return True
     with open(artifact_path, "rb") as f:
-        return b"pandas" in f.read()
+        # lightgbm's Booster always records a "pandas_categorical" key (None
+        # unless fitted on categorical DataFrame columns): not a use of pandas.
+        return b"pandas" in f.read().replace(b"pandas_categorical", b"")
 
 
-def drop_pandas_unless_used(wheels, app_dir, model_rel, card):
-    artifact = os.path.join(app_dir, model_rel, card.get("artifact", "model.joblib"))
+def drop_pandas_unless_used(wheels, artifact, card):
     if model_uses_pandas(artifact, card):
         log("pandas: shipped (the model takes a DataFrame or names pandas)")
         return wheels
@@ -428,6 +429,8 @@ def check_model(root, model_rel):
     except (ValueError, UnicodeDecodeError) as exc:
         raise BuildError("%s/model.json is not valid JSON: %s" % (model_rel, exc)) from None
     artifact = card.get("artifact", "model.joblib") if isinstance(card, dict) else None
+    if isinstance(artifact, str) and artifact.startswith("s3://"):
+        return card  # fetched and checked by fetch_remote_artifact
     if not isinstance(artifact, str) or "/" in artifact:
         raise BuildError("%s/model.json names no valid artifact" % model_rel)
     artifact_path = os.path.join(model_dir, artifact)
@@ -438,6 +441,45 @@ def check_model(root, model_rel):
         raise BuildError("%s/%s has sha256 %s but its card says %s"
                          % (model_rel, artifact, actual, card.get("sha256")))
     return card
+
+
+def fetch_remote_artifact(project_dir, stage, card, build_dir):
+    """For a card naming its artifact in S3: check the stage policy grants
+    exactly that object, then download it (the build's own AWS credentials,
+    or ``AWS_ENDPOINT_URL``) into ``build/model-cache``, verified with the
+    app's own code. The trace and the replay run with ``MODEL_CACHE_DIR``
+    there, so the app finds the verified copy and never imports boto3: the
+    package ships no boto3 (the Lambda runtime has it). Returns the path."""
+    from tools import model_policy
+    uri = card["artifact"]
+    try:
+        with open(model_policy.policy_path(project_dir, stage)) as f:
+            model_policy.check(json.load(f), card)
+    except (model_policy.PolicyError, OSError, ValueError) as exc:
+        raise BuildError(str(exc)) from None
+    log("policy: the stage grants s3:GetObject on %s and no other S3 access"
+        % model_policy.object_arn(uri))
+    if REPO_DIR not in sys.path:
+        sys.path.insert(0, REPO_DIR)
+    from chalicelib import remote_artifact
+    from chalicelib.errors import ModelLoadError
+    try:
+        path = remote_artifact.fetch(uri, card.get("sha256"), os.path.join(build_dir, "model-cache"))
+    except ModelLoadError as exc:
+        raise BuildError("the model artifact cannot be fetched for the trace: %s" % exc) from None
+    log("model: artifact %s (%.1f MiB, not in the package) fetched, sha256 matches its card"
+        % (uri, os.path.getsize(path) / MiB))
+    return path
+
+
+def check_policy_has_no_s3(project_dir, stage, card):
+    """A model shipped in the package: the role needs no S3 at all."""
+    from tools import model_policy
+    try:
+        with open(model_policy.policy_path(project_dir, stage)) as f:
+            model_policy.check(json.load(f), card)
+    except (model_policy.PolicyError, OSError, ValueError) as exc:
+        raise BuildError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------
@@ -453,7 +495,10 @@ def run_exercise(paths, environment, model_rel, out_file, cwd, timeout=300):
     env.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
                 "AWS_LAMBDA_FUNCTION_NAME": "sklearn-serverless-prod",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-                "LAMBDA_TASK_ROOT": paths[0], "PYTHONDONTWRITEBYTECODE": "1"})
+                "LAMBDA_TASK_ROOT": paths[0], "PYTHONDONTWRITEBYTECODE": "1",
+                # Lambda's, with /var/task -> paths[0] (its system dirs come first there)
+                "LD_LIBRARY_PATH": os.pathsep.join([os.path.join(paths[0], RUNTIME_LIB_DIR),
+                                                    paths[0]])})
     env.pop("AWS_CHALICE_CLI_MODE", None)
     cmd = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--exercise",
            "--paths", os.pathsep.join(paths), "--model-rel", model_rel, "--out", out_file]
@@ -812,6 +857,41 @@ def select_files(site_dir, report):
     return sorted(keep), sources
 
 
+#: Where a shared library the runtime may lack ships: Lambda's
+#: LD_LIBRARY_PATH ends with /var/task/lib (after the runtime's own /lib64,
+#: so a system copy, if the runtime has one, still wins).
+RUNTIME_LIB_DIR = "lib"
+OPENMP = "libgomp.so.1"
+
+
+def ship_openmp_runtime(site_dir, keep):
+    """A shipped extension that links to ``libgomp.so.1`` by that plain name
+    (lightgbm's ``lib_lightgbm.so``; wheels that vendor it, as scikit-learn
+    and xgboost-cpu do, link to a renamed copy in their ``*.libs``) gets
+    one in ``lib/``: Lambda's python runtimes have been reported without
+    libgomp (dmlc/xgboost#11048, python3.9), and the manylinux policy lets
+    wheels assume it is there. The copy is a wheel's vendored libgomp
+    (built for manylinux2014, glibc 2.17), never this machine's. Returns
+    ``keep`` with it added, or unchanged."""
+    users = [rel for rel in keep if _is_shared_object(rel)
+             and OPENMP in _needed(os.path.join(site_dir, rel))]
+    if not users:
+        return keep
+    vendored = sorted(os.path.join(name, lib) for name in os.listdir(site_dir)
+                      if name.endswith(".libs") and os.path.isdir(os.path.join(site_dir, name))
+                      for lib in os.listdir(os.path.join(site_dir, name))
+                      if lib.startswith("libgomp"))
+    if not vendored:
+        raise BuildError("%s need %s, which no wheel vendors and the Lambda runtime may lack"
+                         % (", ".join(sorted(users)), OPENMP))
+    target = os.path.join(site_dir, RUNTIME_LIB_DIR, OPENMP)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(os.path.join(site_dir, vendored[0]), target)
+    log("openmp: %s need %s; shipping %s as %s/%s"
+        % (", ".join(sorted(users)), OPENMP, vendored[0], RUNTIME_LIB_DIR, OPENMP))
+    return sorted(set(keep) | {os.path.join(RUNTIME_LIB_DIR, OPENMP)})
+
+
 def _is_shared_object(rel):
     return rel.endswith(".so") or ".so." in os.path.basename(rel)
 
@@ -855,6 +935,12 @@ def _rel(path):
 # Assembly: the package tree, bytecode, the zip, the replay.
 
 
+#: Packages that build docstrings from other docstrings at import
+#: (lightgbm/dask.py: ``__doc__.partition``): compiled without -OO's
+#: docstring removal (optimize at most 1), or they fail to import.
+READS_OWN_DOCSTRINGS = frozenset({"lightgbm"})
+
+
 def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
     """Lay out the package in ``pkg_dir``: the kept dependency files
     (extension modules stripped), the app files, and bytecode for every
@@ -882,7 +968,8 @@ def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(os.path.join(site_dir, rel), target)
         top = rel.split(os.sep, 1)[0]
-        if strip and rel.endswith(".so") and not top.endswith(".libs"):
+        if strip and rel.endswith(".so") and not top.endswith(".libs") \
+                and top != RUNTIME_LIB_DIR:
             to_strip.append(target)  # never the vendored libraries: breaks OpenBLAS
     for start in range(0, len(to_strip), 50):
         subprocess.run([strip, "--strip-unneeded"] + to_strip[start:start + 50], check=True)
@@ -909,8 +996,11 @@ def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
             is_app = rel in app_files
             sourceless = not (is_app or keep_sources or rel in sources)
             cfile = source + "c" if sourceless else importlib.util.cache_from_source(source)
+            level = 0 if is_app else optimize
+            if rel.split(os.sep, 1)[0] in READS_OWN_DOCSTRINGS:
+                level = min(level, 1)
             py_compile.compile(source, cfile=cfile, dfile="/var/task/" + rel.replace(os.sep, "/"),
-                               doraise=True, optimize=0 if is_app else optimize,
+                               doraise=True, optimize=level,
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
             if sourceless:
                 os.remove(source)
@@ -1026,20 +1116,30 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     stage_app(view, app_dir)
     model_rel = model_dir_in_package(view.environment)
     card = check_model(app_dir, model_rel)
-    log("model: %s %s (%s) sha256 %s… matches its card"
-        % (card.get("name"), card.get("version"), card.get("estimator"), card["sha256"][:12]))
+    log("model: %s %s (%s) sha256 %s… %s"
+        % (card.get("name"), card.get("version"), card.get("estimator"), card["sha256"][:12],
+           "(artifact in S3)" if str(card.get("artifact", "")).startswith("s3://")
+           else "matches its card"))
+    environment = dict(view.environment)
+    if str(card.get("artifact", "")).startswith("s3://"):
+        artifact = fetch_remote_artifact(project_dir, stage, card, build_dir)
+        environment["MODEL_CACHE_DIR"] = os.path.dirname(artifact)
+    else:
+        artifact = os.path.join(app_dir, model_rel, card.get("artifact", "model.joblib"))
+        check_policy_has_no_s3(project_dir, stage, card)
     requirements = os.path.join(project_dir, "requirements.txt")
     pins = read_pins(requirements)
     wheels = download_wheels(view, pins, requirements, wheels_dir)
-    wheels = drop_pandas_unless_used(wheels, app_dir, model_rel, card)
+    wheels = drop_pandas_unless_used(wheels, artifact, card)
     site_dir = os.path.join(build_dir, "site")
     unpack_wheels(wheels, site_dir)
-    trace = run_exercise([app_dir, site_dir], view.environment, model_rel,
+    trace = run_exercise([app_dir, site_dir], environment, model_rel,
                          os.path.join(build_dir, "trace.json"), cwd=app_dir)
     check_results(trace, "with the untrimmed dependencies")
     log("trace: %d requests answered; %d modules imported, %d files opened"
         % (len(trace["results"]), len(trace["modules"]), len(trace["opened"])))
     keep, sources = select_files(site_dir, trace)
+    keep = ship_openmp_runtime(site_dir, keep)
     pkg_dir = os.path.join(build_dir, "package")
     assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize)
     zip_tmp = os.path.join(build_dir, "package.zip")
@@ -1049,10 +1149,13 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     verify_dir = os.path.join(build_dir, "verify")
     extract_read_only(zip_tmp, verify_dir)
     check_model(verify_dir, model_rel)
-    replay = run_exercise([verify_dir], view.environment, model_rel,
+    replay = run_exercise([verify_dir], environment, model_rel,
                           os.path.join(build_dir, "replay.json"), cwd=verify_dir)
     check_results(replay, "from the unzipped package")
     compare_replay(trace, replay, verify_dir)
+    shipped_openmp = os.path.join(verify_dir, RUNTIME_LIB_DIR, OPENMP)
+    if os.path.join(RUNTIME_LIB_DIR, OPENMP) in keep and shipped_openmp not in replay["mapped"]:
+        raise BuildError("the replay did not load the shipped %s/%s" % (RUNTIME_LIB_DIR, OPENMP))
     log("replay: the unzipped package, read-only and isolated, answers all %d requests "
         "as the untrimmed dependencies do (import: %.2fs)"
         % (len(replay["results"]), replay["import_seconds"]))
