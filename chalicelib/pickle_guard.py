@@ -280,7 +280,13 @@ class Guard:
             self.budget.allocate(len(args[0]), "bytes")
             return args[0].encode("latin-1")
 
-        table = {np.dtype: dtype_call, codecs.encode: encode, multiarray._reconstruct: reconstruct(False),
+        def copy_bytes(args):  # bytearray(b"..."): a copy of bytes already read
+            if len(args) != 1 or type(args[0]) is not bytes:
+                refuse("builtins.bytearray", "only a copy of bytes, never a size to allocate")
+            self.budget.allocate(len(args[0]), "a bytearray")
+            return bytearray(args[0])
+
+        table = {np.dtype: dtype_call, codecs.encode: encode, bytearray: copy_bytes, multiarray._reconstruct: reconstruct(False),
                  np.ma.core._mareconstruct: reconstruct(True), multiarray.scalar: scalar,
                  numeric._frombuffer: frombuffer, functools.partial: partial}
         for name in ("__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor"):

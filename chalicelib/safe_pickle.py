@@ -177,8 +177,11 @@ SKLEARN_CLASS_BASES = frozenset({
 #: :mod:`chalicelib.pickle_guard` checks each use: ``functools.partial`` may
 #: only wrap ``sklearn.utils.validation.check_array`` with keyword options;
 #: ``_codecs.encode`` is how protocol 2 writes ``bytes``; it may only turn a
-#: str into latin-1 bytes.
-GUARDED_GLOBALS = frozenset({("functools", "partial"), ("_codecs", "encode")})
+#: str into latin-1 bytes; ``bytearray`` (how protocols < 5 write one, e.g.
+#: xgboost's Booster state) may only copy bytes the pickle holds, never
+#: allocate by a count.
+GUARDED_GLOBALS = frozenset({("functools", "partial"), ("_codecs", "encode"),
+                             ("builtins", "bytearray")})
 
 #: sklearn modules whose classes are never allowed by the rule above, even
 #: when they are estimators: test helpers, mocks, dataset fetchers, vendored

@@ -76,6 +76,7 @@ def audit_artifact(path, trust=False, code_dir=None, code_names=()):
 
 def _child(path, code_dir=None, code_names=()):
     """Load with the app's loader, recording every global the stream names."""
+    from chalicelib import boosting  # noqa: F401  (its unpickler rule, as the app's loader has)
     from chalicelib import model_audit, safe_pickle, user_code
     from chalicelib.errors import ModelLoadError
     named = []
