@@ -48,8 +48,9 @@ class ModelCard:
         if len(set(names)) != len(names):
             raise CardError("model card feature names must be unique")
         try:
-            Schema(features, bool(raw.get("accepts_missing_values", False)),
-                   raw.get("input") or "matrix")
+            # Kept: the one typed schema parsing and serving go through.
+            self.schema = Schema(features, bool(raw.get("accepts_missing_values", False)),
+                                 raw.get("input") or "matrix")
         except SchemaError as exc:
             raise CardError("model card: %s" % exc) from None
         artifact = raw.get("artifact", ARTIFACT_FILE)

@@ -27,12 +27,12 @@ import io
 import itertools
 import json
 import math
-import re
 
 import numpy as np
 
 from chalicelib.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from chalicelib.schema import CSV_NUMBER as _CSV_NUMBER
+from chalicelib.schema import MISSING_TOKENS
 from chalicelib.schema import describe as _describe
 from chalicelib.schema import Schema  # noqa: F401  (the schema every format goes through)
 
@@ -46,7 +46,6 @@ MEDIA_TYPES = (JSON_TYPE, CSV_TYPE)
 # JSON's literals true/false can hide in a numeric matrix (numpy turns them
 # into 1.0/0.0); their absence from the raw bytes proves there is none.
 _BOOL_TOKENS = (b"true", b"false")
-_CSV_MISSING = ("", "nan", "NaN", "NA")
 
 
 class Parsed:
@@ -61,7 +60,7 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
     """Parse a raw body (bytes) into :class:`Parsed` or raise a ServiceError."""
     media_type = _media_type(content_type)
     asked_in_query = _query_flag(probabilities_param)
-    text = _decode_utf8(body)
+    text = decode_utf8(body)
     if media_type == CSV_TYPE:
         return Parsed(parse_csv(text, schema, max_rows), asked_in_query)
     _refuse_container_floods(text, max_rows)
@@ -132,7 +131,8 @@ def _query_flag(value):
     raise BadRequest("probabilities: expected true or false, got %s" % _describe(value))
 
 
-def _decode_utf8(body):
+def decode_utf8(body):
+    """The text of a body: UTF-8, a BOM dropped; else BadRequest."""
     if isinstance(body, str):
         return body[1:] if body.startswith("\ufeff") else body
     if body.startswith(codecs.BOM_UTF8):
@@ -180,11 +180,6 @@ def decode_json(text, max_rows):
     _refuse_container_floods(text, max_rows)
     with _json_errors():
         return _strict_decoder(max_rows + _CONTAINER_SLACK).decode(text)
-
-
-def decode_utf8(body):
-    """The text of a body: UTF-8, a BOM dropped; else BadRequest."""
-    return _decode_utf8(body)
 
 
 def _load_json(text, max_rows=None):
@@ -564,7 +559,7 @@ def _csv_number(field, schema, where):
         if math.isfinite(value):
             return value
         raise Unprocessable("%s: expected a finite number, got %s" % (where, field))
-    if schema.accepts_missing and field in _CSV_MISSING:
+    if schema.accepts_missing and field in MISSING_TOKENS:
         return math.nan
     raise Unprocessable("%s: expected a number, got %s" % (where, _describe(field)))
 

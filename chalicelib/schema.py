@@ -91,11 +91,6 @@ class Schema:
         self.numeric = input_kind == "matrix" and all(
             f.type == "number" and f._allowed is None for f in self.features)
 
-    @classmethod
-    def from_card(cls, card):
-        raw = card.raw
-        return cls(raw["features"], card.accepts_missing, raw.get("input") or "matrix")
-
     @property
     def n_features(self):
         return len(self.feature_names)

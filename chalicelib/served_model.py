@@ -14,7 +14,6 @@ import sklearn
 from chalicelib.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
                                Unprocessable)
 from chalicelib.loading import load_model_dir
-from chalicelib.schema import Schema
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class ServedModel:
     def _prepare(self, card, estimator):
         self.card = card
         self.estimator = estimator
-        self.schema = Schema.from_card(card)
+        self.schema = card.schema
         self.has_proba = hasattr(estimator, "predict_proba")
         classes = getattr(estimator, "classes_", None)
         if isinstance(classes, list):  # multi-output: one array of classes per output

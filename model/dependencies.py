@@ -4,9 +4,10 @@ estimator names a module, every module a distribution, and each of those
 must be pinned in ``requirements.txt`` (what the Lambda ships) or be part of
 the standard library.
 """
+import functools
 import importlib.metadata
-import re
 import sys
+import re
 import types
 
 _SCALARS = (str, bytes, int, float, complex, bool, type(None))
@@ -42,13 +43,25 @@ def modules_of(estimator, limit=200_000):
             found.add(obj.__func__.__module__ or "")
         if hasattr(obj, "__dict__"):
             stack.extend(vars(obj).values())
-        if isinstance(obj, __import__("functools").partial):
+        if isinstance(obj, functools.partial):
             stack.extend([obj.func, obj.args, obj.keywords])
     return {m.split(".")[0] for m in found if m}
 
 
-def _canonical(name):
+def canonical(name):
+    """A distribution's name as pip compares it (PEP 503)."""
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned(requirements):
+    """``{canonical name: version}`` of the exact pins in ``requirements``."""
+    pins = {}
+    with open(requirements) as f:
+        for line in f:
+            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)", line)
+            if match:
+                pins[canonical(match.group(1))] = match.group(2)
+    return pins
 
 
 def unpinned_distributions(estimator, pins):
@@ -61,6 +74,6 @@ def unpinned_distributions(estimator, pins):
         if module in sys.stdlib_module_names or module in ("builtins", "__main__"):
             continue
         distributions = by_module.get(module) or [module]
-        if not any(_canonical(d) in pins for d in distributions):
+        if not any(canonical(d) in pins for d in distributions):
             missing[distributions[0]] = module
     return missing

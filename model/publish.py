@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -44,23 +43,10 @@ class PublishError(Exception):
 
 
 def pinned_version(package, requirements=REQUIREMENTS):
-    with open(requirements) as f:
-        for line in f:
-            match = re.match(r"\s*%s\s*==\s*([^\s;#]+)" % re.escape(package), line)
-            if match:
-                return match.group(1)
-    raise PublishError("%s is not pinned in %s" % (package, requirements))
-
-
-def pinned_distributions(requirements=REQUIREMENTS):
-    """The canonical names of the distributions ``requirements.txt`` pins."""
-    names = set()
-    with open(requirements) as f:
-        for line in f:
-            match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==", line)
-            if match:
-                names.add(re.sub(r"[-_.]+", "-", match.group(1)).lower())
-    return names
+    version = dependencies.pinned(requirements).get(dependencies.canonical(package))
+    if version is None:
+        raise PublishError("%s is not pinned in %s" % (package, requirements))
+    return version
 
 
 def stage_code(paths, staging):
@@ -242,7 +228,7 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         raise PublishError("the artifact is a %s, which has no predict()"
                            % type(estimator).__name__)
     missing = {d: m for d, m in dependencies.unpinned_distributions(
-        estimator, pinned_distributions()).items() if m not in code_names}
+        estimator, set(dependencies.pinned(REQUIREMENTS))).items() if m not in code_names}
     if missing:
         raise PublishError(
             "the estimator needs %s, which requirements.txt does not pin, so the Lambda would "

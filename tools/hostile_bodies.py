@@ -30,8 +30,7 @@ sys.path.insert(0, sys.argv[1])
 from chalicelib.card import ModelCard
 from chalicelib.errors import ServiceError
 from chalicelib.parsing import parse_request
-from chalicelib.schema import Schema
-schema = Schema.from_card(ModelCard.read(sys.argv[1] + "/model"))
+schema = ModelCard.read(sys.argv[1] + "/model").schema
 body = open(sys.argv[2], "rb").read()
 content_type = sys.argv[3]
 MAX_ROWS = int(sys.argv[4])

@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 
-from chalicelib.errors import BadRequest, NotFound, ServiceError
-from chalicelib.parsing import decode_json, decode_utf8, parse_payload
+from chalicelib.errors import NotFound, ServiceError
+from chalicelib.parsing import decode_json, parse_payload
+from chalicelib.parsing import decode_utf8 as decode_text  # noqa: F401  (the protocols' name)
 from chalicelib.served_model import probability_rows
 from chalicelib.service import DEFAULT_MAX_ROWS, Reply, _raw_body
 
@@ -60,11 +61,6 @@ def body_bytes(service, request):
     """The raw body (bytes), within the app's size limit."""
     body = _raw_body(request, service.settings.max_body_bytes)
     return body if isinstance(body, bytes) else body.encode("utf-8")
-
-
-def decode_text(body):
-    """UTF-8 text of a body (a BOM is dropped)."""
-    return decode_utf8(body)
 
 
 def load_json(text, max_rows=DEFAULT_MAX_ROWS):
