@@ -59,7 +59,7 @@ api-key-revoke: setup  ## NAME=client: delete that key
 harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, malicious artifacts
 	$(BIN)/python -m tools.harden
 
-bench: setup  ## cold start, latency, batch, size, memory, cost against the floor -> build/bench.json
+bench: setup  ## cold start (ONNX / scikit-learn path / old build / floor), imports, sizes, latency, batch, memory, Lambda init estimate -> build/bench.json
 	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) --json build/bench.json
 
 clean:

@@ -1,5 +1,7 @@
 """The in-process half of ``tools.bench``: warm latency, batch and where the
-time goes, measured inside the unzipped production package.
+time goes, measured inside an unzipped package (the ONNX path's or the
+scikit-learn path's: "bare predict" is what the served model's own predict
+runs, ``estimator.predict`` or the ONNX Runtime session).
 
     python -I -S -B tools/bench_child.py PACKAGE_DIR SPEC_JSON OUT_JSON
 
@@ -57,6 +59,31 @@ def median(values):
     return pct(values, 50)
 
 
+def bare_model(served):
+    """(what predicts, its label): the estimator, or on the ONNX path the
+    object the served model runs (anything with ``predict``: the lead's
+    wrapper of the ONNX Runtime session)."""
+    for attr in ("estimator", "onnx", "session", "runtime"):
+        obj = getattr(served, attr, None)
+        if obj is not None and callable(getattr(obj, "predict", None)):
+            kind = type(obj).__module__.split(".")[0]
+            return obj, "%s.predict (%s)" % (type(obj).__name__, kind)
+    raise SystemExit("bench_child: the served model exposes nothing with predict()")
+
+
+def guards():
+    """The guards the served model's predict runs in (scikit-learn's
+    assume_finite only where scikit-learn is imported)."""
+    import contextlib
+    import numpy as np
+    stack = contextlib.ExitStack()
+    sklearn = sys.modules.get("sklearn")
+    if sklearn is not None:
+        stack.enter_context(sklearn.config_context(assume_finite=True))
+    stack.enter_context(np.errstate(over="raise", invalid="raise"))
+    return stack
+
+
 def main():
     package, spec_file, out_file = sys.argv[1:4]
     stdlib = [p for p in sys.path if p]
@@ -71,14 +98,15 @@ def main():
 
     import app  # the package's app.py: the model loads here (init phase)
     import numpy as np
-    import sklearn
     from chalice.app import Request
     from chalicelib import parsing
     from chalicelib.parsing import parse_request
+    # Only when the served path imported it: the ONNX path ships no sklearn.
+    sklearn = sys.modules.get("sklearn")
 
     svc = app.SERVICE
     served = svc.model.ready()
-    est = served.estimator
+    est, bare_label = bare_model(served)
     ctx = Context()
     single, batch = spec["single_event"], spec["batch_event"]
     if spec.get("input") == "dataframe":
@@ -96,7 +124,8 @@ def main():
         frame_label = "np.asarray(rows)"
     out = {"python": sys.version.split()[0], "isolated": bool(sys.flags.isolated),
            "no_site": bool(sys.flags.no_site), "model": served.identity,
-           "estimator": type(est).__name__}
+           "estimator": type(est).__name__, "bare": bare_label,
+           "sklearn_imported": sklearn is not None}
 
     # Sanity: the handler answers 200 and the same predictions as bare predict.
     r = app.app(single, ctx)
@@ -152,13 +181,11 @@ def main():
             sink.setdefault(name, []).append(perf() - t0)
 
         def guarded():
-            with sklearn.config_context(assume_finite=True), \
-                    np.errstate(over="raise", invalid="raise"):
+            with guards():
                 est.predict(X)
 
         def guards_only():
-            with sklearn.config_context(assume_finite=True), \
-                    np.errstate(over="raise", invalid="raise"):
+            with guards():
                 pass
 
         def floor():
