@@ -325,7 +325,7 @@ def report_targets(figs):
                 pf["warm_ratio_p50"], pf["warm_cpu_ratio_p50"], us(pf["overhead_ns"]),
                 us(pf["warm"]["predict_ns"]["p50"]))
             if path == ONNX and sk:  # against what the target was set for
-                figure += "; %.2fx scikit-learn's bare predict" % (
+                figure += "; %.3fx scikit-learn's bare predict" % (
                     pf["warm"]["handler_ns"]["p50"] / sk["warm"]["predict_ns"]["p50"])
             add("warm 1-row p50 <= %.1fx bare predict (%s)" % (f["warm_target"], where),
                 pf["warm_ratio_p50"] <= f["warm_target"], figure)
