@@ -26,7 +26,9 @@ WHEELS = os.path.join(REPO, "build", "wheels")
 PYTHON = sys.executable
 CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
 # What decides the package's contents besides the model (a change rebuilds it).
-SOURCE_FILES = ("app.py", "requirements.txt", ".chalice/config.json", "tools/build_package.py")
+SOURCE_FILES = ("app.py", "requirements.txt", ".chalice/config.json") + tuple(sorted(
+    "tools/" + name for name in os.listdir(os.path.join(REPO, "tools"))
+    if name.startswith("build_") and name.endswith(".py")))  # the build's modules
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
 
