@@ -16,7 +16,6 @@ runtime until it is chosen.
 """
 import contextlib
 import functools
-import os
 
 from chalicelib import onnx_runtime
 from chalicelib.card import SCIKIT_LEARN, CardError, ModelCard
@@ -39,9 +38,10 @@ class Loaded:
         self.context = context
 
 
-def chosen_runtime(card, env=None):
-    """The runtime that serves ``card`` under ``MODEL_RUNTIME``."""
-    wanted = ((os.environ if env is None else env).get(RUNTIME_ENV) or "auto").strip().lower()
+def chosen_runtime(card, choice=None):
+    """The runtime that serves ``card`` under ``choice`` (the value of
+    ``MODEL_RUNTIME``; None: the card's)."""
+    wanted = (choice or "auto").strip().lower() or "auto"
     if wanted not in CHOICES:
         raise ModelLoadError("%s must be one of %s, got %r"
                              % (RUNTIME_ENV, ", ".join(CHOICES), wanted))
@@ -53,18 +53,23 @@ def chosen_runtime(card, env=None):
     return wanted
 
 
-def load_model_dir(model_dir, env=None):
+def load_model_dir(model_dir, choice=None):
     """A :class:`Loaded` for ``model_dir``, or ModelLoadError saying why not."""
     try:
         card = ModelCard.read(model_dir)
     except CardError as exc:
         raise ModelLoadError(str(exc)) from None
-    runtime = chosen_runtime(card, env)
+    runtime = chosen_runtime(card, choice)
     if runtime == onnx_runtime.RUNTIME:
         return Loaded(card, onnx_runtime.load(model_dir, card), runtime, contextlib.nullcontext)
-    from chalicelib import loading
+    try:
+        from chalicelib import loading
+        import sklearn
+    except ImportError as exc:  # a package built for a model ONNX Runtime serves
+        raise ModelLoadError("the scikit-learn runtime is not installed here (no %s): this "
+                             "package was built for a model served by ONNX Runtime; rebuild "
+                             "it for this model" % exc.name) from None
     estimator = loading.load_pickled(model_dir, card)
-    import sklearn
     # Parsing already proved X finite (or NaN where the card allows it),
     # so scikit-learn's own finiteness scans are repeated work.
     return Loaded(card, estimator, runtime,

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class ServedModel:
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, runtime_choice=None):
         self.model_dir = model_dir
+        self.runtime_choice = runtime_choice  # MODEL_RUNTIME: None is the card's choice
         self.card = None
         self.estimator = None
         self.runtime = None
@@ -47,7 +48,7 @@ class ServedModel:
 
     def _load(self):
         try:
-            loaded = load_model_dir(self.model_dir)
+            loaded = load_model_dir(self.model_dir, self.runtime_choice)
             self.runtime, self._context = loaded.runtime, loaded.context
             self._prepare(loaded.card, loaded.estimator)
         except ModelLoadError as exc:

@@ -284,7 +284,9 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         card["onnx"] = {"not_used": "the artifact is served from S3 (--upload); a graph is "
                                     "only served from the package"}
     else:
-        graph, card["onnx"] = onnx_export.export(estimator, card, rows)
+        checked = rows if frame is None else example_rows(
+            schema, specs, frame, n=onnx_export.MAX_SAMPLE_ROWS)
+        graph, card["onnx"] = onnx_export.export(estimator, card, checked)
     card["runtime"] = onnx_export.RUNTIME if graph else "scikit-learn"
     ModelCard(card)  # a card that could not be read back is never written
     if upload:
