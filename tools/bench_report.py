@@ -93,9 +93,11 @@ def report_model(model, pkgs, paths, cold, bds, imports, sizes, warms):
             if name != "old":
                 text += ", %.2fx old" % (s["median"] / c["old"]["median"])
         say(text)
-        say("cold start   %-34s peak RSS %.1f MiB; imported: %s"
+        lazy = runs[0].get("lazy")
+        say("cold start   %-34s peak RSS %.1f MiB; imported: %s%s"
             % ("", rss[name], ", ".join(runs[0]["heavy"]) or "none of " + "/".join(
-                ("sklearn", "scipy", "onnxruntime", "pandas", "joblib"))))
+                ("sklearn", "scipy", "onnxruntime", "pandas", "joblib")),
+               "; left lazy (code not run): " + ", ".join(lazy) if lazy else ""))
     say("lambda init  estimate = single-core cold start x 1,769/memory below 1,769 MB (Lambda's "
         "CPU share); an estimate: CPU-bound work scales, file I/O need not; the runtime's own "
         "bootstrap is not in it")
