@@ -359,3 +359,12 @@ def test_a_graph_that_is_not_onnx_is_refused(serve, model_copy):
     response = serve(MODEL_DIR=model_copy).post({"instances": IRIS_ROWS})
     assert response.status_code == 503
     assert "the ONNX graph does not load" in body_of(response)["Message"]
+
+
+def test_the_open_inference_metadata_names_the_platform_that_serves(serve):
+    platforms = {}
+    for runtime in ("onnxruntime", "scikit-learn"):
+        response = serve(MODEL_RUNTIME=runtime).get("/v2/models/iris-classifier")
+        assert response.status_code == 200, response.body
+        platforms[runtime] = body_of(response)["platform"]
+    assert platforms == {"onnxruntime": "onnxruntime_onnx", "scikit-learn": "scikit-learn"}
