@@ -200,8 +200,10 @@ def tabular(tmp_path_factory):
     model, notebook = tabular_pipeline()
     artifact = str(base / "tabular.joblib")
     joblib.dump(model, artifact)
+    # served by scikit-learn: the package that must carry pandas
     published = run([PYTHON, "-m", "model.publish", artifact, "--name", "churn",
-                     "--version", "3.0.0", "--out", os.path.join(project, "model")], cwd=project)
+                     "--version", "3.0.0", "--runtime", "scikit-learn",
+                     "--out", os.path.join(project, "model")], cwd=project)
     assert published.returncode == 0, published.stdout
     built = build_and_package(project, str(base / "out"))
     built.unzip_read_only(str(base / "task"))
