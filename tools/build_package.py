@@ -55,6 +55,7 @@ from tools.build_chalice import ChaliceView, settle_bytecode, stage_app
 from tools.build_common import REPO_DIR, BuildError, MiB, _make_writable, _rel, log  # noqa: F401
 from tools.build_exercise import exercise, exercise_requests  # noqa: F401
 from tools.build_model import (check_model, check_policy_has_no_s3, fetch_remote_artifact,
+                               leave_out_unserved, served_runtime,
                                model_dir_in_package)
 from tools.build_trace import check_results, compare_replay, run_exercise
 from tools.build_trim import (OPENMP, RUNTIME_LIB_DIR, _needed, select_files,  # noqa: F401
@@ -90,9 +91,10 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     requirements = os.path.join(project_dir, "requirements.txt")
     pins = read_pins(requirements)
     wheels = download_wheels(view, pins, requirements, wheels_dir)
-    wheels = drop_pandas_unless_used(wheels, artifact, card)
+    wheels = drop_pandas_unless_used(wheels, artifact, card, served_runtime(card, environment))
     site_dir = os.path.join(build_dir, "site")
     unpack_wheels(wheels, site_dir)
+    left_out = leave_out_unserved(app_dir, model_rel, card, environment)
     trace = run_exercise([app_dir, site_dir], environment, model_rel,
                          os.path.join(build_dir, "trace.json"), cwd=app_dir)
     check_results(trace, "with the untrimmed dependencies")
@@ -104,11 +106,11 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize)
     zip_tmp = os.path.join(build_dir, "package.zip")
     sizes = write_zip(pkg_dir, zip_tmp, compresslevel)
-    check_model(pkg_dir, model_rel)
+    check_model(pkg_dir, model_rel, left_out)
     check_size(sizes, direct_upload)
     verify_dir = os.path.join(build_dir, "verify")
     extract_read_only(zip_tmp, verify_dir)
-    check_model(verify_dir, model_rel)
+    check_model(verify_dir, model_rel, left_out)
     replay = run_exercise([verify_dir], environment, model_rel,
                           os.path.join(build_dir, "replay.json"), cwd=verify_dir)
     check_results(replay, "from the unzipped package")
