@@ -198,7 +198,9 @@ def report_warm(model, label, warm_out):
     say("warm         %s: handler app.app() 1 row p50 %s p99 %s; bare predict (%s%s) p50 %s "
         "p99 %s; p50 ratio %.2fx, CPU time %.2fx (n=%d each, blocks of %d)"
         % (label, us(h["p50"]), us(h["p99"]), pf["bare_predict"],
-           " on a 1-row DataFrame" if dataframe else "", us(p["p50"]), us(p["p99"]),
+           "" if not dataframe else " on 1-row column arrays"
+           if pf["bare_predict"].startswith("onnxruntime") else " on a 1-row DataFrame",
+           us(p["p50"]), us(p["p99"]),
            pf["warm_ratio_p50"], pf["warm_cpu_ratio_p50"], w["n"], w["block"]))
     stages = dict(warm_out["single_stages"])
     pf["single_stages_ns"] = warm_out["single_stages"]
@@ -346,8 +348,8 @@ def report_targets(figs):
     for f in figs:
         for path, pf in f["paths"].items():
             b = dict(pf["batch_stages_ns"])
-            frame = next((k for k in b if k.startswith("  np.asarray") or
-                          k.startswith("  pd.DataFrame")), None)
+            frame = next((k for k in b if k in ("  np.asarray(rows)", "  pd.DataFrame(records)",
+                                                "  column arrays")), None)
             say("  %s, %s: 1 row +%s over bare predict = %s; 1,000 rows: parse_request %s "
                 "(json.loads %s + %s %s), served.predict %s (bare predict %s), log line %s"
                 % (f["model"], PATH_LABEL.get(path, path), us(pf["overhead_ns"]),
