@@ -60,7 +60,7 @@ harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, mali
 	$(BIN)/python -m tools.harden
 
 bench: setup  ## cold start (ONNX / scikit-learn path / old build / floor), imports, sizes, latency, batch, memory, Lambda init estimate -> build/bench.json
-	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) --json build/bench.json
+	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) --json build/bench.json
 
 clean:
 	rm -rf build dist .pytest_cache .chalice/deployments
