@@ -481,6 +481,68 @@ def test_trimming_follows_the_model(bundled, byo):
     assert "sklearn/linear_model/_logistic.pyc" in bundled_names
 
 
+# Runs isolated like ISOLATED_RUNNER: answers the cases with the lazy modules
+# as the package leaves them, then forces every module of the shipped lazy
+# list to run (one attribute read each) and answers the same cases again.
+LAZY_RUNNER = ISOLATED_RUNNER.replace("""answers = {}
+for name, event in cases:
+    answers[name] = app.app(event, Context())""", """import importlib
+from chalicelib import lazy_imports
+with open(lazy_imports.LIST_FILE) as f:
+    listed = json.load(f)["modules"]
+def answer():
+    return {name: app.app(event, Context()) for name, event in cases}
+lazy_first = answer()
+pending = [n for n in listed if n in sys.modules and lazy_imports.is_lazy(sys.modules[n])]
+forced = []
+for name in listed:
+    module = importlib.import_module(name)
+    module.__doc__  # any attribute but the import system's metadata runs it
+    if not lazy_imports.is_lazy(module):
+        forced.append(name)
+answers = answer()
+answers = {"lazy": lazy_first, "forced": answers, "listed": listed, "pending": pending,
+           "forced_names": forced}""")
+
+
+@pytest.mark.parametrize("which", ["bundled", "byo"])
+def test_lazy_modules_load_when_forced(which, request, tmp_path):
+    """The build ships the modules no request ran as a lazy list; the app,
+    unzipped and isolated, leaves them unrun through every request; forcing
+    each one to run afterwards works, and every answer stays the same."""
+    built = request.getfixturevalue(which)
+    with zipfile.ZipFile(built.zip_path) as zf:
+        listed = json.loads(zf.read("chalicelib/_lazy_modules.json"))["modules"]
+        names = set(zf.namelist())
+    assert "lazy imports: %d of the" % len(listed) in built.build_output
+    assert len(listed) >= 20, listed  # measured: 119 for the bundled model
+    for name in listed:  # every lazy module ships, as bytecode
+        base = name.replace(".", "/")
+        assert base + ".pyc" in names or base + "/__init__.pyc" in names, name
+    cases, rows = contract_cases(built.card)
+    events_file, out_file = tmp_path / "events.json", tmp_path / "answers.json"
+    events_file.write_text(json.dumps(cases))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "OMP_NUM_THREADS": "1", "MAX_ROWS": str(MAX_ROWS), "LOG_REQUESTS": "false",
+           "LAMBDA_TASK_ROOT": built.unzipped}
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", LAZY_RUNNER, built.unzipped,
+                           str(events_file), str(out_file)], cwd=built.unzipped, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    result = json.loads(out_file.read_text())["answers"]
+    assert result["listed"] == listed
+    # the requests ran none of them (those imported stayed lazy) ...
+    assert len(result["pending"]) >= len(listed) // 2, result["pending"]
+    # ... each runs when used, and the answers do not change
+    assert result["forced_names"] == listed
+    assert result["forced"] == result["lazy"]
+    got = json.loads(result["forced"]["instances-lists"]["body"])["predictions"]
+    expected = built.estimator.predict(np.asarray(rows, dtype=np.float64)).tolist()
+    assert got == pytest.approx(expected, rel=1e-12) if built.card["task"] == "regression" \
+        else got == expected
+
+
 # ---------------------------------------------------------------- loud failures
 
 
