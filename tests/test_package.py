@@ -516,7 +516,11 @@ def test_lazy_modules_load_when_forced(which, request, tmp_path):
         names = set(zf.namelist())
     assert "lazy imports: %d of the" % len(listed) in built.build_output
     assert len(listed) >= 20, listed  # measured: 119 for the bundled model
-    for name in listed:  # every lazy module ships, as bytecode
+    tops = {n.split("/", 1)[0] for n in names}
+    shipped = [n for n in listed if n.split(".", 1)[0] in tops]  # the others: stdlib
+    assert shipped and all(n.split(".", 1)[0] in sys.stdlib_module_names
+                           for n in listed if n not in shipped)
+    for name in shipped:  # every lazy module of a dependency ships, as bytecode
         base = name.replace(".", "/")
         assert base + ".pyc" in names or base + "/__init__.pyc" in names, name
     cases, rows = contract_cases(built.card)
@@ -532,6 +536,14 @@ def test_lazy_modules_load_when_forced(which, request, tmp_path):
     assert proc.returncode == 0, proc.stdout
     result = json.loads(out_file.read_text())["answers"]
     assert result["listed"] == listed
+    # the operator's switch: LAZY_IMPORTS=off imports everything eagerly
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", LAZY_RUNNER, built.unzipped,
+                           str(events_file), str(tmp_path / "eager.json")], cwd=built.unzipped,
+                          env=dict(env, LAZY_IMPORTS="off"), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    eager = json.loads((tmp_path / "eager.json").read_text())["answers"]
+    assert eager["pending"] == [] and eager["lazy"] == result["lazy"]
     # the requests ran none of them (those imported stayed lazy) ...
     assert len(result["pending"]) >= len(listed) // 2, result["pending"]
     # ... each runs when used, and the answers do not change

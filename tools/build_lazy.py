@@ -1,7 +1,8 @@
 """Lazy imports, decided per build from the trace (issue 15, part 2).
 
 The trace imports the app and answers every request with eager imports. The
-dependencies' Python modules it imported are the candidates: the build runs
+Python modules it imported from the dependencies and the standard library
+are the candidates: the build runs
 the same requests again (isolated, untrimmed dependencies) with *every*
 candidate lazy (``chalicelib.lazy_imports``: a module's code runs on the
 first read of one of its attributes). The modules still not run at the end
@@ -21,6 +22,7 @@ eager) and says why.
 """
 import json
 import os
+import sysconfig
 
 from tools.build_common import BuildError, log, warn
 from tools.build_trace import answer_differences, run_exercise
@@ -31,12 +33,18 @@ LIST_PATH = os.path.join("chalicelib", "_lazy_modules.json")
 
 
 def candidates(site_dir, trace):
-    """The dependencies' modules the trace imported from Python source (the
-    trace runs on the unpacked wheels, where every module still has its
-    ``.py``); extension modules are not candidates."""
-    prefix = os.path.abspath(site_dir) + os.sep
+    """The modules the trace imported from Python source, of the
+    dependencies (the trace runs on the unpacked wheels, where every module
+    still has its ``.py``) and of the standard library (Lambda's runtime has
+    the same Python 3.12; what its bootstrap imported before ``app`` is
+    eager there anyway); extension modules are not candidates, nor the
+    app's own files."""
+    prefixes = (os.path.abspath(site_dir) + os.sep,
+                os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep)
     return sorted(name for name, path in trace["modules"]
-                  if path and os.path.abspath(path).startswith(prefix) and path.endswith(".py"))
+                  if path and path.endswith(".py")
+                  and os.path.realpath(path).startswith(prefixes)
+                  and "site-packages" not in path.split(os.sep))
 
 
 def decide(trace, site_dir, app_dir, environment, model_rel, build_dir, rounds=3):
@@ -69,7 +77,8 @@ def decide(trace, site_dir, app_dir, environment, model_rel, build_dir, rounds=3
                ", ".join(report["lazy_failed"][:3])))
         eager_tops |= failed_tops
     pending = sorted(set(report["lazy_pending"]) & set(names))
-    log("lazy imports: %d of the %d dependency modules the app imports are never run by "
+    log("lazy imports: %d of the %d modules the app imports (dependencies, standard "
+        "library) are never run by "
         "any request (import %.2fs eager, %.2fs with every candidate lazy)"
         % (len(pending), len(names), trace["import_seconds"], report["import_seconds"]))
     return pending, report
