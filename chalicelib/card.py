@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 
-from chalicelib import remote_artifact
+from chalicelib import onnx_runtime, remote_artifact
 from chalicelib.schema import Schema, SchemaError
 
 CARD_FILE = "model.json"
@@ -14,6 +14,8 @@ ARTIFACT_FILE = "model.joblib"
 TASKS = ("classification", "regression", "multilabel", "multioutput", "clustering",
          "outlier_detection")
 REQUIRED_FIELDS = ("name", "version", "task", "features", "sha256", "versions")
+SCIKIT_LEARN = "scikit-learn"
+RUNTIMES = (SCIKIT_LEARN, onnx_runtime.RUNTIME)
 
 
 class CardError(ValueError):
@@ -65,6 +67,17 @@ class ModelCard:
                                                for c in code)):
             raise CardError("model card code must be a list of module names")
         self.code = tuple(code)
+        # Which runtime serves the model by default; the pickle stays the
+        # source of truth (the ONNX graph was made from it and checked against it).
+        self.runtime = raw.get("runtime", SCIKIT_LEARN)
+        if self.runtime not in RUNTIMES:
+            raise CardError("model card runtime must be one of: " + ", ".join(RUNTIMES))
+        self.onnx = raw.get("onnx")
+        if self.runtime == onnx_runtime.RUNTIME:
+            try:
+                onnx_runtime.check_spec(self.onnx)
+            except ValueError as exc:
+                raise CardError("model card: %s" % exc) from None
         self.raw = raw
         self.name = str(raw["name"])
         self.version = str(raw["version"])

@@ -1,4 +1,5 @@
-"""Loading a model directory: card, checksum, version check, unpickling.
+"""Loading a pickled model (the scikit-learn runtime): checksum, version
+check, unpickling.
 
 Every check that can refuse a model lives here, so that ``model.publish``
 (before writing) and the app (at start) refuse the same artifacts for the
@@ -16,7 +17,7 @@ import sklearn
 from chalicelib import boosting  # noqa: F401  (its unpickler rule for xgboost/lightgbm)
 from chalicelib import model_audit, remote_artifact, safe_pickle, user_code, validate_native
 from chalicelib.load_budget import Budget, address_space_limit
-from chalicelib.card import ARTIFACT_FILE, CardError, ModelCard, sha256_of
+from chalicelib.card import ARTIFACT_FILE, sha256_of
 from chalicelib.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,9 @@ def artifact_path(model_dir, card):
     return artifact
 
 
-def load_model_dir(model_dir):
-    """Return ``(card, estimator)`` for ``model_dir`` or raise ModelLoadError."""
-    try:
-        card = ModelCard.read(model_dir)
-    except CardError as exc:
-        raise ModelLoadError(str(exc)) from None
+def load_pickled(model_dir, card):
+    """The estimator the card's pickle holds, every check above applied, or
+    ModelLoadError (the scikit-learn runtime of :mod:`chalicelib.runtimes`)."""
     check_versions(card)  # before a download: a refused model costs no transfer
     artifact = artifact_path(model_dir, card)
     code_dir = os.path.join(model_dir, user_code.CODE_DIR)
@@ -167,4 +165,4 @@ def load_model_dir(model_dir):
         raise ModelLoadError("artifact does not load: %s: %s" % (type(exc).__name__, exc),
                              public="artifact does not load (%s)" % type(exc).__name__) from None
     check_estimator(estimator, card)
-    return card, estimator
+    return estimator

@@ -9,20 +9,22 @@ import logging
 import threading
 
 import numpy as np
-import sklearn
 
 from chalicelib.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
                                Unprocessable)
-from chalicelib.loading import load_model_dir
+from chalicelib.runtimes import load_model_dir
 
 log = logging.getLogger(__name__)
 
 
 class ServedModel:
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, runtime_choice=None):
         self.model_dir = model_dir
+        self.runtime_choice = runtime_choice  # MODEL_RUNTIME: None is the card's choice
         self.card = None
         self.estimator = None
+        self.runtime = None
+        self._context = None
         self.schema = None
         self.error = None
         self.has_proba = False
@@ -46,8 +48,9 @@ class ServedModel:
 
     def _load(self):
         try:
-            card, estimator = load_model_dir(self.model_dir)
-            self._prepare(card, estimator)
+            loaded = load_model_dir(self.model_dir, self.runtime_choice)
+            self.runtime, self._context = loaded.runtime, loaded.context
+            self._prepare(loaded.card, loaded.estimator)
         except ModelLoadError as exc:
             self.card = self.estimator = self.headers = None
             self.error = "model not available: %s" % exc.public
@@ -79,11 +82,13 @@ class ServedModel:
         self._identity_json = json.dumps(self.identity)
         self.version_json = json.dumps(card.version)
         self.headers = {"Content-Type": "application/json",
-                        "X-Model-Name": card.name, "X-Model-Version": card.version}
+                        "X-Model-Name": card.name, "X-Model-Version": card.version,
+                        "X-Model-Runtime": self.runtime}
         self._classes_json = json.dumps(self.classes)
         self._classes_array = np.asarray(classes) if classes is not None else None
         self._label_json = _label_json(self._classes_array)
-        log.info("model %s %s loaded from %s", card.name, card.version, self.model_dir)
+        log.info("model %s %s loaded from %s, served by %s", card.name, card.version,
+                 self.model_dir, self.runtime)
 
     def fail(self, reason):
         """Mark the model unusable without trying to load it."""
@@ -104,17 +109,19 @@ class ServedModel:
         if probabilities and not self.has_proba:
             raise Unprocessable("probabilities: model %s (%s) has no predict_proba"
                                 % (self.card.name, type(self.estimator).__name__))
-        # Parsing already proved X finite (or NaN where the card allows it),
-        # so scikit-learn's own finiteness scans are repeated work.
         # Finite is not enough: 1e308 overflows a scaler or a float32 cast
         # into inf and NaN, and the model would answer from those (a label
         # computed from NaN, or NaN probabilities). Overflow and invalid
         # operations raise here instead, and the client hears it is the values.
         try:
-            with sklearn.config_context(assume_finite=True), \
-                    np.errstate(over="raise", invalid="raise"):
-                predictions = self.estimator.predict(X)
-                proba = self.estimator.predict_proba(X) if probabilities else None
+            with self._context(), np.errstate(over="raise", invalid="raise"):
+                if probabilities and hasattr(self.estimator, "predict_both"):
+                    predictions, proba = self.estimator.predict_both(X)
+                else:
+                    predictions = self.estimator.predict(X)
+                    proba = self.estimator.predict_proba(X) if probabilities else None
+        except ServiceError:
+            raise
         except FloatingPointError:
             raise Unprocessable("values too large for model %s: its arithmetic overflows; "
                                 "send values of a realistic magnitude" % self.card.name) from None

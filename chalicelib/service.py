@@ -37,8 +37,9 @@ def _positive_int(env, name, default):
 
 
 class Settings:
-    def __init__(self, model_dir, max_rows, max_body_bytes, log_requests):
+    def __init__(self, model_dir, max_rows, max_body_bytes, log_requests, model_runtime=None):
         self.model_dir = model_dir
+        self.model_runtime = model_runtime
         self.max_rows = max_rows
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
@@ -51,6 +52,7 @@ class Settings:
             max_rows=_positive_int(env, "MAX_ROWS", DEFAULT_MAX_ROWS),
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             log_requests=env.get("LOG_REQUESTS", "true").lower() not in ("0", "false", "no"),
+            model_runtime=env.get("MODEL_RUNTIME"),
         )
 
 
@@ -66,7 +68,7 @@ class Reply:
 class Service:
     def __init__(self, settings):
         self.settings = settings
-        self.model = ServedModel(settings.model_dir)
+        self.model = ServedModel(settings.model_dir, settings.model_runtime)
 
     def predict(self, request):
         """POST /model: ``request`` has ``raw_body``, ``headers``,

@@ -30,7 +30,8 @@ from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, buil
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
 from chalicelib.schema import Schema
-from model import dependencies, schema_inference
+from chalicelib.onnx_runtime import ONNX_FILE
+from model import dependencies, onnx_export, schema_inference
 from model.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,21 +188,22 @@ def check_predicts(estimator, schema, rows):
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
-            trust=False):
-    """See :func:`_publish`; ``code``: paths of the user's modules to ship."""
+            trust=False, onnx=True):
+    """See :func:`_publish`; ``code``: paths of the user's modules to ship;
+    ``onnx``: try to compile the model to ONNX (``model/onnx_export.py``)."""
     staging = tempfile.mkdtemp(prefix="publish-code-")
     try:
         code_dir, code_names = stage_code(code or (), staging)
         return _publish(artifact_path, name=name, version=version, features=features,
                         out_dir=out_dir, force=force, metrics=metrics, created_at=created_at,
                         sample=sample, upload=upload, code_dir=code_dir,
-                        code_names=code_names, trust=trust)
+                        code_names=code_names, trust=trust, onnx=onnx)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _publish(artifact_path, *, name, version, features, out_dir, force, metrics, created_at,
-             sample, upload, code_dir, code_names, trust):
+             sample, upload, code_dir, code_names, trust, onnx):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
     ``sample``: path of a CSV of a few training rows (types and ranges).
     ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
@@ -271,12 +273,28 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         check_estimator(estimator, ModelCard(card))
     except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
+    graph = None
+    if not onnx:
+        card["onnx"] = {"not_used": "publish was asked not to compile the model (--runtime "
+                                    "scikit-learn)"}
+    elif code_names:
+        card["onnx"] = {"not_used": "the model uses its own code (--code), which a graph "
+                                    "cannot hold"}
+    elif upload:
+        card["onnx"] = {"not_used": "the artifact is served from S3 (--upload); a graph is "
+                                    "only served from the package"}
+    else:
+        checked = rows if frame is None else example_rows(
+            schema, specs, frame, n=onnx_export.MAX_SAMPLE_ROWS)
+        graph, card["onnx"] = onnx_export.export(estimator, card, checked)
+    card["runtime"] = onnx_export.RUNTIME if graph else "scikit-learn"
+    ModelCard(card)  # a card that could not be read back is never written
     if upload:
         upload_artifact(artifact_path, upload, card["sha256"])
-        _write_model_dir(out_dir, None, card, code_dir if code_names else None)
+        _write_model_dir(out_dir, None, card, code_dir if code_names else None, graph)
     else:
-        _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None)
-    _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names))
+        _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
+    _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names), graph=graph is not None)
     return card
 
 
@@ -307,12 +325,23 @@ def _describe_estimator(estimator):
     return type(estimator).__name__
 
 
-def _write_model_dir(out_dir, artifact_path, card, code_dir=None):
-    """Write both files through temporary names, artifact first, so a reader
+def _write_model_dir(out_dir, artifact_path, card, code_dir=None, graph=None):
+    """Write the files through temporary names, artifacts first, so a reader
     never sees a card that describes an artifact not yet in place. No
     ``artifact_path``: the card names an object in S3, and a model.joblib
-    left from an earlier model is removed (it would ship for nothing)."""
+    left from an earlier model is removed (it would ship for nothing); no
+    ``graph``: likewise a model.onnx left from an earlier model."""
     os.makedirs(out_dir, exist_ok=True)
+    graph_path = os.path.join(out_dir, ONNX_FILE)
+    if graph is None:
+        if os.path.lexists(graph_path):
+            os.remove(graph_path)
+    else:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".graph-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(graph)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, graph_path)
     target = os.path.join(out_dir, ARTIFACT_FILE)
     if artifact_path is None:
         if os.path.lexists(target):
@@ -344,7 +373,7 @@ def _replace_code(out_dir, code_dir):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _sync_vendor_link(out_dir, remote, code=False):
+def _sync_vendor_link(out_dir, remote, code=False, graph=False):
     """Keep ``vendor/model/`` (what ships) in step with a model directory it
     links to: no model.joblib link for an artifact in S3 (it would dangle,
     and Chalice follows vendor's links), the link back for a local one.
@@ -355,7 +384,8 @@ def _sync_vendor_link(out_dir, remote, code=False):
     if not (os.path.islink(card_link) and os.path.realpath(card_link)
             == os.path.realpath(os.path.join(out_dir, CARD_FILE))):
         return
-    for name, wanted in ((ARTIFACT_FILE, not remote), (user_code.CODE_DIR, code)):
+    for name, wanted in ((ARTIFACT_FILE, not remote), (user_code.CODE_DIR, code),
+                         (ONNX_FILE, graph)):
         link = os.path.join(vendor, name)
         if not wanted and os.path.islink(link):
             os.remove(link)
@@ -381,6 +411,10 @@ def main(argv=None):
                         help="your own module (my_features.py) or package directory that the "
                         "estimator's functions or classes come from: shipped with the model, "
                         "and its definitions allowed by the unpickler (repeatable)")
+    parser.add_argument("--runtime", choices=("auto", "scikit-learn"), default="auto",
+                        help="auto (default): compile the model to ONNX and serve it with ONNX "
+                        "Runtime when the graph agrees with scikit-learn; scikit-learn: serve "
+                        "the pickle")
     parser.add_argument("--force", action="store_true",
                         help="publish even if saved with another scikit-learn version")
     parser.add_argument("--trust", action="store_true",
@@ -392,12 +426,14 @@ def main(argv=None):
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
                        out_dir=args.out, force=args.force, metrics=metrics,
                        sample=args.sample, upload=args.upload, code=args.code or (),
-                       trust=args.trust)
+                       trust=args.trust, onnx=args.runtime == "auto")
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
-    print("published %s %s (%s, %d features) to %s%s"
+    print("published %s %s (%s, %d features) to %s, served by %s%s"
           % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out,
+             card["runtime"] if card["runtime"] != "scikit-learn" else
+             "scikit-learn (not compiled to ONNX: %s)" % card["onnx"]["not_used"],
              "; artifact in %s (the function needs s3:GetObject on it: "
              "python -m tools.model_policy)" % args.upload if args.upload else ""))
     return 0

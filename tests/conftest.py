@@ -71,12 +71,24 @@ def api(serve):
 
 @pytest.fixture
 def model_copy(tmp_path):
-    """A writable copy of the bundled model directory."""
+    """A writable copy of the bundled model directory (served by ONNX Runtime)."""
     target = tmp_path / "model"
     target.mkdir()
-    for name in ("model.joblib", "model.json"):
+    for name in ("model.joblib", "model.json", "model.onnx"):
         shutil.copyfile(os.path.join(BUNDLED_MODEL, name), target / name)
     return target
+
+
+@pytest.fixture
+def pickled_model_copy(model_copy):
+    """The bundled model directory as a model that was not compiled to ONNX:
+    served by scikit-learn from its pickle (what the pickle checks guard)."""
+    card = json.loads((model_copy / "model.json").read_text())
+    card["runtime"] = "scikit-learn"
+    card["onnx"] = {"not_used": "a test of the scikit-learn runtime"}
+    (model_copy / "model.json").write_text(json.dumps(card))
+    os.remove(model_copy / "model.onnx")
+    return model_copy
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,11 @@ Every generated request is an API Gateway REST (v1) proxy event given to
 * never a 5xx;
 * every error body is exactly ``{"Code": str, "Message": str}``, with no
   traceback, file path or library version;
-* every valid request answers 200 with predictions equal to
-  ``estimator.predict()`` on the same rows (and probabilities equal to
-  ``predict_proba``).
+* every valid request answers 200 with predictions equal to the served
+  runtime's own bare ``predict()`` on the same rows (and probabilities equal
+  to its ``predict_proba``): the ONNX graph through onnxruntime for the
+  bundled model, the pickle through scikit-learn under
+  ``FUZZ_RUNTIME=scikit-learn`` (``tools.harden`` runs both).
 
 Example counts: ``FUZZ_EXAMPLES`` is the total number of generated requests
 to aim for across this module (default 1,200: well under a minute on two
@@ -33,15 +35,19 @@ from hypothesis import strategies as st
 
 import app as app_module
 from chalicelib import service
+from chalicelib.runtimes import load_model_dir
 from tests.conftest import BUNDLED_MODEL, FEATURES
 from tests.proxy_event import invoke, proxy_event
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIGURES = os.path.join(PROJECT_DIR, "build", "harden", "fuzz.json")
-ESTIMATOR = joblib.load(os.path.join(BUNDLED_MODEL, "model.joblib"))
-CLASSES = ESTIMATOR.classes_.tolist()
+FIGURES = os.path.join(PROJECT_DIR, "build", "harden", "fuzz%s.json"
+                       % ("-" + os.environ["FUZZ_RUNTIME"] if os.environ.get("FUZZ_RUNTIME") else ""))
+RUNTIME = os.environ.get("FUZZ_RUNTIME") or None  # None: the card's
+# The oracle: the runtime's own model object, called bare in this process.
+ESTIMATOR = load_model_dir(BUNDLED_MODEL, RUNTIME).estimator
+CLASSES = np.asarray(ESTIMATOR.classes_).tolist()
 TOTAL = int(os.environ.get("FUZZ_EXAMPLES", "1200"))
 
 # Share of TOTAL per property; the weights sum to 1.
@@ -75,12 +81,13 @@ def warm_service():
     """One warm service for the whole module, request logging off."""
     saved = app_module.SERVICE
     app_module.SERVICE = service.from_environment(
-        {"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false"})
+        {"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false", "MODEL_RUNTIME": RUNTIME or ""})
     yield
     app_module.SERVICE = saved
     os.makedirs(os.path.dirname(FIGURES), exist_ok=True)
     with open(FIGURES, "w") as f:
-        json.dump({"requests": STATS["requests"], "server_errors": STATS["server_errors"],
+        json.dump({"runtime": RUNTIME or "the card's",
+                   "requests": STATS["requests"], "server_errors": STATS["server_errors"],
                    "valid_checked": STATS["valid_checked"], "target": TOTAL,
                    "statuses": dict(STATS["statuses"]),
                    "by_property": dict(STATS["by_property"])}, f, indent=1)

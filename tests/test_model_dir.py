@@ -37,28 +37,28 @@ def test_model_dir_serves_another_model_directory(serve, model_copy):
     assert response.headers["X-Model-Version"] == "7.1"
 
 
-def test_checksum_mismatch_is_503_and_logged(serve, model_copy, caplog):
-    with open(model_copy / "model.joblib", "ab") as f:
+def test_checksum_mismatch_is_503_and_logged(serve, pickled_model_copy, caplog):
+    with open(pickled_model_copy / "model.joblib", "ab") as f:
         f.write(b"tampered")
     with caplog.at_level(logging.ERROR):
-        api = serve(MODEL_DIR=model_copy)
+        api = serve(MODEL_DIR=pickled_model_copy)
     assert_unavailable(api, "sha256", "does not match the card")
     assert "does not match the card" in caplog.text
 
 
-def test_unloadable_artifact_is_503(serve, model_copy):
+def test_unloadable_artifact_is_503(serve, pickled_model_copy):
     data = b"not a pickle at all"
-    (model_copy / "model.joblib").write_bytes(data)
+    (pickled_model_copy / "model.joblib").write_bytes(data)
     import hashlib
-    rewrite_card(model_copy, sha256=hashlib.sha256(data).hexdigest())
-    assert_unavailable(serve(MODEL_DIR=model_copy), "artifact does not load")
+    rewrite_card(pickled_model_copy, sha256=hashlib.sha256(data).hexdigest())
+    assert_unavailable(serve(MODEL_DIR=pickled_model_copy), "artifact does not load")
 
 
 @pytest.mark.parametrize("remove,fragment", [("model.json", "no model card"),
                                              ("model.joblib", "no model artifact")])
-def test_missing_files_are_503(serve, model_copy, remove, fragment):
-    os.remove(model_copy / remove)
-    assert_unavailable(serve(MODEL_DIR=model_copy), fragment)
+def test_missing_files_are_503(serve, pickled_model_copy, remove, fragment):
+    os.remove(pickled_model_copy / remove)
+    assert_unavailable(serve(MODEL_DIR=pickled_model_copy), fragment)
 
 
 def test_invalid_card_is_503(serve, model_copy):
@@ -66,9 +66,9 @@ def test_invalid_card_is_503(serve, model_copy):
     assert_unavailable(serve(MODEL_DIR=model_copy), "model card lacks")
 
 
-def test_feature_count_disagreeing_with_estimator_is_503(serve, model_copy):
-    rewrite_card(model_copy, features=[{"name": "a", "type": "number"}])
-    assert_unavailable(serve(MODEL_DIR=model_copy), "card lists 1 features but the estimator expects 4")
+def test_feature_count_disagreeing_with_estimator_is_503(serve, pickled_model_copy):
+    rewrite_card(pickled_model_copy, features=[{"name": "a", "type": "number"}])
+    assert_unavailable(serve(MODEL_DIR=pickled_model_copy), "card lists 1 features but the estimator expects 4")
 
 
 def test_invalid_setting_is_503_not_a_crash(serve):

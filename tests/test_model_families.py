@@ -18,6 +18,10 @@ from tests.conftest import body_of
 
 
 def published(tmp_path, family, **options):
+    """The family published as a pickle served by scikit-learn, answers
+    compared exactly here (tests/test_onnx_runtime.py serves the families
+    that compile through ONNX Runtime as well, and compares the two)."""
+    options.setdefault("onnx", False)
     model, notebook = getattr(families, family)()
     artifact = tmp_path / (family + ".joblib")
     joblib.dump(model, artifact)

@@ -177,8 +177,10 @@ def byo(tmp_path_factory):
     project = copy_project(str(base / "project"))
     artifact = str(base / "forest.joblib")
     _train_diabetes_forest(artifact)
+    # served by scikit-learn (the bundled model proves the ONNX Runtime path)
     published = run([PYTHON, "-m", "model.publish", artifact, "--name", "diabetes-forest",
                      "--version", "2.0.0", "--features", ",".join(DIABETES_FEATURES),
+                     "--runtime", "scikit-learn",
                      "--out", os.path.join(project, "model")], cwd=project)
     assert published.returncode == 0, published.stdout
     built = build_and_package(project, str(base / "out"))
@@ -270,8 +272,12 @@ def check_contract(built, tmp_path):
     for name, path in result["modules"].items():
         real = os.path.realpath(path)
         assert real.startswith(package) or real.startswith(stdlib), (name, path)
-    for name in ("sklearn", "numpy", "scipy", "joblib", "chalicelib", "app"):
+    onnx = built.card.get("runtime") == "onnxruntime"
+    for name in (("onnxruntime", "numpy", "chalicelib", "app") if onnx else
+                 ("sklearn", "numpy", "scipy", "joblib", "chalicelib", "app")):
         assert os.path.realpath(result["modules"][name]).startswith(package), name
+    if onnx:  # a compiled model never imports the scikit-learn stack
+        assert not {m.split(".")[0] for m in result["modules"]} & {"sklearn", "scipy", "joblib"}
     assert not any(p.endswith("__pycache__") for p in _walk_dirs(built.unzipped)
                    if p.startswith(os.path.join(built.unzipped, "sklearn")))
 
@@ -282,12 +288,15 @@ def check_contract(built, tmp_path):
 
     X = np.asarray(rows, dtype=np.float64)
     expected = built.estimator.predict(X).tolist()
+    # the pickle's answers: exact through scikit-learn; through the ONNX
+    # graph, labels exact and numbers within the card's stated tolerance
+    rtol = built.card["onnx"]["agreement"]["rtol"] if onnx else 1e-12
     identity = {"name": built.card["name"], "version": built.card["version"]}
     for name in ("instances-lists", "instances-objects", "dataframe-split", "dataframe-records",
                  "csv-no-header", "csv-header", "base64-body"):
         got = body(name, 200)
         assert got["model"] == identity, name
-        assert got["predictions"] == pytest.approx(expected, rel=1e-12) \
+        assert got["predictions"] == pytest.approx(expected, rel=rtol) \
             if built.card["task"] == "regression" else got["predictions"] == expected, name
         headers = answers[name]["headers"]
         assert headers["Content-Type"] == "application/json"
@@ -298,7 +307,8 @@ def check_contract(built, tmp_path):
             got = body(name, 200)
             assert got["predictions"] == expected
             assert got["classes"] == built.card["classes"]
-            assert np.allclose(got["probabilities"], proba, rtol=1e-12, atol=1e-15), name
+            assert np.allclose(got["probabilities"], proba, rtol=rtol, atol=1e-15 if not onnx
+                               else rtol), name
     else:
         for name in ("probabilities", "csv-probabilities"):
             got = body(name, 422)
@@ -354,12 +364,18 @@ def check_zip(built, direct_upload=True):
         assert zf.testzip() is None
         unzipped = sum(i.file_size for i in infos.values())
         assert unzipped <= 250 * MiB
-        for name in ("model/model.joblib", "model/model.json", "app.py", "chalice/app.py",
-                     "chalicelib/service.py"):
+        for name in ("model/model.json", "app.py", "chalice/app.py", "chalicelib/service.py"):
             assert name in infos, name
         card = json.loads(zf.read("model/model.json"))
         assert card == built.card
-        assert hashlib.sha256(zf.read("model/model.joblib")).hexdigest() == card["sha256"]
+        # only the artifact the served runtime opens ships
+        if card.get("runtime") == "onnxruntime":
+            assert hashlib.sha256(zf.read("model/model.onnx")).hexdigest() == \
+                card["onnx"]["sha256"]
+            assert "model/model.joblib" not in infos
+        else:
+            assert hashlib.sha256(zf.read("model/model.joblib")).hexdigest() == card["sha256"]
+            assert "model/model.onnx" not in infos
         assert "chalicelib/__pycache__/gone.cpython-312.pyc" not in infos
         # test suites stay out (numpy/_core/tests/_natype.py ships if imported)
         assert not [n for n in infos if "/tests/" in n and "_natype." not in n]
@@ -441,7 +457,7 @@ def test_dataframe_pipeline_package(tabular, bundled, tmp_path):
     assert "does not have valid feature names" not in result["stdout"]
 
 
-def test_the_packaged_lambda_holds_every_hostile_artifact(bundled, tmp_path):
+def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
     """Issue 10's techniques (tests/malicious.py) against the trimmed package
     itself: each model directory is served by the unzipped zip, isolated,
     with a secret in the environment. The init phase survives (exit 0, no
@@ -457,7 +473,7 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(bundled, tmp_path):
                  ("predict", ev.post_model(json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]})))]
         run_dir = tmp_path / ("run%d" % len(held))
         run_dir.mkdir()
-        result = run_isolated(bundled.unzipped, cases, run_dir,
+        result = run_isolated(byo.unzipped, cases, run_dir,
                               extra_env={"MODEL_DIR": str(d),
                                          "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest"})
         for case in ("health", "predict"):
@@ -465,7 +481,7 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(bundled, tmp_path):
             assert answer["statusCode"] == 503, (name, answer)
             message = json.loads(answer["body"])["Message"]
             # the trimmed package may lack a module the payload needs (the
-            # iris package has no sklearn.compose): refused by name first
+            # forest's package has no sklearn.compose): refused by name first
             assert reason in message or "not on the allowlist" in message, (name, answer)
         assert malicious.SECRET not in json.dumps(result), name
         held.append(name)
@@ -473,12 +489,17 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(bundled, tmp_path):
 
 
 def test_trimming_follows_the_model(bundled, byo):
-    """What ships depends on what the model imports: each package carries
-    the estimator's own modules, and neither carries every extension."""
+    """What ships depends on what the model imports: the forest served by
+    scikit-learn carries the estimator's own modules and not ONNX Runtime;
+    the bundled model, compiled to ONNX, carries ONNX Runtime and nothing of
+    scikit-learn, scipy or joblib."""
     with zipfile.ZipFile(bundled.zip_path) as a, zipfile.ZipFile(byo.zip_path) as b:
         bundled_names, byo_names = set(a.namelist()), set(b.namelist())
     assert "sklearn/ensemble/_forest.pyc" in byo_names
-    assert "sklearn/linear_model/_logistic.pyc" in bundled_names
+    assert not any(n.startswith("onnxruntime/") for n in byo_names)
+    assert any(n.startswith("onnxruntime/capi/onnxruntime_pybind11_state") for n in bundled_names)
+    assert not any(n.startswith(("sklearn/", "scipy/", "joblib/", "scipy.libs/"))
+                   for n in bundled_names)
 
 
 # Runs isolated like ISOLATED_RUNNER: answers the cases with the lazy modules

@@ -288,9 +288,9 @@ def test_v2_unknown_model_or_version_is_404(api):
 # --- A model that did not load -------------------------------------------------
 
 
-def test_a_model_that_did_not_load_is_503_in_each_protocols_shape(serve, model_copy):
-    (model_copy / "model.joblib").write_bytes(b"not a pickle")
-    api = serve(MODEL_DIR=model_copy)
+def test_a_model_that_did_not_load_is_503_in_each_protocols_shape(serve, pickled_model_copy):
+    (pickled_model_copy / "model.joblib").write_bytes(b"not a pickle")
+    api = serve(MODEL_DIR=pickled_model_copy)
     assert api.get("/v2/health/live").status_code == 200  # the process is alive
     for response, shape in (
             (api.get("/ping"), {"error_code", "message"}),

@@ -287,11 +287,11 @@ KNOWN_LEAKS = {}  # breakage name -> why its 503 still leaks (none today)
 @pytest.mark.parametrize("breakage", [
     pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_LEAKS[name]))
     if name in KNOWN_LEAKS else name for name in BROKEN_MODELS])
-def test_a_broken_model_is_503_with_nothing_internal(serve, model_copy, breakage):
-    BROKEN_MODELS[breakage](model_copy)
-    api = serve(MODEL_DIR=str(model_copy))
+def test_a_broken_model_is_503_with_nothing_internal(serve, pickled_model_copy, breakage):
+    BROKEN_MODELS[breakage](pickled_model_copy)
+    api = serve(MODEL_DIR=str(pickled_model_copy))
     for response in (api.post({"instances": IRIS_ROWS}), api.get("/model"), api.get("/health")):
-        body = assert_nothing_internal(response, 503, str(model_copy))
+        body = assert_nothing_internal(response, 503, str(pickled_model_copy))
         assert body["Code"] == "ServiceUnavailable"
         assert body["Message"].startswith("model not available: ")
 

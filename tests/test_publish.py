@@ -50,13 +50,19 @@ def test_bring_your_own_regressor_end_to_end(serve, regressor_file, tmp_path):
     assert card["sha256"] == hashlib.sha256((out / "model.joblib").read_bytes()).hexdigest()
     assert card["versions"]["scikit-learn"] == sklearn.__version__
 
+    # compiled to ONNX (a tree ensemble: float32, as scikit-learn's trees
+    # evaluate it), so values agree within the card's stated tolerance
+    assert card["runtime"] == "onnxruntime" and card["onnx"]["agreement"]["input"] == "float"
+    rtol = card["onnx"]["agreement"]["rtol"]
     api = serve(MODEL_DIR=out)
     rows = DIABETES.data[:5]
     records = [dict(zip(DIABETES.feature_names, r)) for r in rows.tolist()]
     for payload in ({"instances": rows.tolist()}, {"dataframe_records": records}):
         response = api.post(payload)
         assert response.status_code == 200, response.body
-        assert body_of(response)["predictions"] == model.predict(rows).tolist()
+        assert response.headers["X-Model-Runtime"] == "onnxruntime"
+        assert body_of(response)["predictions"] == pytest.approx(model.predict(rows).tolist(),
+                                                                  rel=rtol)
     refused = api.post({"instances": rows.tolist(), "probabilities": True})
     assert refused.status_code == 422
     assert "has no predict_proba" in body_of(refused)["Message"]

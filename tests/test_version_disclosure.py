@@ -55,8 +55,8 @@ def test_get_model_shows_provenance_not_the_runtime(serve, model_copy):
         assert version not in text, "runtime %s version %s disclosed" % (name, version)
 
 
-def test_version_skew_503_names_the_saved_version_only(serve, model_copy):
-    api = serve(MODEL_DIR=_with_provenance(model_copy, sklearn_version="0.24.2"))
+def test_version_skew_503_names_the_saved_version_only(serve, pickled_model_copy):
+    api = serve(MODEL_DIR=_with_provenance(pickled_model_copy, sklearn_version="0.24.2"))
     responses, text = _everything(api)
     assert all(r.status_code in (503, 200) for r in responses)   # openapi is static
     assert "0.24.2" in body_of(responses[1])["Message"]

@@ -35,23 +35,23 @@ def assert_refused_for_skew(api):
         assert ALLOW_VERSION_SKEW_ENV in body["Message"]
 
 
-def test_other_sklearn_version_is_503_with_a_clear_message(serve, model_copy, monkeypatch):
+def test_other_sklearn_version_is_503_with_a_clear_message(serve, pickled_model_copy, monkeypatch):
     monkeypatch.delenv(ALLOW_VERSION_SKEW_ENV, raising=False)
-    set_saved_version(model_copy, OTHER_VERSION)
-    assert_refused_for_skew(serve(MODEL_DIR=model_copy))
+    set_saved_version(pickled_model_copy, OTHER_VERSION)
+    assert_refused_for_skew(serve(MODEL_DIR=pickled_model_copy))
 
 
-def test_card_without_sklearn_version_is_refused(serve, model_copy, monkeypatch):
+def test_card_without_sklearn_version_is_refused(serve, pickled_model_copy, monkeypatch):
     monkeypatch.delenv(ALLOW_VERSION_SKEW_ENV, raising=False)
-    set_saved_version(model_copy, None, drop=True)
-    assert_refused_for_skew(serve(MODEL_DIR=model_copy))
+    set_saved_version(pickled_model_copy, None, drop=True)
+    assert_refused_for_skew(serve(MODEL_DIR=pickled_model_copy))
 
 
 @pytest.mark.parametrize("value", ["true", "1", "yes", "TRUE"])
-def test_allow_version_skew_serves_it(serve, model_copy, monkeypatch, value):
+def test_allow_version_skew_serves_it(serve, pickled_model_copy, monkeypatch, value):
     monkeypatch.setenv(ALLOW_VERSION_SKEW_ENV, value)
-    set_saved_version(model_copy, OTHER_VERSION)
-    api = serve(MODEL_DIR=model_copy)
+    set_saved_version(pickled_model_copy, OTHER_VERSION)
+    api = serve(MODEL_DIR=pickled_model_copy)
     assert api.get("/health").status_code == 200
     response = api.post({"instances": IRIS_ROWS})
     assert response.status_code == 200, response.body
@@ -59,24 +59,24 @@ def test_allow_version_skew_serves_it(serve, model_copy, monkeypatch, value):
 
 
 @pytest.mark.parametrize("value", ["false", "0", "", "no", "maybe"])
-def test_anything_but_an_explicit_true_refuses(serve, model_copy, monkeypatch, value):
+def test_anything_but_an_explicit_true_refuses(serve, pickled_model_copy, monkeypatch, value):
     monkeypatch.setenv(ALLOW_VERSION_SKEW_ENV, value)
-    set_saved_version(model_copy, OTHER_VERSION)
-    assert api_health(serve(MODEL_DIR=model_copy)) == 503
+    set_saved_version(pickled_model_copy, OTHER_VERSION)
+    assert api_health(serve(MODEL_DIR=pickled_model_copy)) == 503
 
 
 def api_health(api):
     return api.get("/health").status_code
 
 
-def test_matching_version_serves(serve, model_copy, monkeypatch):
+def test_matching_version_serves(serve, pickled_model_copy, monkeypatch):
     monkeypatch.delenv(ALLOW_VERSION_SKEW_ENV, raising=False)
-    set_saved_version(model_copy, sklearn.__version__)
-    assert api_health(serve(MODEL_DIR=model_copy)) == 200
+    set_saved_version(pickled_model_copy, sklearn.__version__)
+    assert api_health(serve(MODEL_DIR=pickled_model_copy)) == 200
 
 
-def test_check_versions_directly(model_copy):
-    card = ModelCard(json.loads((model_copy / "model.json").read_text()))
+def test_check_versions_directly(pickled_model_copy):
+    card = ModelCard(json.loads((pickled_model_copy / "model.json").read_text()))
     card.versions = {"scikit-learn": OTHER_VERSION}
     with pytest.raises(ModelLoadError, match="saved with scikit-learn %s but this runtime has %s"
                        % (OTHER_VERSION, sklearn.__version__)):

@@ -7,6 +7,9 @@ import sys
 
 from tools.build_common import MODEL_DIR, REPO_DIR, BuildError, MiB, _sha256, log
 
+ONNX_RUNTIME = "onnxruntime"
+ONNX_FILE = "model.onnx"
+
 def model_dir_in_package(environment):
     configured = environment.get("MODEL_DIR")
     if not configured:
@@ -17,9 +20,10 @@ def model_dir_in_package(environment):
     return configured[len("/var/task/"):].strip("/")
 
 
-def check_model(root, model_rel):
-    """The model card and the artifact it names, inside the package, with a
-    matching sha256; returns the card."""
+def check_model(root, model_rel, left_out=()):
+    """The model card and the artifact it names (and the ONNX graph of a
+    card served by ONNX Runtime), inside the package, with a matching
+    sha256, except what ``left_out`` names; returns the card."""
     model_dir = os.path.join(root, *model_rel.split("/"))
     card_path = os.path.join(model_dir, "model.json")
     if not os.path.isfile(card_path):
@@ -37,13 +41,46 @@ def check_model(root, model_rel):
     if not isinstance(artifact, str) or "/" in artifact:
         raise BuildError("%s/model.json names no valid artifact" % model_rel)
     artifact_path = os.path.join(model_dir, artifact)
-    if not os.path.isfile(artifact_path):
+    if os.path.isfile(artifact_path):
+        actual = _sha256(artifact_path)
+        if actual != card.get("sha256"):
+            raise BuildError("%s/%s has sha256 %s but its card says %s"
+                             % (model_rel, artifact, actual, card.get("sha256")))
+    elif not (left_out and artifact in left_out):
         raise BuildError("the package has no model artifact %s/%s" % (model_rel, artifact))
-    actual = _sha256(artifact_path)
-    if actual != card.get("sha256"):
-        raise BuildError("%s/%s has sha256 %s but its card says %s"
-                         % (model_rel, artifact, actual, card.get("sha256")))
+    if card.get("runtime") == ONNX_RUNTIME and not (left_out and ONNX_FILE in left_out):
+        graph = os.path.join(model_dir, ONNX_FILE)
+        onnx = card.get("onnx") if isinstance(card.get("onnx"), dict) else {}
+        if not os.path.isfile(graph):
+            raise BuildError("the card says the model is served by ONNX Runtime but the "
+                             "package has no %s/%s" % (model_rel, ONNX_FILE))
+        if _sha256(graph) != onnx.get("sha256"):
+            raise BuildError("%s/%s has sha256 %s but its card says %s"
+                             % (model_rel, ONNX_FILE, _sha256(graph), onnx.get("sha256")))
     return card
+
+
+def served_runtime(card, environment):
+    """The runtime the function will serve the model with: the card's, unless
+    the stage's ``MODEL_RUNTIME`` names one (as ``chalicelib.runtimes`` decides)."""
+    wanted = (environment.get("MODEL_RUNTIME") or "auto").strip().lower() or "auto"
+    return card.get("runtime", "scikit-learn") if wanted == "auto" else wanted
+
+
+def leave_out_unserved(app_dir, model_rel, card, environment):
+    """The artifact the served runtime never opens stays out of the package
+    (a large forest would otherwise ship twice: pickle and graph); it stays
+    in the project's model directory. Returns the names left out."""
+    model_dir = os.path.join(app_dir, *model_rel.split("/"))
+    runtime = served_runtime(card, environment)
+    unserved = ONNX_FILE if runtime != ONNX_RUNTIME else card.get("artifact", "model.joblib")
+    path = os.path.join(model_dir, unserved)
+    if not os.path.isfile(path):
+        return ()
+    log("model: served by %s; %s (%.1f KiB) stays out of the package"
+        % (runtime, unserved, os.path.getsize(path) / 1024))
+    os.remove(path)
+    return (unserved,)
 
 
 def fetch_remote_artifact(project_dir, stage, card, build_dir):

@@ -57,6 +57,7 @@ from tools.build_exercise import exercise, exercise_requests  # noqa: F401
 from tools.build_lazy import decide as decide_lazy
 from tools.build_lazy import write_list as write_lazy_list
 from tools.build_model import (check_model, check_policy_has_no_s3, fetch_remote_artifact,
+                               leave_out_unserved,
                                model_dir_in_package)
 from tools.build_trace import check_results, compare_replay, run_exercise
 from tools.build_trim import (OPENMP, RUNTIME_LIB_DIR, _needed, select_files,  # noqa: F401
@@ -95,6 +96,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     wheels = drop_pandas_unless_used(wheels, artifact, card)
     site_dir = os.path.join(build_dir, "site")
     unpack_wheels(wheels, site_dir)
+    left_out = leave_out_unserved(app_dir, model_rel, card, environment)
     trace = run_exercise([app_dir, site_dir], environment, model_rel,
                          os.path.join(build_dir, "trace.json"), cwd=app_dir)
     check_results(trace, "with the untrimmed dependencies")
@@ -109,11 +111,11 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize)
     zip_tmp = os.path.join(build_dir, "package.zip")
     sizes = write_zip(pkg_dir, zip_tmp, compresslevel)
-    check_model(pkg_dir, model_rel)
+    check_model(pkg_dir, model_rel, left_out)
     check_size(sizes, direct_upload, model_rel)
     verify_dir = os.path.join(build_dir, "verify")
     extract_read_only(zip_tmp, verify_dir)
-    check_model(verify_dir, model_rel)
+    check_model(verify_dir, model_rel, left_out)
     replay = run_exercise([verify_dir], environment, model_rel,
                           os.path.join(build_dir, "replay.json"), cwd=verify_dir)
     check_results(replay, "from the unzipped package")

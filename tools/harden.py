@@ -168,7 +168,8 @@ def main(argv=None):
     parser.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS)
     args = parser.parse_args(argv)
     os.makedirs(OUT, exist_ok=True)
-    for stale in ("fuzz.json", "fuzz_typed.json", "hostile.json", "soak.json"):
+    for stale in ("fuzz.json", "fuzz-scikit-learn.json", "fuzz_typed.json", "hostile.json",
+                  "soak.json"):
         if os.path.exists(os.path.join(OUT, stale)):
             os.remove(os.path.join(OUT, stale))
     started = time.perf_counter()
@@ -180,6 +181,12 @@ def main(argv=None):
                                   {"SOAK_REQUESTS": str(args.soak_requests)}, "soak.log")
     fuzz_rc = fuzz_proc.wait()
     fuzz_log.close()
+    # the bundled model through its other runtime: the pickle, by scikit-learn
+    pickled_proc, pickled_log = _pytest(
+        ["tests/test_fuzz.py"], {"FUZZ_EXAMPLES": str(args.fuzz_examples // 4),
+                                 "FUZZ_RUNTIME": "scikit-learn"}, "fuzz-scikit-learn.log")
+    fuzz_rc = pickled_proc.wait() or fuzz_rc
+    pickled_log.close()
     malicious_line, malicious_ok = _malicious()
     soak_rc = soak_proc.wait()
     soak_log.close()
@@ -196,8 +203,20 @@ def main(argv=None):
     else:
         good = fuzz["server_errors"] == 0 and fuzz["requests"] >= min(
             MIN_FUZZ_CASES, 0.9 * args.fuzz_examples)
-        lines.append("fuzz: %d cases tried, %d 5xx (%d valid answers equal to predict())"
+        lines.append("fuzz: %d cases tried, %d 5xx (%d valid answers equal to the served "
+                     "runtime's bare predict())"
                      % (fuzz["requests"], fuzz["server_errors"], fuzz["valid_checked"]))
+        pickled = _read("fuzz-scikit-learn.json")
+        if pickled is None:
+            lines.append("fuzz (MODEL_RUNTIME=scikit-learn): no figures "
+                         "(see build/harden/fuzz-scikit-learn.log)")
+            ok = False
+        else:
+            good = good and pickled["server_errors"] == 0
+            lines.append("fuzz (MODEL_RUNTIME=scikit-learn): %d cases, %d 5xx (%d valid answers "
+                         "equal to the pickle's predict())" % (
+                             pickled["requests"], pickled["server_errors"],
+                             pickled["valid_checked"]))
         ok &= good
     typed = _read("fuzz_typed.json")
     if typed is None:

@@ -102,7 +102,9 @@ def metadata(model):
                  len({len(c) for c in classes}) == 1 else [-1, -1, -1] if multi
                  else [-1, len(flat)])
         outputs.append({"name": "probabilities", "datatype": "FP64", "shape": shape})
-    return {"name": card.name, "versions": [card.version], "platform": "scikit-learn",
+    # Triton's name for an ONNX model served by ONNX Runtime
+    platform = "onnxruntime_onnx" if model.runtime == "onnxruntime" else "scikit-learn"
+    return {"name": card.name, "versions": [card.version], "platform": platform,
             "inputs": inputs, "outputs": outputs}
 
 

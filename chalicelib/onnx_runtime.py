@@ -1,0 +1,190 @@
+"""Serving a model compiled to ONNX, through ONNX Runtime.
+
+``model.publish`` converts an estimator with skl2onnx and keeps the graph
+only when it agrees with scikit-learn (``model/onnx_export.py``); the card
+then says ``"runtime": "onnxruntime"`` and describes the graph under
+``"onnx"``. This module turns that graph back into what the rest of the app
+serves: an object with ``predict``, ``predict_proba``, ``classes_`` and
+``n_features_in_`` whose answers have the shapes and types scikit-learn's
+had. It imports numpy and onnxruntime only: a model served this way never
+imports scikit-learn, scipy or joblib, and nothing is unpickled.
+
+What a graph can and cannot do: an ONNX file is data (operators from a fixed
+set, and their tensors), not a program. ONNX Runtime runs only operators it
+implements (the standard ``ai.onnx`` and ``ai.onnx.ml`` domains here: no
+custom-operator library is ever registered), so a graph naming anything else
+fails to load (a 503). The one way a graph can reach outside itself is
+external tensor data (a file path): the session is made from the graph's
+bytes, checked against the card's sha256, and ONNX Runtime refuses any
+external data path then (absolute, ``..`` or plain: tested in
+``tests/test_onnx_runtime.py``).
+"""
+import hashlib
+import os
+
+import numpy as np
+
+from chalicelib.errors import ModelLoadError
+
+RUNTIME = "onnxruntime"
+ONNX_FILE = "model.onnx"
+INPUT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32}
+# A graph bigger than this is not a model this product ships in a Lambda zip.
+MAX_GRAPH_BYTES = 512 * 1024 * 1024
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class OnnxModel:
+    """An ONNX Runtime session shaped like the estimator it was compiled from."""
+
+    def __init__(self, session, card, spec):
+        self.session = session
+        self.spec = spec
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelLoadError("the ONNX graph has %d inputs; one matrix input is served"
+                                 % len(inputs))
+        self.input_name = inputs[0].name
+        self.input_dtype = INPUT_TYPES.get(inputs[0].type)
+        if self.input_dtype is None:
+            raise ModelLoadError("the ONNX graph's input is a %s, not a float matrix"
+                                 % inputs[0].type)
+        shape = inputs[0].shape
+        if len(shape) != 2 or shape[1] != card.n_features:
+            raise ModelLoadError("the ONNX graph takes input of shape %s but the card lists %d "
+                                 "features" % (shape, card.n_features))
+        self.n_features_in_ = card.n_features
+        outputs = [o.name for o in session.get_outputs()]
+        self._predictions = spec.get("predictions")
+        self._probabilities = spec.get("probabilities")
+        for name in (self._predictions, self._probabilities):
+            if name is not None and name not in outputs:
+                raise ModelLoadError("the ONNX graph has no output %r (it has %s)"
+                                     % (name, ", ".join(outputs)))
+        if self._predictions is None:
+            raise ModelLoadError("the card names no ONNX output for the predictions")
+        self._shape = tuple(spec.get("prediction_shape") or ())
+        classes = card.classes
+        self.classes_ = None
+        self._label_dtype = None
+        if classes is not None:
+            self.classes_ = [np.asarray(c) for c in classes] \
+                if classes and isinstance(classes[0], list) else np.asarray(classes)
+            self._label_dtype = (self.classes_[0] if isinstance(self.classes_, list)
+                                 else self.classes_).dtype
+        if self._probabilities is not None:
+            self.predict_proba = self._predict_proba
+
+    def _run(self, names, X):
+        """The named outputs for ``X``. Arithmetic that overflows raises
+        FloatingPointError, as numpy does for the scikit-learn runtime under
+        ``np.errstate(over="raise")``, so both answer the same 422."""
+        X = np.asarray(X)
+        if self.input_dtype is np.float32:
+            # A tree ensemble compiled for float32 thresholds, as scikit-learn's
+            # trees cast their input to float32: a larger value is no number there.
+            if X.size and np.nanmax(np.abs(X)) > _FLOAT32_MAX:
+                raise FloatingPointError("value beyond float32")
+        return self.session.run(names, {self.input_name: X.astype(self.input_dtype, copy=False)})
+
+    def predict(self, X):
+        if self._probabilities is not None:
+            return self.predict_both(X)[0]
+        (out,) = self._run([self._predictions], X)
+        return self._as_predictions(out, len(X))
+
+    def _predict_proba(self, X):
+        return self.predict_both(X)[1]
+
+    def predict_both(self, X):
+        """Predictions and probabilities from one run of the graph. A label
+        the graph took from NaN or infinite scores (an overflow inside it) is
+        no answer: the probabilities are always computed to prove it."""
+        labels, proba = self._run([self._predictions, self._probabilities], X)
+        proba = self._as_probabilities(proba)
+        if not np.isfinite(proba).all():
+            raise FloatingPointError("non-finite probabilities")
+        return self._as_predictions(labels, len(X)), proba
+
+    def _as_predictions(self, out, n_rows):
+        out = np.asarray(out)
+        out = out.reshape((n_rows,) + self._shape)
+        if self._label_dtype is not None and out.dtype != self._label_dtype:
+            out = out.astype(self._label_dtype)
+        elif out.dtype == np.float32:  # JSON of a float32 would show its binary noise
+            out = out.astype(np.float64)
+        return out
+
+    @staticmethod
+    def _as_probabilities(out):
+        out = np.asarray(out, dtype=np.float64)
+        if out.ndim == 3:  # multi-output: (outputs, rows, classes) -> per row
+            out = out.transpose(1, 0, 2)
+        return out
+
+
+def check_spec(spec):
+    """The card's ``onnx`` object is usable: a string ``sha256``, output
+    names; raise ValueError saying what is wrong."""
+    if not isinstance(spec, dict):
+        raise ValueError("onnx must be an object")
+    if spec.get("artifact", ONNX_FILE) != ONNX_FILE:
+        raise ValueError("onnx artifact must be %s (beside the card)" % ONNX_FILE)
+    sha = spec.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64):
+        raise ValueError("onnx sha256 must be a hex digest")
+    if not isinstance(spec.get("predictions"), str):
+        raise ValueError("onnx predictions must name an output of the graph")
+    if spec.get("probabilities") is not None and not isinstance(spec["probabilities"], str):
+        raise ValueError("onnx probabilities must name an output of the graph")
+    shape = spec.get("prediction_shape", [])
+    if not (isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape)):
+        raise ValueError("onnx prediction_shape must be a list of positive sizes")
+
+
+def read_graph(model_dir, spec):
+    """The graph's bytes, checked against the card's sha256."""
+    path = os.path.join(model_dir, ONNX_FILE)
+    try:
+        if os.path.getsize(path) > MAX_GRAPH_BYTES:
+            raise ModelLoadError("%s is larger than %d MiB" % (ONNX_FILE, MAX_GRAPH_BYTES >> 20))
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ModelLoadError("no ONNX graph (%s) in the model directory" % ONNX_FILE) from None
+    except OSError as exc:
+        raise ModelLoadError("%s cannot be read: %s" % (ONNX_FILE, exc.strerror)) from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != spec["sha256"]:
+        raise ModelLoadError("%s sha256 %s does not match the card's %s"
+                             % (ONNX_FILE, actual, spec["sha256"]))
+    return data
+
+
+def session_options():
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    # One request at a time per Lambda environment, on a fraction of a vCPU:
+    # threads would only contend.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return options
+
+
+def load(model_dir, card):
+    """An :class:`OnnxModel` for ``card`` in ``model_dir``, or ModelLoadError."""
+    spec = card.onnx
+    data = read_graph(model_dir, spec)
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelLoadError("the card says onnxruntime but it is not installed") from None
+    try:
+        session = onnxruntime.InferenceSession(data, sess_options=session_options(),
+                                               providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an unknown operator, a malformed graph...
+        raise ModelLoadError("the ONNX graph does not load: %s" % str(exc)[:300],
+                             public="the ONNX graph does not load") from None
+    return OnnxModel(session, card, spec)

@@ -1,0 +1,76 @@
+"""Which runtime serves a model directory, and loading it with that runtime.
+
+Two runtimes answer the same contract:
+
+* ``onnxruntime``: the card's ONNX graph (``model.onnx``), made by
+  ``model.publish`` from the pickle and kept only when it agreed with
+  scikit-learn; imports numpy and onnxruntime, nothing else of the
+  scientific stack (:mod:`chalicelib.onnx_runtime`);
+* ``scikit-learn``: the pickle itself, through the restricted unpickler
+  (:mod:`chalicelib.loading`).
+
+The card names the default; ``MODEL_RUNTIME=scikit-learn`` serves the pickle
+even when a graph is there (to compare the two, or to step around a
+converter problem without republishing). Nothing here imports either
+runtime until it is chosen.
+"""
+import contextlib
+import functools
+
+from chalicelib import onnx_runtime
+from chalicelib.card import SCIKIT_LEARN, CardError, ModelCard
+from chalicelib.errors import ModelLoadError
+
+RUNTIME_ENV = "MODEL_RUNTIME"
+CHOICES = ("auto", SCIKIT_LEARN, onnx_runtime.RUNTIME)
+
+
+class Loaded:
+    """A loaded model: its card, the estimator (or its ONNX stand-in), the
+    runtime serving it, and the context every prediction runs in."""
+
+    __slots__ = ("card", "estimator", "runtime", "context")
+
+    def __init__(self, card, estimator, runtime, context):
+        self.card = card
+        self.estimator = estimator
+        self.runtime = runtime
+        self.context = context
+
+
+def chosen_runtime(card, choice=None):
+    """The runtime that serves ``card`` under ``choice`` (the value of
+    ``MODEL_RUNTIME``; None: the card's)."""
+    wanted = (choice or "auto").strip().lower() or "auto"
+    if wanted not in CHOICES:
+        raise ModelLoadError("%s must be one of %s, got %r"
+                             % (RUNTIME_ENV, ", ".join(CHOICES), wanted))
+    if wanted == "auto":
+        return card.runtime
+    if wanted == onnx_runtime.RUNTIME and card.runtime != onnx_runtime.RUNTIME:
+        raise ModelLoadError("%s=onnxruntime but model %s has no ONNX graph (its card says "
+                             "runtime %s)" % (RUNTIME_ENV, card.name, card.runtime))
+    return wanted
+
+
+def load_model_dir(model_dir, choice=None):
+    """A :class:`Loaded` for ``model_dir``, or ModelLoadError saying why not."""
+    try:
+        card = ModelCard.read(model_dir)
+    except CardError as exc:
+        raise ModelLoadError(str(exc)) from None
+    runtime = chosen_runtime(card, choice)
+    if runtime == onnx_runtime.RUNTIME:
+        return Loaded(card, onnx_runtime.load(model_dir, card), runtime, contextlib.nullcontext)
+    try:
+        from chalicelib import loading
+        import sklearn
+    except ImportError as exc:  # a package built for a model ONNX Runtime serves
+        raise ModelLoadError("the scikit-learn runtime is not installed here (no %s): this "
+                             "package was built for a model served by ONNX Runtime; rebuild "
+                             "it for this model" % exc.name) from None
+    estimator = loading.load_pickled(model_dir, card)
+    # Parsing already proved X finite (or NaN where the card allows it),
+    # so scikit-learn's own finiteness scans are repeated work.
+    return Loaded(card, estimator, runtime,
+                  functools.partial(sklearn.config_context, assume_finite=True))
