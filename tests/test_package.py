@@ -573,9 +573,12 @@ def test_lazy_modules_load_when_forced(which, request, tmp_path):
     cases, rows = contract_cases(built.card)
     events_file, out_file = tmp_path / "events.json", tmp_path / "answers.json"
     events_file.write_text(json.dumps(cases))
+    with open(os.path.join(built.project, ".chalice", "config.json")) as f:
+        config = json.load(f)  # the stage's environment (MODEL_RUNTIME for bundled_sklearn)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "MAX_ROWS": str(MAX_ROWS), "LOG_REQUESTS": "false",
-           "LAMBDA_TASK_ROOT": built.unzipped}
+           **config.get("environment_variables", {}),
+           **config["stages"]["prod"].get("environment_variables", {}),
+           "MAX_ROWS": str(MAX_ROWS), "LOG_REQUESTS": "false", "LAMBDA_TASK_ROOT": built.unzipped}
     proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", LAZY_RUNNER, built.unzipped,
                            str(events_file), str(out_file)], cwd=built.unzipped, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
