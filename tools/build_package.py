@@ -28,19 +28,23 @@ leaving a broken or stale zip behind:
    context)`` with API Gateway proxy events of every request format and
    error case, recording every file opened (audit hook) and every shared
    object mapped (``/proc/self/maps``);
+   then the same requests again with every module it imported from Python
+   source lazy (:mod:`tools.build_lazy`): those no request ran ship as
+   ``chalicelib/_lazy_modules.json``, lazy in the package;
 4. **trim**: what ships from the dependencies is what the trace used, at
    package granularity (see :func:`select_files`), extension modules
    stripped, every ``.py`` compiled to unchecked-hash ``.pyc``;
 5. **verify**: the zip is unpacked into a read-only directory and the same
-   requests are replayed there, isolated; every answer must equal the one
-   from the untrimmed dependencies;
+   requests are replayed there, isolated, lazy imports on; every answer
+   must equal the one from the untrimmed dependencies;
 6. size limits are checked and the zip replaces any other in
    ``.chalice/deployments/``.
 
 The steps live in their own modules: :mod:`tools.build_chalice` (Chalice's
 view), :mod:`tools.build_wheels`, :mod:`tools.build_model`,
 :mod:`tools.build_exercise` (the requests, run isolated) and
-:mod:`tools.build_trace`, :mod:`tools.build_trim`, :mod:`tools.build_assemble`.
+:mod:`tools.build_trace`, :mod:`tools.build_lazy`, :mod:`tools.build_trim`,
+:mod:`tools.build_assemble`.
 This module runs them in order.
 """
 import argparse
