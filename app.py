@@ -23,7 +23,7 @@ ACCESS = public_access()
 AUTH = ({"api_key_required": True} if ACCESS.auth == "api_key"
         else {"authorizer": IAMAuthorizer()} if ACCESS.auth == "iam" else {})
 CORS = CORSConfig(allow_origin=ACCESS.cors_origin, allow_headers=["X-Api-Key"],
-                  expose_headers=["X-Model-Name", "X-Model-Version"]) if ACCESS.cors_origin else False
+                  expose_headers=["X-Model-Name", "X-Model-Version", "X-Model-Runtime"]) if ACCESS.cors_origin else False
 
 
 # NumPy's .npy (SageMaker): a binary body in and out through API Gateway.

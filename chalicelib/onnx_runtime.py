@@ -29,6 +29,7 @@ from chalicelib.errors import ModelLoadError
 RUNTIME = "onnxruntime"
 ONNX_FILE = "model.onnx"
 INPUT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32}
+COLUMN_TYPES = dict(INPUT_TYPES, **{"tensor(string)": object, "tensor(int64)": np.int64})
 # A graph bigger than this is not a model this product ships in a Lambda zip.
 MAX_GRAPH_BYTES = 512 * 1024 * 1024
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -40,19 +41,14 @@ class OnnxModel:
     def __init__(self, session, card, spec):
         self.session = session
         self.spec = spec
-        inputs = session.get_inputs()
-        if len(inputs) != 1:
-            raise ModelLoadError("the ONNX graph has %d inputs; one matrix input is served"
-                                 % len(inputs))
-        self.input_name = inputs[0].name
-        self.input_dtype = INPUT_TYPES.get(inputs[0].type)
-        if self.input_dtype is None:
-            raise ModelLoadError("the ONNX graph's input is a %s, not a float matrix"
-                                 % inputs[0].type)
-        shape = inputs[0].shape
-        if len(shape) != 2 or shape[1] != card.n_features:
-            raise ModelLoadError("the ONNX graph takes input of shape %s but the card lists %d "
-                                 "features" % (shape, card.n_features))
+        # Either one float matrix of the card's width, or (a DataFrame model)
+        # one input per card column, named and ordered as the card's.
+        self.by_columns = card.schema.input_kind == "dataframe"
+        if self.by_columns:
+            self.input_types = _column_inputs(session.get_inputs(), card)
+            self.input_dtype = None
+        else:
+            self.input_name, self.input_dtype = _matrix_input(session.get_inputs(), card)
         self.n_features_in_ = card.n_features
         outputs = [o.name for o in session.get_outputs()]
         self._predictions = spec.get("predictions")
@@ -79,6 +75,8 @@ class OnnxModel:
         """The named outputs for ``X``. Arithmetic that overflows raises
         FloatingPointError, as numpy does for the scikit-learn runtime under
         ``np.errstate(over="raise")``, so both answer the same 422."""
+        if self.by_columns:
+            return self.session.run(names, self._column_feed(X))
         X = np.asarray(X)
         if self.input_dtype is np.float32:
             # A tree ensemble compiled for float32 thresholds, as scikit-learn's
@@ -86,6 +84,16 @@ class OnnxModel:
             if X.size and np.nanmax(np.abs(X)) > _FLOAT32_MAX:
                 raise FloatingPointError("value beyond float32")
         return self.session.run(names, {self.input_name: X.astype(self.input_dtype, copy=False)})
+
+    def _column_feed(self, X):
+        """One ``(rows, 1)`` array per input from the schema's
+        :class:`~chalicelib.schema.Columns`, in the graph's types."""
+        feed = {}
+        for (name, dtype), column in zip(self.input_types, X.arrays):
+            if dtype is np.float32 and column.size and np.abs(column).max() > _FLOAT32_MAX:
+                raise FloatingPointError("value beyond float32")
+            feed[name] = column.astype(dtype, copy=False).reshape(-1, 1)
+        return feed
 
     def predict(self, X):
         if self._probabilities is not None:
@@ -121,6 +129,40 @@ class OnnxModel:
         if out.ndim == 3:  # multi-output: (outputs, rows, classes) -> per row
             out = out.transpose(1, 0, 2)
         return out
+
+
+def _column_inputs(inputs, card):
+    """``[(name, numpy dtype)]`` of a graph fed one column per input."""
+    if [i.name for i in inputs] != list(card.feature_names):
+        raise ModelLoadError("the ONNX graph's inputs %s are not the card's columns %s"
+                             % (", ".join(i.name for i in inputs), ", ".join(card.feature_names)))
+    if card.accepts_missing:
+        raise ModelLoadError("a graph fed by columns cannot be given missing values, and the "
+                             "card accepts them")
+    types = []
+    for i in inputs:
+        dtype = COLUMN_TYPES.get(i.type)
+        if dtype is None or list(i.shape)[1:] != [1]:
+            raise ModelLoadError("the ONNX graph's input %s is a %s of shape %s, not a column"
+                                 % (i.name, i.type, i.shape))
+        types.append((i.name, dtype))
+    return types
+
+
+def _matrix_input(inputs, card):
+    """``(name, numpy dtype)`` of a graph fed one float matrix."""
+    if len(inputs) != 1:
+        raise ModelLoadError("the ONNX graph has %d inputs, named %s; one matrix input is served "
+                             "for a model of a matrix" % (len(inputs),
+                                                         ", ".join(i.name for i in inputs)))
+    dtype = INPUT_TYPES.get(inputs[0].type)
+    if dtype is None:
+        raise ModelLoadError("the ONNX graph's input is a %s, not a float matrix" % inputs[0].type)
+    shape = inputs[0].shape
+    if len(shape) != 2 or shape[1] != card.n_features:
+        raise ModelLoadError("the ONNX graph takes input of shape %s but the card lists %d "
+                             "features" % (shape, card.n_features))
+    return inputs[0].name, dtype
 
 
 def check_spec(spec):

@@ -274,6 +274,11 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
                          "description": "The served model's name (its card)."},
         "X-Model-Version": {"required": True, "schema": {"type": "string"},
                             "description": "The served model's version (its card)."},
+        "X-Model-Runtime": {"required": True, "schema": {"type": "string",
+                                                         "enum": ["onnxruntime", "scikit-learn"]},
+                            "description": "The runtime that answered: the card's ONNX graph "
+                                           "through ONNX Runtime, or its pickle through "
+                                           "scikit-learn."},
     }
 
     def ok(description, schema_name):

@@ -72,6 +72,21 @@ class Feature:
         return ", ".join(shown) + (" (and %d more)" % more if more > 0 else "")
 
 
+class Columns:
+    """The card's columns, each a 1-D array in card order: what a runtime
+    fed column by column takes (a DataFrame model compiled to ONNX), built
+    without pandas."""
+
+    __slots__ = ("arrays", "n_rows")
+
+    def __init__(self, arrays, n_rows):
+        self.arrays = arrays
+        self.n_rows = n_rows
+
+    def __len__(self):
+        return self.n_rows
+
+
 class Schema:
     """Feature order, types, missing values and the estimator's input kind."""
 
@@ -90,6 +105,15 @@ class Schema:
         # The float64 fast path: every value a number, handed over as a matrix.
         self.numeric = input_kind == "matrix" and all(
             f.type == "number" and f._allowed is None for f in self.features)
+        self.as_columns = False
+
+    def fed_by_columns(self):
+        """This schema, building :class:`Columns` instead of a DataFrame:
+        the same checks and errors, for a runtime that takes one input per
+        column (ONNX Runtime serving a compiled DataFrame model)."""
+        copy = Schema(self.features, self.accepts_missing, self.input_kind)
+        copy.as_columns = True
+        return copy
 
     @property
     def n_features(self):
@@ -108,6 +132,8 @@ class Schema:
         """
         columns = [self._column(j, [row[j] for row in rows], where, from_csv)
                    for j in range(self.n_features)]
+        if self.as_columns:
+            return Columns(columns, len(rows))
         if self.input_kind == "texts":
             return np.asarray(columns[0], dtype=object)
         if self.input_kind == "dataframe":

@@ -65,7 +65,9 @@ class ServedModel:
     def _prepare(self, card, estimator):
         self.card = card
         self.estimator = estimator
-        self.schema = card.schema
+        # a compiled DataFrame model is fed column by column, without pandas
+        self.schema = card.schema.fed_by_columns() if getattr(estimator, "by_columns", False) \
+            else card.schema
         self.has_proba = hasattr(estimator, "predict_proba")
         classes = getattr(estimator, "classes_", None)
         if isinstance(classes, list):  # multi-output: one array of classes per output

@@ -20,9 +20,12 @@ Agreement, as the card records it under ``onnx.agreement``:
   probabilities, the largest magnitude in the validation set for values):
   ``|onnx - sklearn| <= RTOL * max(|sklearn|, floor)``.
 
-Anything else (a model input that is not a numeric matrix, an estimator the
-converter does not know, a graph that disagrees) leaves the model to
-scikit-learn, and the card says why under ``onnx.not_used``.
+What is compiled: a model of a numeric matrix (one float input), and a
+DataFrame model whose columns are numbers, integers and strings with known
+categories (one input per column, fed by the app without pandas). Anything
+else (texts, missing values, category dtypes, an estimator the converter does
+not know, a graph that disagrees) leaves the model to scikit-learn, and the
+card says why under ``onnx.not_used``.
 """
 import contextlib
 import hashlib
@@ -69,20 +72,19 @@ def _export(estimator, card, rows):
         raise NotExported("%s is not installed here (requirements-dev.txt)" % exc.name) from None
     parsed = ModelCard(card)
     schema = parsed.schema
-    if schema.input_kind != "matrix" or not all(
-            f.type in ("number", "integer", "boolean") for f in schema.features):
-        raise NotExported("only models of a numeric matrix are compiled; this one takes %s"
-                          % ("texts" if schema.input_kind == "texts" else "typed columns"))
+    mode = compilable(schema)
     reasons, graphs = [], []
     for dtype in ("double", "float"):
         try:
-            graphs.append((dtype, _convert(skl2onnx, estimator, len(schema.features), dtype)))
+            graphs.append((dtype, _convert(skl2onnx, estimator, schema, mode, dtype)))
         except Exception as exc:  # the converter knows nothing of this estimator, or fails
             reasons.append("%s: skl2onnx cannot convert %s: %s" % (
                 dtype, type(estimator).__name__, _first_line(exc)))
     if not graphs:
         raise NotExported("; ".join(reasons))
-    X, expected = _validation_answers(estimator, schema, card["features"], rows)
+    every, expected = _validation_answers(estimator, schema, card["features"], rows)
+    fed = schema.fed_by_columns() if mode == "columns" else schema
+    X = fed.build(every, _where(schema))
     for dtype, graph in graphs:
         spec = _output_spec(graph, expected)
         try:
@@ -111,16 +113,46 @@ def _first_line(exc):
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-def _convert(skl2onnx, estimator, n_features, dtype):
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+def compilable(schema):
+    """``"matrix"`` (one float input) or ``"columns"`` (one input per card
+    column, a DataFrame model) when the schema's model may be compiled;
+    NotExported saying why not otherwise."""
+    if schema.input_kind == "texts":
+        # ONNX Runtime's tokenizer (StringNormalizer) needs the machine's
+        # locales, which differ between this machine and Lambda's
+        raise NotExported("text models are not compiled: ONNX Runtime's string normalizer "
+                          "depends on the machine's locales")
+    if schema.input_kind == "matrix":
+        if all(f.type in ("number", "integer", "boolean") for f in schema.features):
+            return "matrix"
+        raise NotExported("a matrix of strings is not compiled")
+    if schema.accepts_missing:
+        raise NotExported("a DataFrame model that accepts missing values is not compiled")
+    for f in schema.features:
+        if f.type not in ("number", "integer", "string") or f.dtype == "category" or (
+                f.type == "string" and not f.categories):
+            raise NotExported("a DataFrame model is compiled when its columns are numbers, "
+                              "integers and strings with known categories; %s is %s%s"
+                              % (f.name, f.type, " of category dtype" if f.dtype == "category"
+                                 else " without known categories" if f.type == "string" else ""))
+    return "columns"
+
+
+def _convert(skl2onnx, estimator, schema, mode, dtype):
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
     tensor = DoubleTensorType if dtype == "double" else FloatTensorType
+    if mode == "matrix":
+        inputs = [("X", tensor([None, schema.n_features]))]
+    else:
+        inputs = [(f.name, StringTensorType([None, 1]) if f.type == "string"
+                   else tensor([None, 1])) for f in schema.features]
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         # ai.onnx.ml 3: the tree ensembles' float32 form; a newer one is not
         # supported by every converter (IsolationForest)
-        onx = skl2onnx.to_onnx(estimator, initial_types=[("X", tensor([None, n_features]))],
-                               options=options, target_opset=TARGET_OPSET)
+        onx = skl2onnx.to_onnx(estimator, initial_types=inputs, options=options,
+                               target_opset=TARGET_OPSET)
     return onx.SerializeToString()
 
 
@@ -144,32 +176,51 @@ def _session_model(onnxruntime, graph, card, spec):
 
 
 def _validation_answers(estimator, schema, specs, rows):
-    """The validation matrix and scikit-learn's answers to it. Rows beyond
-    the training range can be outside the model's domain (log1p of a
-    negative number): then the range itself is used."""
+    """The validation rows (JSON values) and scikit-learn's answers to them.
+    Rows beyond the training range can be outside the model's domain (log1p
+    of a negative number): then the range itself is used."""
     for widen in (True, False):
-        X = validation_matrix(schema, specs, rows, widen)
+        every = validation_rows(schema, specs, rows, widen)
         try:
-            expected = _sklearn_answers(estimator, X)
+            expected = _sklearn_answers(estimator, schema.build(every, _where(schema)))
         except Exception as exc:
             problem = exc
             continue
-        return X, expected
+        return every, expected
     raise NotExported("scikit-learn itself cannot answer the validation rows: %s: %s"
                       % (type(problem).__name__, _first_line(problem)))
 
 
+def _where(schema):
+    return lambda i, j: "validation row %d, feature %s" % (i, schema.feature_names[j])
+
+
 def validation_matrix(schema, specs, rows, widen=True):
+    """:func:`validation_rows` as scikit-learn is handed them."""
+    return schema.build(validation_rows(schema, specs, rows, widen), _where(schema))
+
+
+def validation_rows(schema, specs, rows, widen=True):
     """The rows both runtimes answer: the example and sample rows, then
     generated ones. A third of the generated values are rounded to one
     decimal and a third to two, like the data models are trained on: a
     tree's thresholds are midpoints between such values, where a graph that
-    compares at another precision than scikit-learn answers differently."""
+    compares at another precision than scikit-learn answers differently.
+    String columns take their categories, and one value in twenty is an
+    unseen one where the card says unknown categories are ignored."""
     rng = np.random.default_rng(SEED)
     columns = []
     for feature, spec in zip(schema.features, specs):
         if feature.type == "boolean":
             column = rng.integers(0, 2, VALIDATION_ROWS).astype(bool).tolist()
+        elif feature.type == "string":
+            choices = list(feature.categories or ()) + (
+                ["an unseen category"] if feature.unknown == "ignore" else [])
+            weights = np.full(len(choices), 1.0)
+            if feature.unknown == "ignore":
+                weights[-1] = (len(choices) - 1) / 19 or 1.0
+            column = [choices[k] for k in rng.choice(len(choices), VALIDATION_ROWS,
+                                                     p=weights / weights.sum())]
         else:
             if "range" in spec:
                 low, high = spec["range"]
@@ -181,14 +232,10 @@ def validation_matrix(schema, specs, rows, widen=True):
             third = VALIDATION_ROWS // 3
             column[:third] = np.round(column[:third], 1)
             column[third:2 * third] = np.round(column[third:2 * third], 2)
-            if feature.type == "integer":
-                column = np.round(column)
-            column = column.tolist()
+            column = np.round(column).astype(int).tolist() if feature.type == "integer" \
+                else column.tolist()
         columns.append(column)
-    generated = [list(row) for row in zip(*columns)]
-    every = [list(r) for r in rows] + generated
-    return schema.build(every, lambda i, j: "validation row %d, feature %s"
-                        % (i, schema.feature_names[j]))
+    return [list(r) for r in rows] + [list(row) for row in zip(*columns)]
 
 
 def _sklearn_answers(estimator, X):

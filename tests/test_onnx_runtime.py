@@ -54,11 +54,15 @@ COMPILED = {
     "multilabel_forest": (families.multilabel_forest, "multilabel", "float"),
     "clustering": (families.clustering_pipeline, "clustering", "double"),
     "isolation_forest": (_isolation_forest, "outlier_detection", "float"),
+    # a DataFrame of string categories and numbers: one graph input per column
+    "tabular_pipeline": (families.tabular_pipeline, "classification", "float"),
+    "tabular_ignoring_unknown": (lambda: _tabular_ignoring_unknown(), "classification", "float"),
 }
 # And those served by scikit-learn, with the reason the card gives.
 NOT_COMPILED = {
-    "tabular_pipeline": (families.tabular_pipeline, "typed columns"),
-    "text_pipeline": (families.text_pipeline, "texts"),
+    "hist_gradient_boosting_categorical": (families.hist_gradient_boosting_categorical,
+                                           "accepts missing values"),
+    "text_pipeline": (families.text_pipeline, "text models are not compiled"),
     "log1p_ridge": (families.log1p_ridge, "FunctionTransformer is not supported"),
     # HistGradientBoosting compares float64 values with float64 thresholds;
     # ONNX Runtime's tree ensembles compare in float32 (a double graph does
@@ -67,14 +71,38 @@ NOT_COMPILED = {
 }
 
 
+def _tabular_ignoring_unknown():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    X, y = families.customers()
+    model = Pipeline([("prepare", ColumnTransformer([
+        ("categories", OneHotEncoder(handle_unknown="ignore"), ["color", "city"]),
+        ("numbers", StandardScaler(), ["age", "income"])])),
+        ("classify", LogisticRegression(max_iter=1000))]).fit(X, y)
+    notebook = X.head(12).copy()
+    notebook.loc[notebook.index[:3], "color"] = "purple"  # never seen in training
+    return model, notebook
+
+
+def _payload(rows):
+    """The notebook's rows as a request: records for a DataFrame, lists
+    (missing values as null) for a matrix."""
+    if hasattr(rows, "columns"):
+        return {"dataframe_records": json.loads(rows.to_json(orient="records"))}
+    rows = np.asarray(rows, dtype=float)
+    return {"instances": [[None if np.isnan(v) else v for v in row] for row in rows.tolist()]}
+
+
 def _published(tmp_path_factory, name, factory):
     model, rows = factory()
     where = tmp_path_factory.mktemp(name)
     artifact = where / "artifact.joblib"
     joblib.dump(model, artifact)
-    sample = None
-    if hasattr(rows, "columns"):
-        sample = rows
+    # the notebook's rows as --sample (types and ranges), unless they hold
+    # missing values (a sample describes training data, not requests)
+    sample = rows if hasattr(rows, "columns") and not rows.isna().any().any() else None
     card = publish(str(artifact), name=name, version="1.0.0", out_dir=str(where / "model"),
                    sample=sample)
     return model, rows, card, where / "model"
@@ -106,7 +134,9 @@ def test_a_compiled_family_is_served_by_onnx_runtime_with_its_agreement_on_the_c
     assert onnx["sha256"] == hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
     agreement = onnx["agreement"]
     assert agreement["input"] == (precision or agreement["input"])
-    assert agreement["rows"] == onnx_export.VALIDATION_ROWS + 1  # + the card's example row
+    # + the --sample rows, or the card's example row
+    assert agreement["rows"] == onnx_export.VALIDATION_ROWS + (
+        len(rows) if hasattr(rows, "columns") else 1)
     assert agreement["rtol"] == onnx_export.RTOL
     for key, value in agreement.items():
         if key.endswith("difference"):
@@ -115,8 +145,9 @@ def test_a_compiled_family_is_served_by_onnx_runtime_with_its_agreement_on_the_c
 
 def test_both_runtimes_give_the_same_answers(compiled, serve):
     name, model, rows, card, model_dir, task, _ = compiled
-    rows = np.asarray(rows, dtype=float)
-    payload = {"instances": [[None if np.isnan(v) else v for v in row] for row in rows.tolist()]}
+    payload = _payload(rows)
+    if not hasattr(rows, "columns"):
+        rows = np.asarray(rows, dtype=float)
     if "probabilities" in card["onnx"]:
         payload["probabilities"] = True
     onnx, sklearn_ = _both_runtimes(serve, model_dir, payload)
@@ -151,11 +182,7 @@ def test_what_does_not_compile_is_served_by_scikit_learn_and_the_card_says_why(
     assert reason in card["onnx"]["not_used"]
     assert not (model_dir / "model.onnx").exists()
     api = serve(MODEL_DIR=model_dir)
-    if hasattr(rows, "columns"):
-        payload = {"dataframe_split": {"columns": list(rows.columns),
-                                       "data": rows.astype(object).values.tolist()}}
-    else:
-        payload = {"instances": list(rows) if isinstance(rows, list) else rows.tolist()}
+    payload = {"instances": rows} if isinstance(rows, list) else _payload(rows)
     response = api.post(payload)
     assert response.status_code == 200, response.body
     assert response.headers["X-Model-Runtime"] == "scikit-learn"
@@ -179,7 +206,7 @@ def test_the_agreement_check_catches_a_graph_that_disagrees():
     schema = Schema(card["features"], False)
     X = onnx_export.validation_matrix(schema, card["features"], X_iris.tolist())
     expected = onnx_export._sklearn_answers(model, X)
-    graph = onnx_export._convert(__import__("skl2onnx"), model, 4, "double")
+    graph = onnx_export._convert(__import__("skl2onnx"), model, schema, "matrix", "double")
     spec = onnx_export._output_spec(graph, expected)
     answers = onnx_export._onnx_answers(
         onnx_export._session_model(onnxruntime, graph, card, spec), X, expected)
@@ -202,32 +229,48 @@ def test_publish_can_be_told_not_to_compile(tmp_path):
     assert not (tmp_path / "m" / "model.onnx").exists()
 
 
+SERVE_ONE_REQUEST = """
+import json, sys, app
+from chalice.test import Client
+with Client(app.app) as c:
+    r = c.http.post('/model', headers={'Content-Type': 'application/json'},
+                    body=json.dumps(json.loads(sys.argv[1])))
+print(json.dumps({'status': r.status_code, 'body': json.loads(r.body),
+                  'runtime': r.headers['X-Model-Runtime'],
+                  'modules': sorted({m.split('.')[0] for m in sys.modules} &
+                                    {'sklearn', 'scipy', 'joblib', 'pandas', 'onnxruntime'})}))
+"""
+
+
+def _serve_in_a_fresh_process(payload, **env):
+    env = dict(os.environ, LOG_REQUESTS="false", **env)
+    env.pop("MODEL_RUNTIME", None)
+    out = subprocess.run([PYTHON, "-c", SERVE_ONE_REQUEST, json.dumps(payload)], cwd=PROJECT_DIR,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_the_bundled_model_is_served_by_onnx_runtime_without_scikit_learn():
     """In a fresh process: the app and a prediction import neither
     scikit-learn nor scipy nor joblib, and the answers are the pickle's."""
-    code = (
-        "import json, sys, app\n"
-        "from chalice.test import Client\n"
-        "with Client(app.app) as c:\n"
-        "    r = c.http.post('/model', headers={'Content-Type': 'application/json'},\n"
-        "        body=json.dumps({'instances': %r, 'probabilities': True}))\n"
-        "print(json.dumps({'status': r.status_code, 'body': json.loads(r.body),\n"
-        "    'runtime': r.headers['X-Model-Runtime'],\n"
-        "    'modules': sorted(m for m in sys.modules if m.split('.')[0] in\n"
-        "                      ('sklearn', 'scipy', 'joblib', 'pandas', 'onnxruntime'))}))\n"
-        % IRIS_ROWS)
-    env = dict(os.environ, LOG_REQUESTS="false")
-    env.pop("MODEL_RUNTIME", None)
-    out = subprocess.run([PYTHON, "-c", code], cwd=PROJECT_DIR, env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _serve_in_a_fresh_process({"instances": IRIS_ROWS, "probabilities": True})
     assert result["status"] == 200 and result["runtime"] == "onnxruntime"
-    assert {m.split(".")[0] for m in result["modules"]} == {"onnxruntime"}
+    assert result["modules"] == ["onnxruntime"]
     pipeline = joblib.load(os.path.join(BUNDLED_MODEL, "model.joblib"))
     assert result["body"]["predictions"] == pipeline.predict(IRIS_ROWS).tolist()
     assert np.allclose(result["body"]["probabilities"], pipeline.predict_proba(IRIS_ROWS),
                        rtol=0, atol=onnx_export.RTOL)
+
+
+def test_a_compiled_dataframe_model_is_served_without_pandas(tmp_path_factory):
+    model, rows, card, model_dir = _published(tmp_path_factory, "churn",
+                                              families.tabular_pipeline)
+    assert card["input"] == "dataframe" and card["runtime"] == "onnxruntime"
+    result = _serve_in_a_fresh_process(_payload(rows), MODEL_DIR=str(model_dir))
+    assert result["status"] == 200 and result["runtime"] == "onnxruntime"
+    assert result["modules"] == ["onnxruntime"]
+    assert result["body"]["predictions"] == model.predict(rows).tolist()
 
 
 @pytest.mark.parametrize("value", ["", "auto", "AUTO", " auto "])

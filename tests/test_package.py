@@ -220,8 +220,10 @@ def tabular(tmp_path_factory):
     model, notebook = tabular_pipeline()
     artifact = str(base / "tabular.joblib")
     joblib.dump(model, artifact)
+    # served by scikit-learn: the package that must carry pandas
     published = run([PYTHON, "-m", "model.publish", artifact, "--name", "churn",
-                     "--version", "3.0.0", "--out", os.path.join(project, "model")], cwd=project)
+                     "--version", "3.0.0", "--runtime", "scikit-learn",
+                     "--out", os.path.join(project, "model")], cwd=project)
     assert published.returncode == 0, published.stdout
     built = build_and_package(project, str(base / "out"))
     built.unzip_read_only(str(base / "task"))
@@ -475,6 +477,61 @@ def test_dataframe_pipeline_package(tabular, bundled, tmp_path):
         "Code": "UnprocessableEntityError",
         "Message": "instances[0].city: expected a string, got 7"})
     assert "does not have valid feature names" not in result["stdout"]
+
+
+@pytest.fixture(scope="module")
+def tabular_compiled(tmp_path_factory):
+    """The same DataFrame pipeline published with the defaults: compiled to
+    ONNX, one graph input per column."""
+    from tests.fixtures_families import tabular_pipeline
+    base = tmp_path_factory.mktemp("tabular-onnx")
+    project = copy_project(str(base / "project"))
+    model, notebook = tabular_pipeline()
+    artifact = str(base / "tabular.joblib")
+    joblib.dump(model, artifact)
+    published = run([PYTHON, "-m", "model.publish", artifact, "--name", "churn",
+                     "--version", "3.1.0", "--out", os.path.join(project, "model")], cwd=project)
+    assert published.returncode == 0, published.stdout
+    built = build_and_package(project, str(base / "out"))
+    built.unzip_read_only(str(base / "task"))
+    built.notebook = notebook
+    yield built
+    make_writable(str(base / "task"))
+
+
+def test_compiled_dataframe_pipeline_package(tabular_compiled, tmp_path):
+    """A DataFrame model compiled to ONNX: the package carries ONNX Runtime
+    and numpy and nothing of pandas, scikit-learn or scipy, fits the direct
+    upload, and answers the notebook's labels (probabilities within the
+    card's tolerance) and the same typed errors."""
+    built = tabular_compiled
+    assert built.card["runtime"] == "onnxruntime" and built.card["input"] == "dataframe"
+    size, unzipped, files = check_zip(built)
+    print("tabular (ONNX): %.2f MiB zipped, %.2f MiB unzipped, %d files"
+          % (size / MiB, unzipped / MiB, files))
+    with zipfile.ZipFile(built.zip_path) as zf:
+        tops = {n.split("/")[0] for n in zf.namelist()}
+    assert not tops & {"pandas", "sklearn", "scipy", "joblib"}
+    frame = built.notebook
+    records = json.loads(frame.to_json(orient="records"))
+    cases = [
+        ("records", ev.post_model(json.dumps({"dataframe_records": records,
+                                              "probabilities": True}))),
+        ("unknown-category", ev.post_model(json.dumps(
+            {"instances": [dict(records[0], color="purple")]}))),
+    ]
+    result = run_isolated(built.unzipped, cases, tmp_path, max_rows=100)
+    assert not {m.split(".")[0] for m in result["modules"]} & {"pandas", "sklearn", "scipy"}
+    status, body = (result["answers"]["records"]["statusCode"],
+                    json.loads(result["answers"]["records"]["body"]))
+    assert status == 200, body
+    assert body["predictions"] == built.estimator.predict(frame).tolist()
+    assert np.allclose(body["probabilities"], built.estimator.predict_proba(frame), rtol=0,
+                       atol=built.card["onnx"]["agreement"]["rtol"])
+    bad = result["answers"]["unknown-category"]
+    assert bad["statusCode"] == 422
+    assert json.loads(bad["body"])["Message"] == \
+        'instances[0].color: expected one of "blue", "green", "red", got "purple"'
 
 
 def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):

@@ -61,7 +61,7 @@ from tools.build_exercise import exercise, exercise_requests  # noqa: F401
 from tools.build_lazy import decide as decide_lazy
 from tools.build_lazy import write_list as write_lazy_list
 from tools.build_model import (check_model, check_policy_has_no_s3, fetch_remote_artifact,
-                               leave_out_unserved,
+                               leave_out_unserved, served_runtime,
                                model_dir_in_package)
 from tools.build_trace import check_results, compare_replay, run_exercise
 from tools.build_trim import (OPENMP, RUNTIME_LIB_DIR, _needed, select_files,  # noqa: F401
@@ -97,7 +97,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     requirements = os.path.join(project_dir, "requirements.txt")
     pins = read_pins(requirements)
     wheels = download_wheels(view, pins, requirements, wheels_dir)
-    wheels = drop_pandas_unless_used(wheels, artifact, card)
+    wheels = drop_pandas_unless_used(wheels, artifact, card, served_runtime(card, environment))
     site_dir = os.path.join(build_dir, "site")
     unpack_wheels(wheels, site_dir)
     left_out = leave_out_unserved(app_dir, model_rel, card, environment)

@@ -116,7 +116,11 @@ def model_uses_pandas(artifact_path, card):
         return b"pandas" in f.read().replace(b"pandas_categorical", b"")
 
 
-def drop_pandas_unless_used(wheels, artifact, card):
+def drop_pandas_unless_used(wheels, artifact, card, runtime="scikit-learn"):
+    if runtime == "onnxruntime":
+        log("pandas: not shipped (the model is served by ONNX Runtime, fed numpy columns)")
+        return [w for w in wheels
+                if canonical(os.path.basename(w).split("-")[0]) not in PANDAS_GROUP]
     if model_uses_pandas(artifact, card):
         log("pandas: shipped (the model takes a DataFrame or names pandas)")
         return wheels
