@@ -1,5 +1,6 @@
-"""Lazy loading of the dependency modules the build found imported but never
-executed by the served model (issue 15, part 2).
+"""Lazy loading of the modules (of the dependencies and the standard library)
+the build found imported but never executed by the served model (issue 15,
+part 2).
 
 ``make build`` traces every request path of the app with the model
 (``tools/build_lazy.py``) and writes the names of the modules that were
@@ -9,7 +10,8 @@ imported but whose code no request path needed into the package as
 those modules a module object whose code runs on first use (the first
 attribute read other than the import system's own metadata) instead of at
 ``import``. Outside the package (no list: the dev app, the tests) nothing is
-installed and every import is eager as usual.
+installed and every import is eager as usual; ``LAZY_IMPORTS=off`` does
+the same in the package.
 
 Why not ``importlib.util.LazyLoader`` as is: on Python 3.12 its module loads
 on *any* attribute read, ``__spec__`` included, and the import statement
