@@ -1,11 +1,17 @@
 """The Chalice app: routes read the request, call ``chalicelib``, return."""
-import re
+from chalicelib import lazy_imports
 
-from chalice import Chalice, CORSConfig, IAMAuthorizer, Response
+# First: in the package, the dependency modules the build's trace found no
+# request path runs become lazy (run on first use); elsewhere, nothing.
+lazy_imports.install()
 
-from chalicelib import service, snapstart
-from chalicelib.protocols import invocations, kserve_v1, open_inference
-from chalicelib.settings import public_access
+import re  # noqa: E402
+
+from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
+
+from chalicelib import service, snapstart  # noqa: E402
+from chalicelib.protocols import invocations, kserve_v1, open_inference  # noqa: E402
+from chalicelib.settings import public_access  # noqa: E402
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()

@@ -57,6 +57,8 @@ COMPILED = {
     # a DataFrame of string categories and numbers: one graph input per column
     "tabular_pipeline": (families.tabular_pipeline, "classification", "float"),
     "tabular_ignoring_unknown": (lambda: _tabular_ignoring_unknown(), "classification", "float"),
+    "ordinal_with_an_integer_column": (lambda: _ordinal_with_an_integer_column(),
+                                       "classification", None),
 }
 # And those served by scikit-learn, with the reason the card gives.
 NOT_COMPILED = {
@@ -84,6 +86,21 @@ def _tabular_ignoring_unknown():
     notebook = X.head(12).copy()
     notebook.loc[notebook.index[:3], "color"] = "purple"  # never seen in training
     return model, notebook
+
+
+def _ordinal_with_an_integer_column():
+    """OrdinalEncoder on the strings, an integer column passed through: its
+    types come from the sample (``--sample``)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+    X, y = families.customers()
+    X["members"] = np.arange(len(X)) % 5
+    model = Pipeline([("prepare", ColumnTransformer(
+        [("c", OrdinalEncoder(), ["color", "city"])], remainder="passthrough")),
+        ("classify", LogisticRegression(max_iter=2000))]).fit(X, y)
+    return model, X.head(20)
 
 
 def _payload(rows):

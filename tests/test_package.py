@@ -160,6 +160,26 @@ def bundled(built_project, tmp_path_factory):
     make_writable(str(base / "task"))
 
 
+@pytest.fixture(scope="module")
+def bundled_sklearn(tmp_path_factory):
+    """The bundled iris model on the scikit-learn path: the prod stage says
+    ``MODEL_RUNTIME=scikit-learn``, so the pickle is served and the package
+    carries scikit-learn and scipy (what the lazy imports are for)."""
+    base = tmp_path_factory.mktemp("bundled-sklearn")
+    project = copy_project(str(base / "project"))
+    config_path = os.path.join(project, ".chalice", "config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["stages"]["prod"].setdefault("environment_variables", {})["MODEL_RUNTIME"] = \
+        "scikit-learn"
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
+    built = build_and_package(project, str(base / "out"))
+    built.unzip_read_only(str(base / "task"))
+    yield built
+    make_writable(str(base / "task"))
+
+
 def _train_diabetes_forest(path):
     from sklearn.datasets import load_diabetes
     from sklearn.ensemble import RandomForestRegressor
@@ -557,6 +577,89 @@ def test_trimming_follows_the_model(bundled, byo):
     assert any(n.startswith("onnxruntime/capi/onnxruntime_pybind11_state") for n in bundled_names)
     assert not any(n.startswith(("sklearn/", "scipy/", "joblib/", "scipy.libs/"))
                    for n in bundled_names)
+
+
+# Runs isolated like ISOLATED_RUNNER: answers the cases with the lazy modules
+# as the package leaves them, then forces every module of the shipped lazy
+# list to run (one attribute read each) and answers the same cases again.
+LAZY_RUNNER = ISOLATED_RUNNER.replace("""answers = {}
+for name, event in cases:
+    answers[name] = app.app(event, Context())""", """import importlib
+from chalicelib import lazy_imports
+with open(lazy_imports.LIST_FILE) as f:
+    listed = json.load(f)["modules"]
+def answer():
+    return {name: app.app(event, Context()) for name, event in cases}
+lazy_first = answer()
+pending = [n for n in listed if n in sys.modules and lazy_imports.is_lazy(sys.modules[n])]
+forced = []
+for name in listed:
+    module = importlib.import_module(name)
+    module.__doc__  # any attribute but the import system's metadata runs it
+    if not lazy_imports.is_lazy(module):
+        forced.append(name)
+answers = answer()
+answers = {"lazy": lazy_first, "forced": answers, "listed": listed, "pending": pending,
+           "forced_names": forced}""")
+
+
+@pytest.mark.parametrize("which", ["bundled_sklearn", "byo", "bundled"])
+def test_lazy_modules_load_when_forced(which, request, tmp_path):
+    """The build ships the modules no request ran as a lazy list; the app,
+    unzipped and isolated, leaves them unrun through every request; forcing
+    each one to run afterwards works, and every answer stays the same. The
+    bundled iris model and the forest on the scikit-learn path, and the
+    bundled model compiled to ONNX (numpy and the standard library only)."""
+    built = request.getfixturevalue(which)
+    with zipfile.ZipFile(built.zip_path) as zf:
+        listed = json.loads(zf.read("chalicelib/_lazy_modules.json"))["modules"]
+        names = set(zf.namelist())
+    assert "lazy imports: %d of the" % len(listed) in built.build_output
+    sklearn_path = built.card.get("runtime") != "onnxruntime" or which == "bundled_sklearn"
+    # measured: 129 modules for the iris pipeline on scikit-learn (scipy.integrate,
+    # scipy.ndimage, numpy.f2py, asyncio, ...), 18 through ONNX Runtime
+    assert len(listed) >= (50 if sklearn_path else 5), listed
+    assert any(n.startswith("scipy.") for n in listed) == sklearn_path, listed
+    tops = {n.split("/", 1)[0] for n in names}
+    shipped = [n for n in listed if n.split(".", 1)[0] in tops]  # the others: stdlib
+    assert shipped and all(n.split(".", 1)[0] in sys.stdlib_module_names
+                           for n in listed if n not in shipped)
+    for name in shipped:  # every lazy module of a dependency ships, as bytecode
+        base = name.replace(".", "/")
+        assert base + ".pyc" in names or base + "/__init__.pyc" in names, name
+    cases, rows = contract_cases(built.card)
+    events_file, out_file = tmp_path / "events.json", tmp_path / "answers.json"
+    events_file.write_text(json.dumps(cases))
+    with open(os.path.join(built.project, ".chalice", "config.json")) as f:
+        config = json.load(f)  # the stage's environment (MODEL_RUNTIME for bundled_sklearn)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           **config.get("environment_variables", {}),
+           **config["stages"]["prod"].get("environment_variables", {}),
+           "MAX_ROWS": str(MAX_ROWS), "LOG_REQUESTS": "false", "LAMBDA_TASK_ROOT": built.unzipped}
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", LAZY_RUNNER, built.unzipped,
+                           str(events_file), str(out_file)], cwd=built.unzipped, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    result = json.loads(out_file.read_text())["answers"]
+    assert result["listed"] == listed
+    # the operator's switch: LAZY_IMPORTS=off imports everything eagerly
+    proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", LAZY_RUNNER, built.unzipped,
+                           str(events_file), str(tmp_path / "eager.json")], cwd=built.unzipped,
+                          env=dict(env, LAZY_IMPORTS="off"), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout
+    eager = json.loads((tmp_path / "eager.json").read_text())["answers"]
+    assert eager["pending"] == [] and eager["lazy"] == result["lazy"]
+    # the requests ran none of them (those imported stayed lazy) ...
+    assert len(result["pending"]) >= len(listed) // 2, result["pending"]
+    # ... each runs when used, and the answers do not change
+    assert result["forced_names"] == listed
+    assert result["forced"] == result["lazy"]
+    got = json.loads(result["forced"]["instances-lists"]["body"])["predictions"]
+    expected = built.estimator.predict(np.asarray(rows, dtype=np.float64)).tolist()
+    assert got == pytest.approx(expected, rel=1e-12) if built.card["task"] == "regression" \
+        else got == expected
 
 
 # ---------------------------------------------------------------- loud failures

@@ -107,7 +107,21 @@ def write_zip(pkg_dir, zip_path, compresslevel):
             zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED,
                         compresslevel=compresslevel)
     os.replace(tmp, zip_path)
-    return {"zipped": os.path.getsize(zip_path), "unzipped": unzipped, "files": len(entries)}
+    return {"zipped": os.path.getsize(zip_path), "unzipped": unzipped, "files": len(entries),
+            "by_top": zipped_by_top(zip_path)}
+
+
+def zipped_by_top(zip_path):
+    """Compressed bytes per top-level entry of the zip (a package, a
+    ``*.libs`` directory, a module; the ``*.dist-info`` together), largest
+    first; what is left of the zip's size is its headers."""
+    by_top = {}
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            top = info.filename.split("/", 1)[0]
+            top = "*.dist-info" if top.endswith(".dist-info") else top
+            by_top[top] = by_top.get(top, 0) + info.compress_size
+    return dict(sorted(by_top.items(), key=lambda item: (-item[1], item[0])))
 
 
 def extract_read_only(zip_path, target):
@@ -123,7 +137,7 @@ def extract_read_only(zip_path, target):
         os.chmod(root, 0o555)
 
 
-def check_size(sizes, direct_upload=False):
+def check_size(sizes, direct_upload=False, model_rel=None):
     """The budget under each of Lambda's limits, and the deploy route that
     fits: ``chalice deploy`` uploads the zip directly (50 MiB zipped); over
     that, the CloudFormation route (``make package``, then ``aws
@@ -135,6 +149,16 @@ def check_size(sizes, direct_upload=False):
         "%.1f MiB unzipped (%.1f MiB left under 250 MiB)"
         % (zipped / MiB, (ZIP_LIMIT - zipped) / MiB, unzipped / MiB,
            (UNZIPPED_LIMIT - unzipped) / MiB))
+    by_top = sizes.get("by_top")
+    if by_top:
+        model_top = (model_rel or "model").split("/", 1)[0]
+        model = by_top.get(model_top, 0)
+        log("budget: zipped MiB per top-level entry: " + ", ".join(
+            "%s %.2f" % (top, size / MiB) for top, size in by_top.items()
+            if size >= 0.005 * MiB) + ", zip headers %.2f" % ((zipped - sum(by_top.values())) / MiB))
+        log("budget: the model (%s/) %.2f MiB zipped, everything else %.2f MiB: room for the "
+            "model under the 50 MiB direct upload: %.1f MiB zipped"
+            % (model_top, model / MiB, (zipped - model) / MiB, (ZIP_LIMIT - zipped + model) / MiB))
     if unzipped > UNZIPPED_LIMIT:
         raise BuildError("the package is %.1f MiB unzipped, over Lambda's 250 MiB limit"
                          % (unzipped / MiB))

@@ -228,9 +228,11 @@ def _load_events():
     return _EVENTS
 
 
-def exercise(paths, model_rel, out_file):
+def exercise(paths, model_rel, out_file, lazy_file=None):
     """In the isolated interpreter: import the app, answer every request,
-    report the answers and what was loaded."""
+    report the answers and what was loaded. With ``lazy_file`` (a JSON
+    ``{"modules": [...]}``), those modules are lazy (the app's own
+    ``chalicelib.lazy_imports``) from before the app is imported."""
     opened = {}
 
     def audit(event, args):
@@ -245,6 +247,12 @@ def exercise(paths, model_rel, out_file):
     sys.path[:] = list(paths) + stdlib
     events = _load_events()  # loaded by path from the repo: not part of the package
     started = time.perf_counter()
+    lazy_finder = None
+    if lazy_file:
+        with open(lazy_file) as f:
+            lazy_names = json.load(f)["modules"]
+        from chalicelib import lazy_imports
+        lazy_finder = lazy_imports.install(lazy_names)
     import app as app_module  # noqa: E402  (the package's app.py)
     import_seconds = time.perf_counter() - started
     with open(os.path.join(paths[0], *model_rel.split("/"), "model.json"), "rb") as f:
@@ -263,12 +271,18 @@ def exercise(paths, model_rel, out_file):
                          if len(line.split(None, 5)) == 6 and "/" in line})
     modules = sorted((name, getattr(m, "__file__", None)) for name, m in list(sys.modules.items())
                      if getattr(m, "__file__", None))
+    # Imported, still lazy: no request path ran their code (chalicelib.lazy_imports).
+    lazy_pending = sorted(name for name, m in list(sys.modules.items())
+                          if type(m).__name__ == "_LazyModule")
     with open(out_file, "w") as f:
         json.dump({"results": results, "opened": sorted(opened), "mapped": mapped,
                    # a source opened again after its import was read as data
                    # (inspect.getsource, linecache): it must ship as source
                    "reread": sorted(p for p, n in opened.items() if n > 1 and p.endswith(".py")),
                    "modules": modules, "import_seconds": import_seconds,
+                   "lazy_pending": lazy_pending,
+                   # lazy modules whose code raised when it ran (out of order)
+                   "lazy_failed": list(lazy_finder.failed) if lazy_finder else [],
                    "sys_path": sys.path}, f, indent=1)
 
 
@@ -277,8 +291,9 @@ def main(argv=None):
     parser.add_argument("--paths", required=True)
     parser.add_argument("--model-rel", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--lazy", help="JSON list of modules to make lazy before the import")
     args = parser.parse_args(argv)
-    exercise(args.paths.split(os.pathsep), args.model_rel, args.out)
+    exercise(args.paths.split(os.pathsep), args.model_rel, args.out, args.lazy)
     return 0
 
 

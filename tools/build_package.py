@@ -28,19 +28,23 @@ leaving a broken or stale zip behind:
    context)`` with API Gateway proxy events of every request format and
    error case, recording every file opened (audit hook) and every shared
    object mapped (``/proc/self/maps``);
+   then the same requests again with every module it imported from Python
+   source lazy (:mod:`tools.build_lazy`): those no request ran ship as
+   ``chalicelib/_lazy_modules.json``, lazy in the package;
 4. **trim**: what ships from the dependencies is what the trace used, at
    package granularity (see :func:`select_files`), extension modules
    stripped, every ``.py`` compiled to unchecked-hash ``.pyc``;
 5. **verify**: the zip is unpacked into a read-only directory and the same
-   requests are replayed there, isolated; every answer must equal the one
-   from the untrimmed dependencies;
+   requests are replayed there, isolated, lazy imports on; every answer
+   must equal the one from the untrimmed dependencies;
 6. size limits are checked and the zip replaces any other in
    ``.chalice/deployments/``.
 
 The steps live in their own modules: :mod:`tools.build_chalice` (Chalice's
 view), :mod:`tools.build_wheels`, :mod:`tools.build_model`,
 :mod:`tools.build_exercise` (the requests, run isolated) and
-:mod:`tools.build_trace`, :mod:`tools.build_trim`, :mod:`tools.build_assemble`.
+:mod:`tools.build_trace`, :mod:`tools.build_lazy`, :mod:`tools.build_trim`,
+:mod:`tools.build_assemble`.
 This module runs them in order.
 """
 import argparse
@@ -54,6 +58,8 @@ from tools.build_assemble import (assemble, check_size, extract_read_only,  # no
 from tools.build_chalice import ChaliceView, settle_bytecode, stage_app
 from tools.build_common import REPO_DIR, BuildError, MiB, _make_writable, _rel, log  # noqa: F401
 from tools.build_exercise import exercise, exercise_requests  # noqa: F401
+from tools.build_lazy import decide as decide_lazy
+from tools.build_lazy import write_list as write_lazy_list
 from tools.build_model import (check_model, check_policy_has_no_s3, fetch_remote_artifact,
                                leave_out_unserved, served_runtime,
                                model_dir_in_package)
@@ -100,6 +106,9 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     check_results(trace, "with the untrimmed dependencies")
     log("trace: %d requests answered; %d modules imported, %d files opened"
         % (len(trace["results"]), len(trace["modules"]), len(trace["opened"])))
+    lazy, _ = decide_lazy(trace, site_dir, app_dir, environment, model_rel, build_dir)
+    if lazy:
+        write_lazy_list(app_dir, lazy)
     keep, sources = select_files(site_dir, trace)
     keep = ship_openmp_runtime(site_dir, keep)
     pkg_dir = os.path.join(build_dir, "package")
@@ -107,7 +116,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     zip_tmp = os.path.join(build_dir, "package.zip")
     sizes = write_zip(pkg_dir, zip_tmp, compresslevel)
     check_model(pkg_dir, model_rel, left_out)
-    check_size(sizes, direct_upload)
+    check_size(sizes, direct_upload, model_rel)
     verify_dir = os.path.join(build_dir, "verify")
     extract_read_only(zip_tmp, verify_dir)
     check_model(verify_dir, model_rel, left_out)
@@ -119,8 +128,9 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     if os.path.join(RUNTIME_LIB_DIR, OPENMP) in keep and shipped_openmp not in replay["mapped"]:
         raise BuildError("the replay did not load the shipped %s/%s" % (RUNTIME_LIB_DIR, OPENMP))
     log("replay: the unzipped package, read-only and isolated, answers all %d requests "
-        "as the untrimmed dependencies do (import: %.2fs)"
-        % (len(replay["results"]), replay["import_seconds"]))
+        "as the untrimmed dependencies do (import: %.2fs; %d lazy modules never ran)"
+        % (len(replay["results"]), replay["import_seconds"],
+           len(set(replay["lazy_pending"]) & set(lazy))))
     _make_writable(verify_dir)
     shutil.rmtree(verify_dir)
     if view.package_filename() != package_path:

@@ -12,7 +12,7 @@ from tools.build_trim import RUNTIME_LIB_DIR
 EXERCISE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_exercise.py")
 
 
-def run_exercise(paths, environment, model_rel, out_file, cwd, timeout=300):
+def run_exercise(paths, environment, model_rel, out_file, cwd, timeout=300, lazy_file=None):
     """Run :func:`tools.build_exercise.exercise` in ``python -I -S -B`` with
     only ``paths`` (and the standard library) importable; return its JSON
     report."""
@@ -29,6 +29,8 @@ def run_exercise(paths, environment, model_rel, out_file, cwd, timeout=300):
     env.pop("AWS_CHALICE_CLI_MODE", None)
     cmd = [sys.executable, "-I", "-S", "-B", EXERCISE_FILE,
            "--paths", os.pathsep.join(paths), "--model-rel", model_rel, "--out", out_file]
+    if lazy_file:
+        cmd += ["--lazy", lazy_file]
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
     if proc.returncode != 0 or not os.path.isfile(out_file):
@@ -46,16 +48,25 @@ def check_results(report, where):
             "%s -> %s %s" % (r["name"], r["status"], (r["body"] or "")[:300]) for r in bad)))
 
 
-def compare_replay(trace, replay, package_dir):
+def answer_differences(trace, other):
+    """The requests ``other`` answered otherwise than ``trace`` (status,
+    body, content type), described; empty when all are equal."""
     expected = {r["name"]: r for r in trace["results"]}
     diffs = []
-    for r in replay["results"]:
+    for r in other["results"]:
         e = expected.get(r["name"])
         if e is None or (e["status"], e["body"], e["content_type"]) != \
                 (r["status"], r["body"], r["content_type"]):
             diffs.append("%s: %s %s (untrimmed: %s %s)" % (
                 r["name"], r["status"], (r["body"] or "")[:200],
                 e and e["status"], e and (e["body"] or "")[:200]))
+    if len(other["results"]) != len(trace["results"]):
+        diffs.append("%d answers, not %d" % (len(other["results"]), len(trace["results"])))
+    return diffs
+
+
+def compare_replay(trace, replay, package_dir):
+    diffs = answer_differences(trace, replay)
     if diffs:
         raise BuildError("the trimmed package answers differently from the untrimmed "
                          "dependencies: " + "; ".join(diffs))
