@@ -1,8 +1,9 @@
 """The performance figures: ``.venv/bin/python -m tools.bench [--quick] [--json FILE]``.
 
 For each model (the bundled iris pipeline and a 200-tree random forest on the
-same four features; ``--models ...,tabular`` adds a DataFrame pipeline whose
-package ships pandas), everything measured side by side in one run, as ratios:
+same four features; ``--models ...,tabular`` adds a DataFrame pipeline, which
+compiles to ONNX with one input per column, and whose scikit-learn path ships
+pandas), everything measured side by side in one run, as ratios:
 
 * **cold start** of a fresh ``python -I -S -B`` on an unzipped package
   (read-only, the package's prod stage environment) to the first 200 of
