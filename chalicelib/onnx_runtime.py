@@ -117,7 +117,10 @@ class OnnxModel:
     def _as_predictions(self, out, n_rows):
         out = np.asarray(out)
         out = out.reshape((n_rows,) + self._shape)
-        if self._label_dtype is not None and out.dtype != self._label_dtype:
+        if out.dtype == object and self._label_dtype is not None \
+                and self._label_dtype.kind == "U":
+            pass  # Python strings, as scikit-learn answers for labels fitted as objects
+        elif self._label_dtype is not None and out.dtype != self._label_dtype:
             out = out.astype(self._label_dtype)
         elif out.dtype == np.float32:  # JSON of a float32 would show its binary noise
             out = out.astype(np.float64)

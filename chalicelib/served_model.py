@@ -33,6 +33,7 @@ class ServedModel:
         self._identity_json = self._classes_json = None
         self.version_json = "null"
         self._classes_array = self._label_json = None
+        self._json_of_label = {}
         self._loaded = False
         self._lock = threading.Lock()
 
@@ -89,6 +90,10 @@ class ServedModel:
         self._classes_json = json.dumps(self.classes)
         self._classes_array = np.asarray(classes) if classes is not None else None
         self._label_json = _label_json(self._classes_array)
+        # ONNX Runtime answers string labels as Python strings (an object
+        # array): their JSON is looked up by value, with no numpy string cast
+        self._json_of_label = dict(zip(self.classes, self._label_json)) \
+            if self._label_json is not None else {}
         log.info("model %s %s loaded from %s, served by %s", card.name, card.version,
                  self.model_dir, self.runtime)
 
@@ -158,6 +163,12 @@ class ServedModel:
         converting each numpy string to a Python one costs more than the
         model's own prediction on a large batch."""
         labels = self._label_json
+        if predictions.dtype == object and self._json_of_label:
+            try:
+                return "[" + ", ".join(map(self._json_of_label.__getitem__,
+                                           predictions.tolist())) + "]"
+            except (KeyError, TypeError):  # a label not among the classes: encode it
+                return _encode(predictions.tolist())
         if labels is not None and predictions.dtype == self._classes_array.dtype:
             positions = np.searchsorted(self._classes_array, predictions)
             positions[positions >= len(labels)] = 0
