@@ -209,27 +209,34 @@ def byo(tmp_path_factory):
     make_writable(str(base / "task"))
 
 
-@pytest.fixture(scope="module")
-def tabular(tmp_path_factory):
-    """A data scientist's DataFrame pipeline (OneHotEncoder on string
-    columns, scaler, logistic regression), published with ``model.publish``
-    into a copy of the project: the package must carry pandas."""
+def _packaged_tabular(tmp_path_factory, where, version, *publish_options):
+    """The DataFrame pipeline of ``tests/fixtures_families`` published with
+    ``model.publish`` into a copy of the project, built and packaged."""
     from tests.fixtures_families import tabular_pipeline
-    base = tmp_path_factory.mktemp("tabular")
+    base = tmp_path_factory.mktemp(where)
     project = copy_project(str(base / "project"))
     model, notebook = tabular_pipeline()
     artifact = str(base / "tabular.joblib")
     joblib.dump(model, artifact)
-    # served by scikit-learn: the package that must carry pandas
     published = run([PYTHON, "-m", "model.publish", artifact, "--name", "churn",
-                     "--version", "3.0.0", "--runtime", "scikit-learn",
+                     "--version", version, *publish_options,
                      "--out", os.path.join(project, "model")], cwd=project)
     assert published.returncode == 0, published.stdout
     built = build_and_package(project, str(base / "out"))
     built.unzip_read_only(str(base / "task"))
     built.notebook = notebook
+    return built, str(base / "task")
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory):
+    """A data scientist's DataFrame pipeline (OneHotEncoder on string
+    columns, scaler, logistic regression) served by scikit-learn: the
+    package must carry pandas."""
+    built, task = _packaged_tabular(tmp_path_factory, "tabular", "3.0.0",
+                                    "--runtime", "scikit-learn")
     yield built
-    make_writable(str(base / "task"))
+    make_writable(task)
 
 
 # ---------------------------------------------------------------- the cases
@@ -483,20 +490,9 @@ def test_dataframe_pipeline_package(tabular, bundled, tmp_path):
 def tabular_compiled(tmp_path_factory):
     """The same DataFrame pipeline published with the defaults: compiled to
     ONNX, one graph input per column."""
-    from tests.fixtures_families import tabular_pipeline
-    base = tmp_path_factory.mktemp("tabular-onnx")
-    project = copy_project(str(base / "project"))
-    model, notebook = tabular_pipeline()
-    artifact = str(base / "tabular.joblib")
-    joblib.dump(model, artifact)
-    published = run([PYTHON, "-m", "model.publish", artifact, "--name", "churn",
-                     "--version", "3.1.0", "--out", os.path.join(project, "model")], cwd=project)
-    assert published.returncode == 0, published.stdout
-    built = build_and_package(project, str(base / "out"))
-    built.unzip_read_only(str(base / "task"))
-    built.notebook = notebook
+    built, task = _packaged_tabular(tmp_path_factory, "tabular-onnx", "3.1.0")
     yield built
-    make_writable(str(base / "task"))
+    make_writable(task)
 
 
 def test_compiled_dataframe_pipeline_package(tabular_compiled, tmp_path):

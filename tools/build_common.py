@@ -3,9 +3,11 @@ layout constants, the error type, logging and small file helpers.
 
 Standard library only, like every build module but :mod:`tools.build_chalice`
 (which imports Chalice) and :mod:`tools.build_wheels` (``packaging``)."""
-import hashlib
 import os
 import sys
+
+from chalicelib.card import sha256_of as _sha256  # noqa: F401 (one copy of each)
+from tools.project_copy import make_writable as _make_writable  # noqa: F401
 
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(TOOLS_DIR)
@@ -39,22 +41,3 @@ def _rel(path):
     except ValueError:
         return path
     return path if rel.startswith("..") else rel
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _make_writable(directory):
-    if not os.path.isdir(directory):
-        return
-    for root, dirs, files in os.walk(directory):
-        os.chmod(root, 0o755)
-        for name in files:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                os.chmod(full, 0o644)
