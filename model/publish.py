@@ -26,7 +26,8 @@ import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
 from chalicelib import remote_artifact, user_code
-from chalicelib.card import ARTIFACT_FILE, CARD_FILE, CardError, ModelCard, build_card, sha256_of
+from chalicelib.card import (ARTIFACT_FILE, CARD_FILE, SCIKIT_LEARN, CardError, ModelCard,
+                            build_card, sha256_of)
 from chalicelib.errors import ModelLoadError
 from chalicelib.loading import check_estimator, load_artifact
 from chalicelib.schema import Schema
@@ -287,7 +288,7 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         checked = rows if frame is None else example_rows(
             schema, specs, frame, n=onnx_export.MAX_SAMPLE_ROWS)
         graph, card["onnx"] = onnx_export.export(estimator, card, checked)
-    card["runtime"] = onnx_export.RUNTIME if graph else "scikit-learn"
+    card["runtime"] = onnx_export.RUNTIME if graph else SCIKIT_LEARN
     ModelCard(card)  # a card that could not be read back is never written
     if upload:
         upload_artifact(artifact_path, upload, card["sha256"])
@@ -432,7 +433,7 @@ def main(argv=None):
         return 2
     print("published %s %s (%s, %d features) to %s, served by %s%s"
           % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out,
-             card["runtime"] if card["runtime"] != "scikit-learn" else
+             card["runtime"] if card["runtime"] != SCIKIT_LEARN else
              "scikit-learn (not compiled to ONNX: %s)" % card["onnx"]["not_used"],
              "; artifact in %s (the function needs s3:GetObject on it: "
              "python -m tools.model_policy)" % args.upload if args.upload else ""))

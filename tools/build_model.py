@@ -5,10 +5,12 @@ import json
 import os
 import sys
 
+from chalicelib.card import CardError, ModelCard
+from chalicelib.errors import ModelLoadError
+from chalicelib.onnx_runtime import ONNX_FILE, RUNTIME as ONNX_RUNTIME
+from chalicelib.runtimes import chosen_runtime
 from tools.build_common import MODEL_DIR, REPO_DIR, BuildError, MiB, _sha256, log
 
-ONNX_RUNTIME = "onnxruntime"
-ONNX_FILE = "model.onnx"
 
 def model_dir_in_package(environment):
     configured = environment.get("MODEL_DIR")
@@ -61,10 +63,12 @@ def check_model(root, model_rel, left_out=()):
 
 
 def served_runtime(card, environment):
-    """The runtime the function will serve the model with: the card's, unless
-    the stage's ``MODEL_RUNTIME`` names one (as ``chalicelib.runtimes`` decides)."""
-    wanted = (environment.get("MODEL_RUNTIME") or "auto").strip().lower() or "auto"
-    return card.get("runtime", "scikit-learn") if wanted == "auto" else wanted
+    """The runtime the function will serve the model with, decided by the
+    app's own rule (the card's, unless the stage's ``MODEL_RUNTIME`` names one)."""
+    try:
+        return chosen_runtime(ModelCard(card), environment.get("MODEL_RUNTIME"))
+    except (CardError, ModelLoadError) as exc:
+        raise BuildError("the model cannot be served as configured: %s" % exc) from None
 
 
 def leave_out_unserved(app_dir, model_rel, card, environment):
