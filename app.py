@@ -1,5 +1,5 @@
 """The Chalice app: routes read the request, call ``chalicelib``, return."""
-from chalicelib import lazy_imports
+from chalicelib.ops import lazy_imports
 
 # First: in the package, the dependency modules the build's trace found no
 # request path runs become lazy (run on first use); elsewhere, nothing.
@@ -9,9 +9,10 @@ import re  # noqa: E402
 
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
 
-from chalicelib import service, snapstart  # noqa: E402
+from chalicelib.protocols import service  # noqa: E402
+from chalicelib.ops import snapstart
 from chalicelib.protocols import invocations, kserve_v1, open_inference  # noqa: E402
-from chalicelib.settings import public_access  # noqa: E402
+from chalicelib.http.access import public_access  # noqa: E402
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()

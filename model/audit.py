@@ -4,7 +4,7 @@
 :func:`audit_artifact` runs ``python -m model.audit PATH`` with resource
 limits (address space, CPU seconds, no file writes) and reads back a JSON
 report: the globals the stream names (and which are outside the narrow core
-of classes), and what :mod:`chalicelib.model_audit` finds in the loaded
+of classes), and what :mod:`chalicelib.safeload.model_audit` finds in the loaded
 model (file inputs, callables, function arguments, object arrays). The
 child loads with the app's restricted, validating loader, so a refusal there
 is a refusal here. A child killed by a limit or a signal is a refusal too.
@@ -66,7 +66,7 @@ def audit_artifact(path, trust=False, code_dir=None, code_names=()):
                         "file_writes": "none"}
     reason = report.get("error")
     if not reason and report.get("refused"):
-        from chalicelib.model_audit import refusal
+        from chalicelib.safeload.model_audit import refusal
         reason = refusal(report)
     if reason and not trust:
         raise AuditRefused("%s (pass --trust to publish it anyway; the app then needs "
@@ -76,9 +76,11 @@ def audit_artifact(path, trust=False, code_dir=None, code_names=()):
 
 def _child(path, code_dir=None, code_names=()):
     """Load with the app's loader, recording every global the stream names."""
-    from chalicelib import boosting  # noqa: F401  (its unpickler rule, as the app's loader has)
-    from chalicelib import model_audit, safe_pickle, user_code
-    from chalicelib.errors import ModelLoadError
+    from chalicelib.safeload import boosting  # noqa: F401  (its unpickler rule, as the app's loader has)
+    from chalicelib.safeload import model_audit
+    from chalicelib.safeload import safe_pickle
+    from chalicelib.safeload import user_code
+    from chalicelib.http.errors import ModelLoadError
     named = []
     resolve = safe_pickle.resolve
 
@@ -91,7 +93,7 @@ def _child(path, code_dir=None, code_names=()):
               "refused": 0}
     modules = {}
     try:
-        from chalicelib import validate_native
+        from chalicelib.safeload import validate_native
         modules = user_code.load_modules(code_dir, code_names) if code_names else {}
         with user_code.allowing(code_dir, modules):
             estimator = safe_pickle.load(path)

@@ -4,7 +4,7 @@ answers what scikit-learn answers.
 ``model.publish`` calls :func:`export`. The estimator is converted with
 skl2onnx (double precision first; for tree ensembles, which scikit-learn
 itself evaluates on float32 inputs against float32 thresholds, float32 is
-tried next), the graph is run by the same :class:`~chalicelib.onnx_runtime.OnnxModel`
+tried next), the graph is run by the same :class:`~chalicelib.runtimes.onnx_runtime.OnnxModel`
 the app serves it with, and both runtimes answer the same rows: the rows of
 ``--sample`` (up to ``MAX_SAMPLE_ROWS``; else the card's example row) plus a
 generated validation set (``VALIDATION_ROWS`` rows drawn with a fixed seed
@@ -35,8 +35,8 @@ import warnings
 
 import numpy as np
 
-from chalicelib.card import ModelCard
-from chalicelib.onnx_runtime import ONNX_FILE, RUNTIME, OnnxModel, session_options
+from chalicelib.schema.card import ModelCard
+from chalicelib.runtimes.onnx_runtime import ONNX_FILE, RUNTIME, OnnxModel, session_options
 
 RTOL = 1e-5
 VALIDATION_ROWS = 2000

@@ -8,7 +8,7 @@ The artifact is loaded with the same loader the app uses, so anything the app
 would refuse is refused here first. With ``--upload`` the artifact goes to S3
 instead of the model directory (a model too large for the deployment
 package): the card names it by URI and keeps its sha256, and the function
-downloads and verifies it when it starts (``chalicelib/remote_artifact.py``).
+downloads and verifies it when it starts (``chalicelib/runtimes/s3_artifact.py``).
 """
 import argparse
 import datetime
@@ -25,13 +25,14 @@ import numpy as np
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
-from chalicelib import remote_artifact, user_code
-from chalicelib.card import (ARTIFACT_FILE, CARD_FILE, SCIKIT_LEARN, CardError, ModelCard,
+from chalicelib.runtimes import s3_artifact as remote_artifact
+from chalicelib.safeload import user_code
+from chalicelib.schema.card import (ARTIFACT_FILE, CARD_FILE, SCIKIT_LEARN, CardError, ModelCard,
                             build_card, sha256_of)
-from chalicelib.errors import ModelLoadError
-from chalicelib.loading import check_estimator, load_artifact
-from chalicelib.schema import Schema
-from chalicelib.onnx_runtime import ONNX_FILE
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.loading import check_estimator, load_artifact
+from chalicelib.schema.features import Schema
+from chalicelib.runtimes.onnx_runtime import ONNX_FILE
 from model import dependencies, onnx_export, schema_inference
 from model.audit import AuditRefused, audit_artifact
 

@@ -54,7 +54,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from chalicelib.card import ARTIFACT_FILE, CARD_FILE, sha256_of  # noqa: E402
+from chalicelib.schema.card import ARTIFACT_FILE, CARD_FILE, sha256_of  # noqa: E402
 from model.publish import DEFAULT_OUT, publish  # noqa: E402
 
 NAME = "iris-classifier"

@@ -15,7 +15,7 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import service
+from chalicelib.protocols import service
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_MODEL = os.path.join(PROJECT_DIR, "model")

@@ -518,7 +518,7 @@ def write_card(d, n_features=4):
     import json
     import platform
     import sklearn
-    from chalicelib.card import build_card, sha256_of
+    from chalicelib.schema.card import build_card, sha256_of
     card = build_card(
         name="suspect", version="1", task="classification",
         feature_names=["f%d" % i for i in range(n_features)], classes=None,

@@ -29,7 +29,7 @@ def test_import_times_of_a_real_interpreter():
 def test_zip_sizes_group_by_top_level_package(tmp_path):
     path = tmp_path / "package.zip"
     files = {"app.py": b"import chalice\n" * 50,
-             "chalicelib/service.py": b"x = 1\n" * 400,
+             "chalicelib/protocols/service.py": b"x = 1\n" * 400,
              "numpy/__init__.pyc": os.urandom(5000),
              "numpy.libs/libopenblas.so": os.urandom(20000),
              "scikit_learn-1.9.1.dist-info/METADATA": b"Name: scikit-learn\n" * 30,

@@ -11,8 +11,9 @@ import joblib
 import numpy as np
 import pytest
 
-from chalicelib import boosting, safe_pickle
-from chalicelib.errors import ModelLoadError
+from chalicelib.safeload import boosting
+from chalicelib.safeload import safe_pickle
+from chalicelib.http.errors import ModelLoadError
 from tests.conftest import body_of
 from tests.test_package import CHALICE, PYTHON, build, run, run_isolated
 from tools import lambda_events as ev

@@ -18,8 +18,8 @@ import pytest
 import scipy.sparse
 from sklearn.utils import all_estimators
 
-from chalicelib.errors import ModelLoadError
-from chalicelib.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
 from tests import estimator_zoo
 
 METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples")

@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as app_module
-from chalicelib import service
-from chalicelib.runtimes import load_model_dir
+from chalicelib.protocols import service
+from chalicelib.runtimes.choice import load_model_dir
 from tests.conftest import BUNDLED_MODEL, FEATURES
 from tests.proxy_event import invoke, proxy_event
 

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as app_module
-from chalicelib import service
-from chalicelib.runtimes import load_model_dir
-from chalicelib.schema import Columns
+from chalicelib.protocols import service
+from chalicelib.runtimes.choice import load_model_dir
+from chalicelib.schema.features import Columns
 from model.publish import publish
 from tests import fixtures_families as families
 from tests.proxy_event import invoke, proxy_event

@@ -37,7 +37,7 @@ _APP_CHILD = textwrap.dedent("""
     malicious.write_card(d)
     os.environ["MODEL_DIR"] = d
     started = time.perf_counter()
-    from chalicelib.service import from_environment
+    from chalicelib.protocols.service import from_environment
     service = from_environment()      # the Lambda's init phase
     reply = service.health()
     # VmHWM, not ru_maxrss: the latter survives exec and would report the

@@ -1,4 +1,4 @@
-"""``chalicelib.lazy_imports``: the import hook that makes the modules the
+"""``chalicelib.ops.lazy_imports``: the import hook that makes the modules the
 build found unused lazy (issue 15, part 2).
 
 Each case runs in a fresh interpreter (an import hook changes the process)
@@ -40,7 +40,7 @@ def run(tmp_path, code):
 
 def test_a_lazy_module_runs_on_first_use_only(tmp_path):
     out = run(tmp_path, """
-        from chalicelib import lazy_imports
+        from chalicelib.ops import lazy_imports
         names = []
         lazy_imports.install(["demo.heavy"], names.append)
         import ran, user   # `import demo.heavy` twice, as libraries do
@@ -89,7 +89,7 @@ def test_a_lazy_package_runs_before_its_submodule_once(tmp_path):
     sub` imports sub: the import in progress must get that very module, not
     run sub a second time (a C extension would refuse)."""
     out = run(tmp_path, """
-        from chalicelib import lazy_imports
+        from chalicelib.ops import lazy_imports
         lazy_imports.install(["demo", "demo.sub"])
         import ran
         import demo
@@ -110,7 +110,7 @@ def test_a_lazy_package_runs_before_its_submodule_once(tmp_path):
 def test_threads_run_a_lazy_module_once(tmp_path):
     out = run(tmp_path, """
         import threading
-        from chalicelib import lazy_imports
+        from chalicelib.ops import lazy_imports
         lazy_imports.install(["demo.heavy"])
         import ran, demo.heavy
         values = []
@@ -128,7 +128,7 @@ def test_nothing_is_lazy_without_the_build_list(tmp_path):
     """The dev app (no chalicelib/_lazy_modules.json: only the build writes
     it, into the package) imports everything eagerly."""
     out = run(tmp_path, """
-        from chalicelib import lazy_imports
+        from chalicelib.ops import lazy_imports
         finder = lazy_imports.install()
         print(json.dumps({"finder": finder, "file": os.path.exists(lazy_imports.LIST_FILE),
                           "hooks": [type(f).__name__ for f in sys.meta_path]}))

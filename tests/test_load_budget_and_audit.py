@@ -11,9 +11,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from chalicelib.errors import ModelLoadError
-from chalicelib.load_budget import MAX_MB_ENV, TIMEOUT_ENV, address_space_limit
-from chalicelib.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.load_budget import MAX_MB_ENV, TIMEOUT_ENV, address_space_limit
+from chalicelib.safeload.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
 from tests.conftest import body_of
 
 X = np.abs(np.random.RandomState(0).normal(size=(40, 4)))

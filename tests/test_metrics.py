@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from chalicelib import metrics, service
+from chalicelib.ops import metrics
+from chalicelib.protocols import service
 from tests import emf
 from tests.conftest import IRIS_ROWS
 

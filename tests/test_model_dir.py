@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from chalicelib import service
+from chalicelib.protocols import service
 from tests.conftest import IRIS_ROWS, PROJECT_DIR, body_of
 
 

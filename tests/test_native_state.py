@@ -1,4 +1,4 @@
-"""chalicelib/validate_native.py on crafted states of real fitted models.
+"""chalicelib/safeload/validate_native.py on crafted states of real fitted models.
 
 Each case fits a model, breaks one number its native code trusts, saves it
 with joblib.dump and loads it with the app's loader: a ModelLoadError naming
@@ -10,8 +10,8 @@ import joblib
 import numpy as np
 import pytest
 
-from chalicelib.errors import ModelLoadError
-from chalicelib.loading import load_artifact
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.loading import load_artifact
 
 RNG = np.random.RandomState(0)
 X = RNG.normal(size=(60, 4))

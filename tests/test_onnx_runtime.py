@@ -216,7 +216,7 @@ def test_the_agreement_check_catches_a_graph_that_disagrees():
     thresholds are midpoints between them) fall on the other side of a
     split. The check must see it (and export then tries float)."""
     import onnxruntime
-    from chalicelib.schema import Schema
+    from chalicelib.schema.features import Schema
     X_iris, y = load_iris(return_X_y=True)
     model = RandomForestClassifier(n_estimators=200, random_state=0).fit(X_iris, y)
     card = publish_card(model)

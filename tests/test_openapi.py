@@ -18,8 +18,9 @@ from openapi_spec_validator import validate as validate_openapi
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import openapi, service
-from chalicelib.card import ModelCard
+from chalicelib.page import openapi
+from chalicelib.protocols import service
+from chalicelib.schema.card import ModelCard
 from tests.conftest import BUNDLED_MODEL, FEATURES, IRIS_ROWS, PROJECT_DIR, body_of, chalice_local
 
 BIN = os.path.dirname(sys.executable)

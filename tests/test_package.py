@@ -393,7 +393,7 @@ def check_zip(built, direct_upload=True):
         assert zf.testzip() is None
         unzipped = sum(i.file_size for i in infos.values())
         assert unzipped <= 250 * MiB
-        for name in ("model/model.json", "app.py", "chalice/app.py", "chalicelib/service.py"):
+        for name in ("model/model.json", "app.py", "chalice/app.py", "chalicelib/protocols/service.py"):
             assert name in infos, name
         card = json.loads(zf.read("model/model.json"))
         assert card == built.card
@@ -581,7 +581,7 @@ def test_trimming_follows_the_model(bundled, byo):
 LAZY_RUNNER = ISOLATED_RUNNER.replace("""answers = {}
 for name, event in cases:
     answers[name] = app.app(event, Context())""", """import importlib
-from chalicelib import lazy_imports
+from chalicelib.ops import lazy_imports
 with open(lazy_imports.LIST_FILE) as f:
     listed = json.load(f)["modules"]
 def answer():

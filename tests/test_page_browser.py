@@ -32,7 +32,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import sync_playwright
 
-from chalicelib import page as page_module
+from chalicelib.page import page as page_module
 from tests.conftest import FEATURES, IRIS_ROWS, PROJECT_DIR, chalice_local
 from tests.test_page import TEXT_CARD, TYPED_CARD
 

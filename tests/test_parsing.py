@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from chalicelib import parsing
-from chalicelib.errors import BadRequest, Unprocessable
-from chalicelib.parsing import Schema, parse_request
+from chalicelib.schema import parsing
+from chalicelib.http.errors import BadRequest, Unprocessable
+from chalicelib.schema.parsing import Schema, parse_request
 
 SCHEMA = Schema(["a", "b", "c"])
 
@@ -117,7 +117,7 @@ def test_a_csv_line_with_millions_of_fields_is_refused_by_its_count():
     '{"dataframe_records": [' + '{"a": 1},' * 20_000 + '{"a": 1}]}',
 ])
 def test_floods_of_containers_are_refused_before_they_are_decoded(body):
-    from chalicelib.errors import PayloadTooLarge
+    from chalicelib.http.errors import PayloadTooLarge
     with pytest.raises(PayloadTooLarge, match="limit of 10000 per request"):
         parse(body.encode())
 

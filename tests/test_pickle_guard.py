@@ -1,4 +1,4 @@
-"""Each rule of chalicelib/pickle_guard.py, on a pickle assembled to break
+"""Each rule of chalicelib/safeload/pickle_guard.py, on a pickle assembled to break
 exactly that rule with allowlisted names only (tests/malicious.py's
 assembler). Refusals happen before anything is called, so these run
 in-process; tests/test_hostile_artifacts.py runs the issue's full
@@ -6,8 +6,8 @@ techniques in child processes."""
 import numpy as np
 import pytest
 
-from chalicelib.errors import ModelLoadError
-from chalicelib.loading import load_artifact
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.loading import load_artifact
 from tests.malicious import Build, Call, G, Let, NewObj, Ref, SetItems, assemble
 
 LR = G("sklearn.linear_model._base", "LinearRegression")

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-from chalicelib import metrics, service
+from chalicelib.ops import metrics
+from chalicelib.protocols import service
 from tests import emf
 from tests.conftest import IRIS_ROWS
 from tests.packaging import (

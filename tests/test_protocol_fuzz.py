@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as app_module
-from chalicelib import service
+from chalicelib.protocols import service
 from tests.conftest import BUNDLED_MODEL, FEATURES, PROJECT_DIR
 from tests.proxy_event import invoke, proxy_event
 

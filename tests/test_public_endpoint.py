@@ -278,8 +278,8 @@ BROKEN_MODELS = {
     "card is a directory": lambda d: (os.remove(d / "model.json"), os.mkdir(d / "model.json")),
     "version skew": lambda d: _rewrite_card(d, versions={"scikit-learn": "1.0.2"}),
 }
-# Broken today (see the helper's report for the fixes in chalicelib/card.py
-# and chalicelib/loading.py); strict, so each turns into a failure to remove
+# Broken today (see the helper's report for the fixes in chalicelib/schema/card.py
+# and chalicelib/safeload/loading.py); strict, so each turns into a failure to remove
 # from this list once fixed.
 KNOWN_LEAKS = {}  # breakage name -> why its 503 still leaks (none today)
 

@@ -29,10 +29,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from chalicelib import safe_pickle
-from chalicelib.card import build_card, sha256_of
-from chalicelib.errors import ModelLoadError
-from chalicelib.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
+from chalicelib.safeload import safe_pickle
+from chalicelib.schema.card import build_card, sha256_of
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
 from tests import malicious
 from tests.conftest import BUNDLED_MODEL, IRIS_ROWS, PROJECT_DIR, body_of
 
@@ -262,7 +262,7 @@ def test_joblib_is_the_version_the_loader_was_written_for():
         pinned = re.search(r"^joblib==(\S+)", f.read(), re.M).group(1)
     assert joblib.__version__ == pinned == safe_pickle.EXPECTED_JOBLIB, (
         "joblib changed: re-read joblib/numpy_pickle.py (load, _unpickle, NumpyUnpickler, "
-        "NumpyArrayWrapper.read_array) and update chalicelib/safe_pickle.py")
+        "NumpyArrayWrapper.read_array) and update chalicelib/safeload/safe_pickle.py")
     safe_pickle.check_joblib()
 
 
@@ -400,7 +400,7 @@ def test_trust_needs_an_explicit_true(benign_unlisted, monkeypatch, value):
 def test_trust_model_pickle_loads_it_and_warns_every_time(serve, benign_unlisted, monkeypatch,
                                                           caplog):
     monkeypatch.setenv(TRUST_MODEL_PICKLE_ENV, "true")
-    with caplog.at_level(logging.WARNING, logger="chalicelib.loading"):
+    with caplog.at_level(logging.WARNING, logger="chalicelib.safeload.loading"):
         api = serve(MODEL_DIR=benign_unlisted)
         assert api.get("/health").status_code == 200
         response = api.post({"instances": [[0.1, 0.2, 0.3, 0.4]]})

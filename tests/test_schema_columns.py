@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.errors import ServiceError
-from chalicelib.schema import Schema
+from chalicelib.http.errors import ServiceError
+from chalicelib.schema.features import Schema
 
 FEATURES = [
     {"name": "color", "type": "string", "categories": ["blue", "green", "red"]},

@@ -1,4 +1,4 @@
-"""SnapStart runtime hooks (chalicelib/snapstart.py), called as Lambda's
+"""SnapStart runtime hooks (chalicelib/ops/snapstart.py), called as Lambda's
 runtime calls them.
 
 The registry is the runtime's own ``snapshot_restore_py`` (its PyPI release,
@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from chalicelib import service, snapstart
+from chalicelib.protocols import service
+from chalicelib.ops import snapstart
 from tests.conftest import BUNDLED_MODEL, PROJECT_DIR, body_of
 
 
@@ -35,8 +36,8 @@ def with_hooks():
 
 def test_importing_the_app_registers_both_hooks(with_hooks):
     assert with_hooks["loaded_at_init"] is True
-    assert with_hooks["before_snapshot"] == ["chalicelib.snapstart.before_snapshot"]
-    assert with_hooks["after_restore"] == ["chalicelib.snapstart.after_restore"]
+    assert with_hooks["before_snapshot"] == ["chalicelib.ops.snapstart.before_snapshot"]
+    assert with_hooks["after_restore"] == ["chalicelib.ops.snapstart.after_restore"]
 
 
 def test_before_snapshot_warms_the_model_through_the_request_path(with_hooks, api):

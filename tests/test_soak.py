@@ -23,7 +23,7 @@ import warnings
 import pytest
 
 import app as app_module
-from chalicelib import service
+from chalicelib.protocols import service
 from tests.conftest import BUNDLED_MODEL, FEATURES, IRIS_ROWS
 from tests.proxy_event import invoke, json_event, proxy_event
 

@@ -1,4 +1,4 @@
-"""X-Ray subsegments without the SDK (chalicelib/tracing.py): with a daemon
+"""X-Ray subsegments without the SDK (chalicelib/ops/tracing.py): with a daemon
 address and a sampled trace header, each POST /model sends one subsegment
 document to the daemon over UDP; here the "daemon" is a real UDP socket on
 127.0.0.1 and the request goes through the real app. Only AWS can prove that
@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from chalicelib import tracing
+from chalicelib.ops import tracing
 from tests.conftest import IRIS_ROWS
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"

@@ -16,8 +16,9 @@ import zipfile
 
 import pytest
 
-from chalicelib import safe_pickle, user_code
-from chalicelib.errors import ModelLoadError
+from chalicelib.safeload import safe_pickle
+from chalicelib.safeload import user_code
+from chalicelib.http.errors import ModelLoadError
 from tests.conftest import body_of
 from tests.test_package import CHALICE, build, run, run_isolated
 from tools.build_package import extract_read_only

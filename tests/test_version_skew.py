@@ -5,9 +5,9 @@ import json
 import pytest
 import sklearn
 
-from chalicelib.card import ModelCard
-from chalicelib.errors import ModelLoadError
-from chalicelib.loading import ALLOW_VERSION_SKEW_ENV, check_versions
+from chalicelib.schema.card import ModelCard
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.loading import ALLOW_VERSION_SKEW_ENV, check_versions
 from tests.conftest import IRIS_ROWS, body_of
 
 OTHER_VERSION = "1.0.2"

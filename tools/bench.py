@@ -97,7 +97,7 @@ class Ctx:
 """
 
 # After the clock stops: which heavy packages the process ran (a module
-# left lazy by chalicelib.lazy_imports is in sys.modules with its code not
+# left lazy by chalicelib.ops.lazy_imports is in sys.modules with its code not
 # run: its type says so without touching it) and which it left lazy.
 _HEAVY_RAN = r"""
 _lazy = [m for m in %r if type(sys.modules.get(m)).__name__ == "_LazyModule"]
@@ -157,19 +157,19 @@ import os
 if os.path.isfile(os.path.join(sys.argv[1], "chalicelib", "_lazy_modules.json")):
     # As app.py does first thing, so that the steps below are as lazy as
     # in the real cold start (app.py's own call then finds it installed).
-    from chalicelib import lazy_imports
+    from chalicelib.ops import lazy_imports
     _finder = lazy_imports.install()
     lazy_imports.install = lambda *args, **kwargs: _finder
-    marks.append(("install the lazy imports (chalicelib.lazy_imports)", time.monotonic()))
+    marks.append(("install the lazy imports (chalicelib.ops.lazy_imports)", time.monotonic()))
 for name in [m for m in sys.argv[3].split(",") if m]:
     __import__(name)
     marks.append(("import " + name, time.monotonic()))
 import chalice.app
 marks.append(("import chalice", time.monotonic()))
-import chalicelib.service
-marks.append(("import chalicelib.service (rest of the app's graph)", time.monotonic()))
+import chalicelib.protocols.service
+marks.append(("import chalicelib.protocols.service (rest of the app's graph)", time.monotonic()))
 n_imports = len(sys.modules)
-from chalicelib import served_model
+from chalicelib.runtimes import served_model
 loads = []
 _load = getattr(getattr(served_model, "ServedModel", None), "load", None)
 if _load is not None:

@@ -104,8 +104,8 @@ def main():
     import app  # the package's app.py: the model loads here (init phase)
     import numpy as np
     from chalice.app import Request
-    from chalicelib import parsing
-    from chalicelib.parsing import parse_request
+    from chalicelib.schema import parsing
+    from chalicelib.schema.parsing import parse_request
     # Only when the served path imported it: the ONNX path ships no sklearn.
     sklearn = sys.modules.get("sklearn")
 

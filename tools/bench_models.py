@@ -12,7 +12,7 @@ TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS_DIR)
 sys.path.insert(0, REPO) if REPO not in sys.path else None
 
-from chalicelib.card import sha256_of  # noqa: E402
+from chalicelib.schema.card import sha256_of  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "build", "bench")
 PYTHON = sys.executable

@@ -26,7 +26,7 @@ import tarfile
 import time
 import zipfile
 
-from chalicelib.card import sha256_of
+from chalicelib.schema.card import sha256_of
 from tools.bench_models import BENCH_DIR, PYTHON, REPO, note
 from tools.build_package import extract_read_only
 from tools.project_copy import copy_project, make_writable

@@ -6,7 +6,7 @@ Standard library only, like every build module but :mod:`tools.build_chalice`
 import os
 import sys
 
-from chalicelib.card import sha256_of as _sha256  # noqa: F401 (one copy of each)
+from chalicelib.schema.card import sha256_of as _sha256  # noqa: F401 (one copy of each)
 from tools.project_copy import make_writable as _make_writable  # noqa: F401
 
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -232,7 +232,7 @@ def exercise(paths, model_rel, out_file, lazy_file=None):
     """In the isolated interpreter: import the app, answer every request,
     report the answers and what was loaded. With ``lazy_file`` (a JSON
     ``{"modules": [...]}``), those modules are lazy (the app's own
-    ``chalicelib.lazy_imports``) from before the app is imported."""
+    ``chalicelib.ops.lazy_imports``) from before the app is imported."""
     opened = {}
 
     def audit(event, args):
@@ -251,7 +251,7 @@ def exercise(paths, model_rel, out_file, lazy_file=None):
     if lazy_file:
         with open(lazy_file) as f:
             lazy_names = json.load(f)["modules"]
-        from chalicelib import lazy_imports
+        from chalicelib.ops import lazy_imports
         lazy_finder = lazy_imports.install(lazy_names)
     import app as app_module  # noqa: E402  (the package's app.py)
     import_seconds = time.perf_counter() - started
@@ -271,7 +271,7 @@ def exercise(paths, model_rel, out_file, lazy_file=None):
                          if len(line.split(None, 5)) == 6 and "/" in line})
     modules = sorted((name, getattr(m, "__file__", None)) for name, m in list(sys.modules.items())
                      if getattr(m, "__file__", None))
-    # Imported, still lazy: no request path ran their code (chalicelib.lazy_imports).
+    # Imported, still lazy: no request path ran their code (chalicelib.ops.lazy_imports).
     lazy_pending = sorted(name for name, m in list(sys.modules.items())
                           if type(m).__name__ == "_LazyModule")
     with open(out_file, "w") as f:

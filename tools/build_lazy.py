@@ -4,7 +4,7 @@ The trace imports the app and answers every request with eager imports. The
 Python modules it imported from the dependencies and the standard library
 are the candidates: the build runs
 the same requests again (isolated, untrimmed dependencies) with *every*
-candidate lazy (``chalicelib.lazy_imports``: a module's code runs on the
+candidate lazy (``chalicelib.ops.lazy_imports``: a module's code runs on the
 first read of one of its attributes). The modules still not run at the end
 are the ones no request path needed: the app's import, the model's load,
 ``predict``/``predict_proba`` and every error path went without them. That
@@ -28,7 +28,7 @@ from tools.build_common import BuildError, log, warn
 from tools.build_trace import answer_differences, run_exercise
 
 #: Where the list ships, relative to the package root (read by
-#: chalicelib/lazy_imports.py, next to it).
+#: chalicelib/ops/lazy_imports.py, next to it).
 LIST_PATH = os.path.join("chalicelib", "_lazy_modules.json")
 
 
@@ -107,7 +107,7 @@ def write_list(app_dir, modules):
     with open(path, "w") as f:
         json.dump({"modules": modules,
                    "why": "imported by the app but run by no request path in the build's "
-                          "trace (tools/build_lazy.py); chalicelib/lazy_imports.py runs each "
+                          "trace (tools/build_lazy.py); chalicelib/ops/lazy_imports.py runs each "
                           "on first use"}, f, indent=0, sort_keys=True)
         f.write("\n")
     return path

@@ -5,10 +5,10 @@ import json
 import os
 import sys
 
-from chalicelib.card import CardError, ModelCard
-from chalicelib.errors import ModelLoadError
-from chalicelib.onnx_runtime import ONNX_FILE, RUNTIME as ONNX_RUNTIME
-from chalicelib.runtimes import chosen_runtime
+from chalicelib.schema.card import CardError, ModelCard
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.runtimes.onnx_runtime import ONNX_FILE, RUNTIME as ONNX_RUNTIME
+from chalicelib.runtimes.choice import chosen_runtime
 from tools.build_common import MODEL_DIR, REPO_DIR, BuildError, MiB, _sha256, log
 
 
@@ -105,8 +105,8 @@ def fetch_remote_artifact(project_dir, stage, card, build_dir):
         % model_policy.object_arn(uri))
     if REPO_DIR not in sys.path:
         sys.path.insert(0, REPO_DIR)
-    from chalicelib import remote_artifact
-    from chalicelib.errors import ModelLoadError
+    from chalicelib.runtimes import s3_artifact as remote_artifact
+    from chalicelib.http.errors import ModelLoadError
     try:
         path = remote_artifact.fetch(uri, card.get("sha256"), os.path.join(build_dir, "model-cache"))
     except ModelLoadError as exc:

@@ -42,7 +42,7 @@ _MALICIOUS_SCRIPT = r"""
 import json, os, sys, tempfile, time, warnings
 warnings.simplefilter("ignore")
 from tests import malicious
-from chalicelib.loading import load_artifact
+from chalicelib.safeload.loading import load_artifact
 root = tempfile.mkdtemp(prefix="harden-malicious-")
 refused, loaded, other = [], [], []
 built = malicious.build_all(root)
@@ -70,7 +70,7 @@ d = tempfile.mkdtemp(prefix="harden-technique-")
 malicious.build_technique(sys.argv[1], d)
 malicious.write_card(d)
 os.environ["MODEL_DIR"] = d
-from chalicelib.service import from_environment
+from chalicelib.protocols.service import from_environment
 reply = from_environment().health()
 print(json.dumps({"status": reply.status, "message": json.loads(reply.body).get("Message", "")}))
 """

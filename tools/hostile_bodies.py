@@ -27,9 +27,9 @@ TARGET = 2.0
 _CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from chalicelib.card import ModelCard
-from chalicelib.errors import ServiceError
-from chalicelib.parsing import parse_request
+from chalicelib.schema.card import ModelCard
+from chalicelib.http.errors import ServiceError
+from chalicelib.schema.parsing import parse_request
 schema = ModelCard.read(sys.argv[1] + "/model").schema
 body = open(sys.argv[2], "rb").read()
 content_type = sys.argv[3]

@@ -2,7 +2,7 @@
 
 One module per protocol translates that protocol's request into the app's
 own request model (the JSON payload shapes of ``POST /model``, as Python
-objects, parsed by :func:`chalicelib.parsing.parse_payload`, so every check
+objects, parsed by :func:`chalicelib.schema.parsing.parse_payload`, so every check
 and every typed schema of the card applies unchanged), runs the served
 model, and writes the answer and the errors in the protocol's shape:
 

@@ -1,7 +1,7 @@
 """What the protocol modules share: reading a body, running a payload
 through the app's own parsing and model, writing JSON, the per-request log
 line, and :func:`render_error`, the one place where an error becomes each
-protocol's error body (the status always comes from ``chalicelib.errors``).
+protocol's error body (the status always comes from ``chalicelib.http.errors``).
 """
 import json
 import re
@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from chalicelib.errors import NotFound, ServiceError
-from chalicelib.parsing import decode_json, parse_payload
-from chalicelib.parsing import decode_utf8 as decode_text  # noqa: F401  (the protocols' name)
-from chalicelib.served_model import probability_rows
-from chalicelib.service import DEFAULT_MAX_ROWS, Reply, _raw_body
+from chalicelib.http.errors import NotFound, ServiceError
+from chalicelib.schema.parsing import decode_json, parse_payload
+from chalicelib.schema.parsing import decode_utf8 as decode_text  # noqa: F401  (the protocols' name)
+from chalicelib.runtimes.served_model import probability_rows
+from chalicelib.protocols.service import DEFAULT_MAX_ROWS, Reply, _raw_body
 
 MLFLOW = "mlflow"
 SAGEMAKER = "sagemaker"

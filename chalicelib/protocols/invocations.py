@@ -14,9 +14,9 @@ The answer's type follows ``Accept`` (JSON when absent or ``*/*``: what
 MLflow's client gets; CSV or NPY on request, 406 otherwise). Errors are in
 MLflow's ``{"error_code", "message"}`` shape for both.
 """
-from chalicelib.errors import BadRequest, UnsupportedMediaType
+from chalicelib.http.errors import BadRequest, UnsupportedMediaType
 from chalicelib.protocols import mlflow, sagemaker
-from chalicelib.service import Reply
+from chalicelib.protocols.service import Reply
 from chalicelib.protocols.common import (MLFLOW, body_bytes, decode_text, handle, load_json,
                                          run_payload)
 

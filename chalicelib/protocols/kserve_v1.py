@@ -16,7 +16,7 @@ itself, is not served: ``GET /`` is the app's try-it page.)
 """
 import json
 
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.http.errors import BadRequest, NotFound
 from chalicelib.protocols.common import (KSERVE_V1, body_bytes, check_model_name, decode_text,
                                          handle, json_reply, load_json,
                                          predictions_document, run_payload, with_model)

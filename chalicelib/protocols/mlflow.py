@@ -14,7 +14,7 @@ reader (a pandas ``to_csv()`` header and index column included).
 The answer is MLflow's ``{"predictions": [...]}``; errors are
 ``{"error_code", "message"}`` (see :func:`.common.render_error`).
 """
-from chalicelib.errors import BadRequest
+from chalicelib.http.errors import BadRequest
 from chalicelib.protocols.common import run_payload
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")

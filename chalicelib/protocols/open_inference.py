@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from chalicelib.errors import BadRequest, Unprocessable
+from chalicelib.http.errors import BadRequest, Unprocessable
 from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model_name,
                                          decode_text, handle, json_reply, load_json,
                                          run_payload, with_model)

@@ -15,10 +15,10 @@ import io
 
 import numpy as np
 
-from chalicelib.errors import BadRequest, NotAcceptable, Unprocessable
-from chalicelib.parsing import parse_request
+from chalicelib.http.errors import BadRequest, NotAcceptable, Unprocessable
+from chalicelib.schema.parsing import parse_request
 from chalicelib.protocols.common import dumps, predictions_document
-from chalicelib.service import Reply
+from chalicelib.protocols.service import Reply
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"

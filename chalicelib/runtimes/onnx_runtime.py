@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from chalicelib.errors import ModelLoadError
+from chalicelib.http.errors import ModelLoadError
 
 RUNTIME = "onnxruntime"
 ONNX_FILE = "model.onnx"
@@ -87,7 +87,7 @@ class OnnxModel:
 
     def _column_feed(self, X):
         """One ``(rows, 1)`` array per input from the schema's
-        :class:`~chalicelib.schema.Columns`, in the graph's types."""
+        :class:`~chalicelib.schema.features.Columns`, in the graph's types."""
         feed = {}
         for (name, dtype), column in zip(self.input_types, X.arrays):
             if dtype is np.float32 and column.size and np.abs(column).max() > _FLOAT32_MAX:

@@ -60,7 +60,7 @@ def _safe_callable(value, owner):
     module = getattr(value, "__module__", "") or ""
     if inspect.isfunction(value) and module.split(".")[0] == "sklearn":
         return True
-    from chalicelib import user_code  # the user's own shipped code (publish --code)
+    from chalicelib.safeload import user_code  # the user's own shipped code (publish --code)
     return inspect.isfunction(value) and user_code.defines(value)
 
 

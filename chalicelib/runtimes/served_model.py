@@ -10,9 +10,9 @@ import threading
 
 import numpy as np
 
-from chalicelib.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
+from chalicelib.http.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
                                Unprocessable)
-from chalicelib.runtimes import load_model_dir
+from chalicelib.runtimes.choice import load_model_dir
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Owned here, for every request format alike:
   ``string`` with its known ``categories``, ``text``) and the errors that
   name the place and the expectation;
 * the estimator's input kind: ``matrix`` (a float64 matrix: the fast path in
-  :mod:`chalicelib.parsing`; an object matrix when a column holds strings),
+  :mod:`chalicelib.schema.parsing`; an object matrix when a column holds strings),
   ``dataframe`` (a pandas DataFrame with the card's columns and dtypes,
   category dtype where it was fitted with one) or ``texts`` (1-D strings).
 
@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from chalicelib.errors import Unprocessable
+from chalicelib.http.errors import Unprocessable
 
 TYPES = ("number", "integer", "boolean", "string", "text")
 INPUT_KINDS = ("matrix", "dataframe", "texts")

@@ -6,8 +6,9 @@ import hashlib
 import json
 import os
 
-from chalicelib import onnx_runtime, remote_artifact
-from chalicelib.schema import Schema, SchemaError
+from chalicelib.runtimes import onnx_runtime
+from chalicelib.runtimes import s3_artifact as remote_artifact
+from chalicelib.schema.features import Schema, SchemaError
 
 CARD_FILE = "model.json"
 ARTIFACT_FILE = "model.joblib"

@@ -22,7 +22,7 @@ import os
 import resource
 import time
 
-from chalicelib.errors import ModelLoadError
+from chalicelib.http.errors import ModelLoadError
 
 FLOOR_BYTES = 256 * 1024 * 1024
 EXPANSION = 64

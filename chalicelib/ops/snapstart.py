@@ -25,9 +25,9 @@ import logging
 import random
 import time
 
-from chalicelib import metrics
-from chalicelib.errors import ServiceError
-from chalicelib.parsing import parse_request
+from chalicelib.ops import metrics
+from chalicelib.http.errors import ServiceError
+from chalicelib.schema.parsing import parse_request
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Request parsing: every accepted body format becomes what the estimator
-takes, through the one :class:`~chalicelib.schema.Schema` of the card, or one
+takes, through the one :class:`~chalicelib.schema.features.Schema` of the card, or one
 precise client error.
 
 Accepted formats (each a small function below):
@@ -30,11 +30,11 @@ import math
 
 import numpy as np
 
-from chalicelib.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from chalicelib.schema import CSV_NUMBER as _CSV_NUMBER
-from chalicelib.schema import MISSING_TOKENS
-from chalicelib.schema import describe as _describe
-from chalicelib.schema import Schema  # noqa: F401  (the schema every format goes through)
+from chalicelib.http.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from chalicelib.schema.features import CSV_NUMBER as _CSV_NUMBER
+from chalicelib.schema.features import MISSING_TOKENS
+from chalicelib.schema.features import describe as _describe
+from chalicelib.schema.features import Schema  # noqa: F401  (the schema every format goes through)
 
 FORMAT_KEYS = ("instances", "dataframe_split", "dataframe_records")
 OPTION_KEYS = ("probabilities",)

@@ -27,8 +27,8 @@ import os
 import re
 import sys
 
-from chalicelib import safe_pickle
-from chalicelib.errors import ModelLoadError
+from chalicelib.safeload import safe_pickle
+from chalicelib.http.errors import ModelLoadError
 
 CODE_DIR = "code"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

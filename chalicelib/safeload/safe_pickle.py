@@ -6,7 +6,7 @@ and the unpickler calls it. :func:`load` reads a joblib file exactly as
 ``joblib.load`` does (same decompression, same ``NumpyUnpickler`` and its
 array wrappers) but with ``find_class`` overridden: every global the stream
 names is checked *before* anything is imported or called, and anything not
-on the allowlist below raises :class:`~chalicelib.errors.ModelLoadError`.
+on the allowlist below raises :class:`~chalicelib.http.errors.ModelLoadError`.
 Object arrays, which joblib stores as a nested pickle, are read by a nested
 unpickler that joblib routes through the same ``find_class``.
 
@@ -36,11 +36,11 @@ reached through ``sklearn.base``), builtins beyond a few inert types,
 outright: it is read by an unpickler we cannot restrict.
 
 Names are half of it: what the stream *does* with them (calls, BUILD,
-SETITEMS, arrays and dtypes) is checked by :mod:`chalicelib.pickle_guard`,
+SETITEMS, arrays and dtypes) is checked by :mod:`chalicelib.safeload.pickle_guard`,
 and reads and allocations are charged to a
-:class:`~chalicelib.load_budget.Budget`. A crafted state for an allowed
+:class:`~chalicelib.safeload.load_budget.Budget`. A crafted state for an allowed
 class (a ``Tree`` whose node indices point outside its arrays) is caught
-after unpickling by :mod:`chalicelib.validate_native`.
+after unpickling by :mod:`chalicelib.safeload.validate_native`.
 
 A refusal names the global (or the operation), says why, and names the
 opt-out (``TRUST_MODEL_PICKLE``).
@@ -57,9 +57,9 @@ import warnings
 import joblib
 from joblib import numpy_pickle, numpy_pickle_utils
 
-from chalicelib import pickle_guard
-from chalicelib.errors import ModelLoadError
-from chalicelib.load_budget import Budget, BudgetedReader
+from chalicelib.safeload import pickle_guard
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.safeload.load_budget import Budget, BudgetedReader
 
 # --------------------------------------------------------------------------
 # The allowlist (data).
@@ -174,7 +174,7 @@ SKLEARN_CLASS_BASES = frozenset({
 })
 
 #: Globals that are dangerous in general and allowed only because
-#: :mod:`chalicelib.pickle_guard` checks each use: ``functools.partial`` may
+#: :mod:`chalicelib.safeload.pickle_guard` checks each use: ``functools.partial`` may
 #: only wrap ``sklearn.utils.validation.check_array`` with keyword options;
 #: ``_codecs.encode`` is how protocol 2 writes ``bytes``; it may only turn a
 #: str into latin-1 bytes; ``bytearray`` (how protocols < 5 write one, e.g.
@@ -211,7 +211,7 @@ REFUSAL = ("artifact references %s, which is not on the allowlist of the scienti
 
 #: Extra rules, ``rule(module, name) -> object or None`` (or raise
 #: ModelLoadError), asked about a global only after the allowlist and the
-#: class rules above said no. chalicelib.user_code adds one for the model's
+#: class rules above said no. chalicelib.safeload.user_code adds one for the model's
 #: shipped code. Their answers are not cached: they hold for one load only.
 EXTRA_RULES = []
 

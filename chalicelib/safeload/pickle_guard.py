@@ -1,6 +1,6 @@
 """What an artifact's pickle opcodes may *do* with the globals it may name.
 
-:mod:`chalicelib.safe_pickle` decides which names an artifact may use. Names
+:mod:`chalicelib.safeload.safe_pickle` decides which names an artifact may use. Names
 are not enough: ``numpy.dtype`` followed by BUILD with a crafted state
 forges an object dtype over raw bytes (pointers from data: code execution),
 ``ndarray.__setstate__`` over a ``bytearray`` that SETITEMS later shrinks is
@@ -33,9 +33,9 @@ and scikit-learn does, in the canonical form they write it:
   their size is charged to the load budget *before* memory is allocated;
   object arrays (a nested pickle) are read by a guarded unpickler too.
 
-The :class:`~chalicelib.load_budget.Budget` is charged by every read and
+The :class:`~chalicelib.safeload.load_budget.Budget` is charged by every read and
 checked at every guarded opcode, so a bomb or a hang stops with a
-:class:`~chalicelib.errors.ModelLoadError`.
+:class:`~chalicelib.http.errors.ModelLoadError`.
 """
 import codecs
 import functools
@@ -46,7 +46,7 @@ import re
 import numpy as np
 from joblib.numpy_pickle import NumpyArrayWrapper
 
-from chalicelib.errors import ModelLoadError
+from chalicelib.http.errors import ModelLoadError
 
 _TYPESTR = re.compile(r"[<>|=]?[a-zA-Z][0-9]*\Z")
 _ARRAY_SUBCLASSES_BY_JOBLIB = (np.ndarray, np.memmap)

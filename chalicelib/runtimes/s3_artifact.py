@@ -14,7 +14,7 @@ only to download: the Lambda Python runtime provides it, and the package
 does not ship it.
 
 Every failure (no such object, access denied, no network, a wrong sha256,
-no room in ``/tmp``) raises :class:`~chalicelib.errors.ModelLoadError`,
+no room in ``/tmp``) raises :class:`~chalicelib.http.errors.ModelLoadError`,
 which the app turns into a 503 saying why; it never crashes the init.
 """
 import hashlib
@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 
-from chalicelib.errors import ModelLoadError
+from chalicelib.http.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ check, unpickling.
 
 Every check that can refuse a model lives here, so that ``model.publish``
 (before writing) and the app (at start) refuse the same artifacts for the
-same reasons. Failures raise :class:`~chalicelib.errors.ModelLoadError` with a
+same reasons. Failures raise :class:`~chalicelib.http.errors.ModelLoadError` with a
 reason fit for a 503 message and the log.
 """
 import logging
@@ -14,11 +14,15 @@ import joblib
 import numpy as np
 import sklearn
 
-from chalicelib import boosting  # noqa: F401  (its unpickler rule for xgboost/lightgbm)
-from chalicelib import model_audit, remote_artifact, safe_pickle, user_code, validate_native
-from chalicelib.load_budget import Budget, address_space_limit
-from chalicelib.card import ARTIFACT_FILE, sha256_of
-from chalicelib.errors import ModelLoadError
+from chalicelib.safeload import boosting  # noqa: F401  (its unpickler rule for xgboost/lightgbm)
+from chalicelib.safeload import model_audit
+from chalicelib.runtimes import s3_artifact as remote_artifact
+from chalicelib.safeload import safe_pickle
+from chalicelib.safeload import user_code
+from chalicelib.safeload import validate_native
+from chalicelib.safeload.load_budget import Budget, address_space_limit
+from chalicelib.schema.card import ARTIFACT_FILE, sha256_of
+from chalicelib.http.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ def _check_estimator(estimator, card):
 
 def load_artifact(path, trust=None):
     """Unpickle an artifact with the restricted unpickler of
-    :mod:`chalicelib.safe_pickle` (only the scientific stack's classes and
+    :mod:`chalicelib.safeload.safe_pickle` (only the scientific stack's classes and
     reconstruction helpers), or, when ``TRUST_MODEL_PICKLE`` is true, with
     plain ``joblib.load``, saying so in the log every time."""
     if trust is None:
@@ -128,7 +132,7 @@ def load_artifact(path, trust=None):
 def artifact_path(model_dir, card):
     """The local path of the card's artifact, its sha256 checked: the file
     beside the card, or the object the card names by URI (``s3://``),
-    downloaded and verified by :mod:`chalicelib.remote_artifact`."""
+    downloaded and verified by :mod:`chalicelib.runtimes.s3_artifact`."""
     named = card.raw.get("artifact", ARTIFACT_FILE)
     if remote_artifact.is_remote(named):
         return remote_artifact.fetch(named, card.sha256)
@@ -148,7 +152,7 @@ def artifact_path(model_dir, card):
 
 def load_pickled(model_dir, card):
     """The estimator the card's pickle holds, every check above applied, or
-    ModelLoadError (the scikit-learn runtime of :mod:`chalicelib.runtimes`)."""
+    ModelLoadError (the scikit-learn runtime of :mod:`chalicelib.runtimes.choice`)."""
     check_versions(card)  # before a download: a refused model costs no transfer
     artifact = artifact_path(model_dir, card)
     code_dir = os.path.join(model_dir, user_code.CODE_DIR)

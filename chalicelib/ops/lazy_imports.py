@@ -29,7 +29,8 @@ import os
 import sys
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader, SourcelessFileLoader
 
-LIST_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lazy_modules.json")
+LIST_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "_lazy_modules.json")
 #: Set by the import system before a module runs (``_init_module_attrs``):
 #: reading them tells nothing about a use of the module's code.
 _METADATA = frozenset({"__spec__", "__name__", "__loader__", "__package__", "__file__",

@@ -6,7 +6,7 @@ numbers a fitted model carries, without bounds checks: a ``Tree`` whose
 root's child is 2**40, or a sparse ``coef_`` with column index 2**31-1,
 loads fine and kills the process on the first request. :func:`validate`
 walks the loaded object graph and raises
-:class:`~chalicelib.errors.ModelLoadError` (a 503 with the reason) for any
+:class:`~chalicelib.http.errors.ModelLoadError` (a 503 with the reason) for any
 index out of range or shape inconsistent with what the native code assumes:
 
 * ``sklearn.tree._tree.Tree``: children in range and after their parent (no
@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from chalicelib.errors import ModelLoadError
+from chalicelib.http.errors import ModelLoadError
 
 MAX_OBJECTS = 2_000_000
 

@@ -5,9 +5,9 @@ Two runtimes answer the same contract:
 * ``onnxruntime``: the card's ONNX graph (``model.onnx``), made by
   ``model.publish`` from the pickle and kept only when it agreed with
   scikit-learn; imports numpy and onnxruntime, nothing else of the
-  scientific stack (:mod:`chalicelib.onnx_runtime`);
+  scientific stack (:mod:`chalicelib.runtimes.onnx_runtime`);
 * ``scikit-learn``: the pickle itself, through the restricted unpickler
-  (:mod:`chalicelib.loading`).
+  (:mod:`chalicelib.safeload.loading`).
 
 The card names the default; ``MODEL_RUNTIME=scikit-learn`` serves the pickle
 even when a graph is there (to compare the two, or to step around a
@@ -17,9 +17,9 @@ runtime until it is chosen.
 import contextlib
 import functools
 
-from chalicelib import onnx_runtime
-from chalicelib.card import SCIKIT_LEARN, CardError, ModelCard
-from chalicelib.errors import ModelLoadError
+from chalicelib.runtimes import onnx_runtime
+from chalicelib.schema.card import SCIKIT_LEARN, CardError, ModelCard
+from chalicelib.http.errors import ModelLoadError
 
 RUNTIME_ENV = "MODEL_RUNTIME"
 CHOICES = ("auto", SCIKIT_LEARN, onnx_runtime.RUNTIME)
@@ -63,7 +63,7 @@ def load_model_dir(model_dir, choice=None):
     if runtime == onnx_runtime.RUNTIME:
         return Loaded(card, onnx_runtime.load(model_dir, card), runtime, contextlib.nullcontext)
     try:
-        from chalicelib import loading
+        from chalicelib.safeload import loading
         import sklearn
     except ImportError as exc:  # a package built for a model ONNX Runtime serves
         raise ModelLoadError("the scikit-learn runtime is not installed here (no %s): this "

@@ -14,13 +14,13 @@ Nothing here runs on the prediction path.
 import json
 import threading
 
-from chalicelib.card import TASKS, CardError, ModelCard
-from chalicelib.parsing import CSV_TYPE, JSON_TYPE
-from chalicelib.settings import public_access
+from chalicelib.schema.card import TASKS, CardError, ModelCard
+from chalicelib.schema.parsing import CSV_TYPE, JSON_TYPE
+from chalicelib.http.access import public_access
 
 OPENAPI_VERSION = "3.1.0"
 JSON_SCHEMA_DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
-# The `Code` each status carries (Chalice's error shape; chalicelib/errors.py).
+# The `Code` each status carries (Chalice's error shape; chalicelib/http/errors.py).
 ERROR_CODES = {
     "400": ("BadRequestError", "Malformed body or wrong structure: not JSON/CSV, not UTF-8, "
                                "empty, duplicate keys, unknown keys, none or two formats, "
@@ -179,7 +179,7 @@ def _label_schema(card):
 
 def build_document(card, *, max_rows, max_body_bytes, auth="none"):
     """The OpenAPI 3.1 document (a dict) for a model ``card`` (a
-    :class:`~chalicelib.card.ModelCard`, or None when it cannot be read)."""
+    :class:`~chalicelib.schema.card.ModelCard`, or None when it cannot be read)."""
     list_row, object_row = _row_schemas(card)
     label = _label_schema(card)
     texts = card is not None and card.raw.get("input") == "texts"

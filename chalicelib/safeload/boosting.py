@@ -3,7 +3,7 @@
 They are opt-in: a user who serves an ``XGBClassifier`` or ``LGBMClassifier``
 pins ``xgboost-cpu`` or ``lightgbm`` in ``requirements.txt`` (README, Bring
 your own model). This module is an extra rule of the restricted unpickler
-(:data:`chalicelib.safe_pickle.EXTRA_RULES`) that allows exactly the globals
+(:data:`chalicelib.safeload.safe_pickle.EXTRA_RULES`) that allows exactly the globals
 their fitted sklearn-API estimators pickle to, found by dumping each of the
 classes below fitted on iris and recording every global the unpickler asked
 for, and only when the library is installed: nothing is imported for a
@@ -16,7 +16,7 @@ estimator's ``n_jobs`` is unset.
 import importlib
 import importlib.util
 
-from chalicelib import safe_pickle
+from chalicelib.safeload import safe_pickle
 
 #: library -> the globals its sklearn-API estimators need.
 LIBRARY_GLOBALS = {

@@ -33,8 +33,8 @@ import os
 import re
 import threading
 
-from chalicelib.card import CardError, ModelCard
-from chalicelib.settings import public_access
+from chalicelib.schema.card import CardError, ModelCard
+from chalicelib.http.access import public_access
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_PAGE_BYTES = 50 * 1024

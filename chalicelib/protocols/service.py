@@ -10,13 +10,15 @@ import os
 import sys
 import time
 
-from chalicelib import metrics, tracing
-from chalicelib.errors import BadRequest, PayloadTooLarge, ServiceError, error_body
-from chalicelib.parsing import parse_request
-from chalicelib.served_model import ServedModel
+from chalicelib.ops import metrics
+from chalicelib.ops import tracing
+from chalicelib.http.errors import BadRequest, PayloadTooLarge, ServiceError, error_body
+from chalicelib.schema.parsing import parse_request
+from chalicelib.runtimes.served_model import ServedModel
 
-BUNDLED_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                 "model")
+# The project root: chalicelib/protocols/ is two levels below it.
+BUNDLED_MODEL_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "model")
 DEFAULT_MAX_ROWS = 10_000
 # Lambda refuses synchronous invocations over 6 MB; refuse earlier and say so.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -111,14 +113,14 @@ class Service:
     def openapi(self):
         """GET /openapi.json: the API's OpenAPI 3.1 document, its request
         schema generated from the model card (built once per process)."""
-        from chalicelib.openapi import document_json
+        from chalicelib.page.openapi import document_json
         return Reply(200, document_json(self), JSON_HEADERS)
 
     def page(self):
         """GET /: the try-it page, generated from the model card once per
         process; imported here so that nothing of it loads before the first
         GET / (it never touches the prediction path)."""
-        from chalicelib.page import page_of
+        from chalicelib.page.page import page_of
         return Reply(*page_of(self))
 
     def _log(self, request, status, started, rows, route="POST /model"):
@@ -136,7 +138,7 @@ class Service:
 
 
 # One JSON object per line, as CloudWatch shows it, which is also its EMF
-# record (chalicelib/metrics.py): formatted, not built with json.dumps,
+# record (chalicelib/ops/metrics.py): formatted, not built with json.dumps,
 # because it is written for every request. One format per route.
 _ROUTE_LOGS = {"POST /model": metrics.RequestLog("POST /model")}
 
