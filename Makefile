@@ -31,7 +31,7 @@ test: setup  ## the test suite
 	$(BIN)/python -m pytest -q
 
 model: setup  ## rebuild the bundled demo model (byte-identical artifact)
-	$(BIN)/python -m model.train
+	$(BIN)/python -m publisher.train
 
 build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache
 	$(BIN)/python -m tools.build_package --stage prod

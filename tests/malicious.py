@@ -4,7 +4,7 @@ Every payload tries to create its *marker* file; a loader is safe against it
 if the marker never appears. :func:`build` writes one case into a directory
 as ``model.joblib`` (plus any companion file the payload re-enters through),
 so the same directory serves as a ``MODEL_DIR`` and as input to
-``model.publish``.
+``publisher.publish``.
 
 Payloads are written with a tiny pickle assembler (``tests/pickle_asm.py``) so that
 each names exactly the globals it means to, in the order it means to (the
@@ -514,7 +514,7 @@ def _(d):
 
 def write_card(d, n_features=4):
     """A card that matches the artifact in ``d`` (sha256, this runtime's
-    versions): what model.publish would write, so only loading can stop it."""
+    versions): what publisher.publish would write, so only loading can stop it."""
     import json
     import platform
     import sklearn

@@ -80,7 +80,7 @@ def project_factory(tmp_path_factory):
 def test_publish_refuses_them_unpinned_then_the_app_serves_them(artifact, tmp_path, serve):
     library, path, model = artifact
     project = copy_project(str(tmp_path / "project"))
-    args = [PYTHON, "-m", "model.publish", path, "--name", library, "--version", "1.0.0",
+    args = [PYTHON, "-m", "publisher.publish", path, "--name", library, "--version", "1.0.0",
             "--features", FEATURES, "--out", os.path.join(project, "model")]
     refused = run(args, cwd=project)
     assert refused.returncode == 2 and "which requirements.txt does not pin" in refused.stdout
@@ -100,7 +100,7 @@ def test_publish_refuses_them_unpinned_then_the_app_serves_them(artifact, tmp_pa
 def packaged(artifact, project_factory):
     library, path, model = artifact
     base, project = project_factory(library)
-    done = run([PYTHON, "-m", "model.publish", path, "--name", library, "--version", "1.0.0",
+    done = run([PYTHON, "-m", "publisher.publish", path, "--name", library, "--version", "1.0.0",
                 "--features", FEATURES, "--out", os.path.join(project, "model")], cwd=project)
     assert done.returncode == 0, done.stdout
     built = build(project)

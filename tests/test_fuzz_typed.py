@@ -1,5 +1,5 @@
 """Fuzzing typed inputs: the DataFrame pipeline with string categories and
-the text model, published with ``model.publish`` and invoked through the
+the text model, published with ``publisher.publish`` and invoked through the
 real handler with API Gateway proxy events. Values of every JSON type in
 every column (strings where numbers belong, numbers in string columns,
 unknown categories, texts with odd Unicode, nulls, nesting), in JSON and CSV:
@@ -24,7 +24,7 @@ import app as app_module
 from chalicelib.protocols import service
 from chalicelib.runtimes.choice import load_model_dir
 from chalicelib.schema.features import Columns
-from model.publish import publish
+from publisher.publish import publish
 from tests import fixtures_families as families
 from tests.proxy_event import invoke, proxy_event
 

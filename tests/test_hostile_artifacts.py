@@ -7,7 +7,7 @@ primitive, each bomb, the hang, the post-unpickling surprises) is
 * refused by the app at start in a **child process** (``import``-time path of
   ``service.from_environment``): 503 with the reason, exit code 0 (no crash),
   bounded peak memory and time;
-* refused by ``model.publish`` (exit 2, nothing written);
+* refused by ``publisher.publish`` (exit 2, nothing written);
 * and, where that is safe to show, proved real: under plain ``joblib.load``
   (a child process, limits set) it fires, crashes, hangs or asks for GiBs.
 """
@@ -68,7 +68,7 @@ def test_app_refuses_in_a_child_process_with_503_and_the_reason(tmp_path, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_publish_refuses(tmp_path, capsys, name):
-    from model.publish import main
+    from publisher.publish import main
     d = tmp_path / "m"
     malicious.build_technique(name, d)
     out = tmp_path / "out"

@@ -52,7 +52,7 @@ def test_address_space_limit_turns_an_allocation_into_memory_error_and_is_restor
 
 
 def test_publish_stores_the_audit_on_the_card(tmp_path):
-    from model.publish import publish
+    from publisher.publish import publish
     path = tmp_path / "rf.joblib"
     joblib.dump(make_pipeline(FunctionTransformer(np.log1p),
                               RandomForestClassifier(5, random_state=0)).fit(X, Y), path)
@@ -78,7 +78,7 @@ def function_with_arguments(tmp_path):
 
 
 def test_publish_refuses_findings_unless_trusted(tmp_path, function_with_arguments, capsys):
-    from model.publish import main
+    from publisher.publish import main
     out = tmp_path / "out"
     args = [str(function_with_arguments), "--name", "kw", "--version", "1", "--out", str(out)]
     assert main(args) == 2
@@ -92,7 +92,7 @@ def test_publish_refuses_findings_unless_trusted(tmp_path, function_with_argumen
 
 def test_the_app_refuses_the_same_findings_unless_trust_model_pickle(
         serve, tmp_path, function_with_arguments, monkeypatch):
-    from model.publish import publish
+    from publisher.publish import publish
     out = tmp_path / "out"
     publish(str(function_with_arguments), name="kw", version="1", out_dir=str(out), trust=True)
     monkeypatch.delenv(TRUST_MODEL_PICKLE_ENV, raising=False)

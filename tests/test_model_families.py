@@ -1,5 +1,5 @@
 """The models data scientists actually have, end to end: each family is
-fitted, published with ``model.publish`` (no hand-written card), served by
+fitted, published with ``publisher.publish`` (no hand-written card), served by
 the real app behind Chalice's test client, and asked in every request format;
 the answers must equal what the same estimator predicts in the notebook on
 the DataFrame (or texts, or matrix) it was fitted on. Bad values are 4xx that
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model.publish import publish
+from publisher.publish import publish
 from tests import fixtures_families as families
 from tests.conftest import body_of
 

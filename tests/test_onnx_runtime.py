@@ -1,7 +1,7 @@
-"""The ONNX Runtime serving path: what ``model.publish`` compiles, what it
+"""The ONNX Runtime serving path: what ``publisher.publish`` compiles, what it
 refuses to compile, and that a compiled model answers as its pickle does.
 
-Every model here is really trained, really published with ``model.publish``,
+Every model here is really trained, really published with ``publisher.publish``,
 and served through the real app (Chalice's test client) twice: by ONNX
 Runtime (the card's default) and by scikit-learn (``MODEL_RUNTIME``), in the
 same process, so that exact comparisons compare bits made on one machine.
@@ -19,8 +19,8 @@ from sklearn.datasets import load_iris
 from sklearn.ensemble import (HistGradientBoostingClassifier, IsolationForest,
                               RandomForestClassifier)
 
-from model import onnx_export
-from model.publish import publish
+from publisher import onnx_export
+from publisher.publish import publish
 from tests import fixtures_families as families
 from tests.conftest import BUNDLED_MODEL, IRIS_ROWS, PROJECT_DIR, body_of
 

@@ -55,7 +55,7 @@ def byo_model_dir(tmp_path_factory):
     missing values, published like a user would."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from model.publish import publish
+    from publisher.publish import publish
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
     X[::7, 1] = np.nan

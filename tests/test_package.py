@@ -192,13 +192,13 @@ def _train_diabetes_forest(path):
 @pytest.fixture(scope="module")
 def byo(tmp_path_factory):
     """A bring-your-own RandomForestRegressor (diabetes), published with
-    ``python -m model.publish`` into a copy of the project."""
+    ``python -m publisher.publish`` into a copy of the project."""
     base = tmp_path_factory.mktemp("byo")
     project = copy_project(str(base / "project"))
     artifact = str(base / "forest.joblib")
     _train_diabetes_forest(artifact)
     # served by scikit-learn (the bundled model proves the ONNX Runtime path)
-    published = run([PYTHON, "-m", "model.publish", artifact, "--name", "diabetes-forest",
+    published = run([PYTHON, "-m", "publisher.publish", artifact, "--name", "diabetes-forest",
                      "--version", "2.0.0", "--features", ",".join(DIABETES_FEATURES),
                      "--runtime", "scikit-learn",
                      "--out", os.path.join(project, "model")], cwd=project)
@@ -211,14 +211,14 @@ def byo(tmp_path_factory):
 
 def _packaged_tabular(tmp_path_factory, where, version, *publish_options):
     """The DataFrame pipeline of ``tests/fixtures_families`` published with
-    ``model.publish`` into a copy of the project, built and packaged."""
+    ``publisher.publish`` into a copy of the project, built and packaged."""
     from tests.fixtures_families import tabular_pipeline
     base = tmp_path_factory.mktemp(where)
     project = copy_project(str(base / "project"))
     model, notebook = tabular_pipeline()
     artifact = str(base / "tabular.joblib")
     joblib.dump(model, artifact)
-    published = run([PYTHON, "-m", "model.publish", artifact, "--name", "churn",
+    published = run([PYTHON, "-m", "publisher.publish", artifact, "--name", "churn",
                      "--version", version, *publish_options,
                      "--out", os.path.join(project, "model")], cwd=project)
     assert published.returncode == 0, published.stdout

@@ -198,7 +198,7 @@ with Client(app.app) as client:
 # --------------------------------------------------------------------------
 # The form from typed cards written by hand: every kind of feature, hostile
 # names (tests/test_page_browser.py also runs pages of typed models that
-# model.publish wrote and the app serves).
+# publisher.publish wrote and the app serves).
 
 def test_the_form_follows_the_typed_features():
     fields = page.form_fields(TYPED_CARD)

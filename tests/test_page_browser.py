@@ -5,7 +5,7 @@ What is proven here: the page loads and runs under its own CSP (no
 violation, no script error, no request leaves the page's origin); Predict
 shows the label and the class probabilities ``POST /model`` answers for the
 same row (same server, same run), for the bundled iris model, a DataFrame
-pipeline with string categories and a text model that ``model.publish``
+pipeline with string categories and a text model that ``publisher.publish``
 wrote; the what-if re-predicts as a number is typed (debounced), a slider
 moves or a category changes; a 422 shows the API's message next to the
 field it names;
@@ -448,7 +448,7 @@ def test_an_api_key_stage_asks_for_the_key_and_says_a_403_plainly(open_page, pro
 
 # --------------------------------------------------------------------------
 # Typed models as a data scientist brings them: fitted on a DataFrame (string
-# categories, numbers, an integer) or on texts, published by model.publish
+# categories, numbers, an integer) or on texts, published by publisher.publish
 # (which writes the typed card: categories, ranges from a sample, the
 # example row) and served by a real chalice local.
 
@@ -460,7 +460,7 @@ def publish_served(tmp_path_factory, family):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
-    from model.publish import publish
+    from publisher.publish import publish
     from tests import fixtures_families as families
     where = tmp_path_factory.mktemp(family)
     options = {}

@@ -1,5 +1,5 @@
 """Bring your own model: publish a different estimator and serve it end to
-end; the refusals of ``model.publish``; the reproducible demo model."""
+end; the refusals of ``publisher.publish``; the reproducible demo model."""
 import hashlib
 import json
 import os
@@ -17,8 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from model.publish import PublishError, publish
-from model.train import FEATURES, compare
+from publisher.publish import PublishError, publish
+from publisher.train import FEATURES, compare
 from tests.conftest import BUNDLED_MODEL, PROJECT_DIR, body_of
 
 DIABETES = load_diabetes()
@@ -34,7 +34,7 @@ def regressor_file(tmp_path_factory):
 
 
 def run_publish(*args):
-    return subprocess.run([sys.executable, "-m", "model.publish", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "publisher.publish", *map(str, args)],
                           cwd=PROJECT_DIR, capture_output=True, text=True)
 
 
@@ -118,13 +118,13 @@ def test_missing_values_support_is_detected_and_served(serve, tmp_path):
 
 
 def run_train(*args, env=None, unpinned=False):
-    """``python -m model.train``; ``unpinned`` imports numpy first, so the BLAS
+    """``python -m publisher.train``; ``unpinned`` imports numpy first, so the BLAS
     kernel is whatever ``OPENBLAS_CORETYPE`` in ``env`` (or the CPU) picks."""
-    command = [sys.executable, "-m", "model.train"]
+    command = [sys.executable, "-m", "publisher.train"]
     if unpinned:
         command = [sys.executable, "-c",
-                   "import sys, numpy, runpy; sys.argv = ['model.train'] + sys.argv[1:]; "
-                   "runpy.run_module('model.train', run_name='__main__')"]
+                   "import sys, numpy, runpy; sys.argv = ['publisher.train'] + sys.argv[1:]; "
+                   "runpy.run_module('publisher.train', run_name='__main__')"]
     return subprocess.run([*command, *map(str, args)], cwd=PROJECT_DIR, capture_output=True,
                           text=True, env={**os.environ, **(env or {})})
 

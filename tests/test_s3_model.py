@@ -1,4 +1,4 @@
-"""A model whose artifact lives in S3 (``model.publish --upload``), proven
+"""A model whose artifact lives in S3 (``publisher.publish --upload``), proven
 against moto's S3 server on loopback (tests/aws_emulator.py).
 
 * The app (Chalice test client) downloads the artifact named by the card,
@@ -92,7 +92,7 @@ def forest(tmp_path_factory):
 
 def publish(emulator, artifact, out_dir, cwd=REPO, *extra):
     return subprocess.run(
-        [PYTHON, "-m", "model.publish", artifact, "--name", "s3-forest", "--version", "1.0.0",
+        [PYTHON, "-m", "publisher.publish", artifact, "--name", "s3-forest", "--version", "1.0.0",
          "--upload", URI, "--out", str(out_dir), *extra],
         cwd=cwd, env=emulator.env(), capture_output=True, text=True, timeout=300)
 
@@ -134,7 +134,7 @@ def test_publish_upload_writes_a_card_naming_the_object(emulator, forest, tmp_pa
 
 def test_publish_refuses_a_bad_upload_uri(emulator, forest, tmp_path):
     done = subprocess.run(
-        [PYTHON, "-m", "model.publish", forest[0], "--name", "x", "--version", "1",
+        [PYTHON, "-m", "publisher.publish", forest[0], "--name", "x", "--version", "1",
          "--upload", "s3://Bad_Bucket", "--out", str(tmp_path / "m")],
         cwd=REPO, env=emulator.env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 2

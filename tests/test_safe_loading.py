@@ -1,7 +1,7 @@
 """Safe model loading: the restricted unpickler under joblib.load.
 
 Every artifact of the malicious corpus (``tests/malicious.py``) is refused,
-without side effects, by the loader, by ``python -m model.publish`` and by
+without side effects, by the loader, by ``python -m publisher.publish`` and by
 the app loading ``MODEL_DIR`` (503 saying why); legitimate models load and
 predict exactly as with plain ``joblib.load``; ``TRUST_MODEL_PICKLE=true``
 is the loud opt-out.
@@ -40,7 +40,7 @@ CASE_NAMES = list(malicious.CASES)
 # Payloads that start a child process (Popen) would land a moment later.
 ASYNC_GRACE_S = 0.5
 # The CLI is run as a real subprocess on these (one per kind of container);
-# every case goes through model.publish.main() in-process.
+# every case goes through publisher.publish.main() in-process.
 CLI_CASES = ["os.system", "object array element (joblib's nested pickle)",
              "joblib legacy NDArrayWrapper (numpy.load allow_pickle of a companion file)",
              "joblib pre-0.10 'ZF' format (unrestricted ZipNumpyUnpickler)",
@@ -119,7 +119,7 @@ def test_every_payload_runs_under_plain_joblib_load(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# Refused by the loader, by model.publish and by the app.
+# Refused by the loader, by publisher.publish and by the app.
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -146,9 +146,9 @@ def test_app_answers_503_and_says_why(serve, case_dir, name):
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_publish_refuses_without_side_effects(case_dir, capsys, name):
-    """model.publish's command line, in-process: exit code 2, the reason on
+    """publisher.publish's command line, in-process: exit code 2, the reason on
     stderr, nothing written, no payload run."""
-    from model.publish import main
+    from publisher.publish import main
     d, marker = case_dir(name)
     out = d.parent / "out"
     code = main([str(d / "model.joblib"), "--name", "x", "--version", "1", "--out", str(out)])
@@ -159,7 +159,7 @@ def test_publish_refuses_without_side_effects(case_dir, capsys, name):
 
 
 def test_publish_cli_subprocess_refuses(tmp_path):
-    """``python -m model.publish`` as a real command on one case per kind
+    """``python -m publisher.publish`` as a real command on one case per kind
     of container (run concurrently: each start imports scikit-learn)."""
     def publish(name):
         d = tmp_path / ("case%d" % CLI_CASES.index(name))
@@ -167,7 +167,7 @@ def test_publish_cli_subprocess_refuses(tmp_path):
         malicious.build(name, d, marker)
         out = str(d / "out")
         result = subprocess.run(
-            [sys.executable, "-m", "model.publish", str(d / "model.joblib"),
+            [sys.executable, "-m", "publisher.publish", str(d / "model.joblib"),
              "--name", "x", "--version", "1", "--out", out],
             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
         return name, result, out, marker
@@ -335,7 +335,7 @@ def test_legitimate_models_load_and_predict_identically(byo_files, name):
 @pytest.mark.parametrize("name", ["random_forest", "gradient_boosting",
                                   "hist_gradient_boosting", "pipeline_column_transformer"])
 def test_legitimate_models_publish_and_serve(serve, byo_files, tmp_path, name):
-    from model.publish import publish
+    from publisher.publish import publish
     path, X = byo_files[name]
     # served from the pickle (what the restricted unpickler guards), not compiled
     publish(str(path), name=name, version="1", out_dir=str(tmp_path / "m"), onnx=False)

@@ -1,4 +1,4 @@
-"""The user's own code (``model.publish --code``): a FunctionTransformer with
+"""The user's own code (``publisher.publish --code``): a FunctionTransformer with
 the user's function, from publish to the app to the packaged Lambda; the
 unpickler allows what the shipped module defines and nothing else.
 
@@ -84,7 +84,7 @@ def train(tmp_path, module, src):
 
 
 def publish(artifact, out_dir, *args, cwd=REPO):
-    return subprocess.run([PYTHON, "-m", "model.publish", artifact, "--name", "iris-ratios",
+    return subprocess.run([PYTHON, "-m", "publisher.publish", artifact, "--name", "iris-ratios",
                            "--version", "1.0.0", "--features", FEATURES, "--out", str(out_dir),
                            *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 

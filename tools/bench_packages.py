@@ -8,7 +8,7 @@
   prod stage's environment (the scikit-learn path of a model that also has an
   ONNX conversion), built the same way;
 * ``old``: the project as it was at ``OLD_COMMIT`` (main before the cold-start
-  work), from ``git archive``, with that commit's own ``model.publish`` and
+  work), from ``git archive``, with that commit's own ``publisher.publish`` and
   ``tools.build_package``: today's build, kept as the comparison;
 * ``naive``: this project through plain ``chalice package`` (``--naive``).
 
@@ -118,14 +118,14 @@ def run_or_die(cmd, cwd, env, what):
 
 def prepare_project(model, dest, source=REPO):
     """A copy of the project at ``source`` with the model published into it
-    by that project's own ``model.publish``."""
+    by that project's own ``publisher.publish``."""
     copy_project(dest, source=source)
-    if model.publish:
-        name, version = model.publish
+    if publisher.publish:
+        name, version = publisher.publish
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        out, _ = run_or_die([PYTHON, "-m", "model.publish", model.artifact, "--name", name,
+        out, _ = run_or_die([PYTHON, "-m", "publisher.publish", model.artifact, "--name", name,
                              "--version", version, "--out", os.path.join(dest, "model")],
-                            source, env, "model.publish of %s (%s)" % (model.key, source))
+                            source, env, "publisher.publish of %s (%s)" % (model.key, source))
         if source == REPO:
             for line in out.splitlines():
                 if "onnx" in line.lower():

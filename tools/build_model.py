@@ -30,7 +30,7 @@ def check_model(root, model_rel, left_out=()):
     card_path = os.path.join(model_dir, "model.json")
     if not os.path.isfile(card_path):
         raise BuildError("the package has no model card %s/model.json: publish a model "
-                         "(python -m model.publish) and keep vendor/model/ linking to it"
+                         "(python -m publisher.publish) and keep vendor/model/ linking to it"
                          % model_rel)
     try:
         with open(card_path, "rb") as f:

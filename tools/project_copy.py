@@ -4,8 +4,8 @@ that must never touch the working tree (``chalice deploy`` writes
 import os
 import shutil
 
-#: What Chalice and the build read from a project.
-PROJECT_FILES = ("app.py", "chalicelib", "model", "vendor", ".chalice", "requirements.txt")
+#: What Chalice, the build and the publisher read from a project.
+PROJECT_FILES = ("app.py", "chalicelib", "model", "publisher", "vendor", ".chalice", "requirements.txt")
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -77,7 +77,7 @@ class ModelUnavailable(ServiceError):
 
 class ModelLoadError(Exception):
     """Raised while loading a model directory; the message is the reason
-    (for the log and ``model.publish``); ``public`` is the part a client may
+    (for the log and ``publisher.publish``); ``public`` is the part a client may
     read in the 503: no file path, no runtime library version."""
 
     def __init__(self, message, public=None):

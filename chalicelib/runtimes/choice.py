@@ -3,7 +3,7 @@
 Two runtimes answer the same contract:
 
 * ``onnxruntime``: the card's ONNX graph (``model.onnx``), made by
-  ``model.publish`` from the pickle and kept only when it agreed with
+  ``publisher.publish`` from the pickle and kept only when it agreed with
   scikit-learn; imports numpy and onnxruntime, nothing else of the
   scientific stack (:mod:`chalicelib.runtimes.onnx_runtime`);
 * ``scikit-learn``: the pickle itself, through the restricted unpickler

@@ -1,7 +1,7 @@
 """Serving a model compiled to ONNX, through ONNX Runtime.
 
-``model.publish`` converts an estimator with skl2onnx and keeps the graph
-only when it agrees with scikit-learn (``model/onnx_export.py``); the card
+``publisher.publish`` converts an estimator with skl2onnx and keeps the graph
+only when it agrees with scikit-learn (``publisher/onnx_export.py``); the card
 then says ``"runtime": "onnxruntime"`` and describes the graph under
 ``"onnx"``. This module turns that graph back into what the rest of the app
 serves: an object with ``predict``, ``predict_proba``, ``classes_`` and

@@ -1,7 +1,7 @@
 """Loading a pickled model (the scikit-learn runtime): checksum, version
 check, unpickling.
 
-Every check that can refuse a model lives here, so that ``model.publish``
+Every check that can refuse a model lives here, so that ``publisher.publish``
 (before writing) and the app (at start) refuse the same artifacts for the
 same reasons. Failures raise :class:`~chalicelib.http.errors.ModelLoadError` with a
 reason fit for a 503 message and the log.
@@ -120,7 +120,7 @@ def load_artifact(path, trust=None):
                              % type(exc).__name__) from None
     if not trust:
         # Allowed classes can still be wired to read files (issue 10): the
-        # same rules model.publish applies, at every load.
+        # same rules publisher.publish applies, at every load.
         reason = model_audit.refusal(model_audit.inspect_model(estimator))
         if reason:
             raise ModelLoadError("%s; %s" % (reason, safe_pickle.OPT_OUT),

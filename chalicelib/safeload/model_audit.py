@@ -6,7 +6,7 @@ feeding ``CountVectorizer(input="filename")`` returns the bytes of
 ``/proc/self/environ`` in an ordinary prediction. No class allowlist can see
 that; this module looks at the *values*. :func:`inspect_model` walks a
 loaded estimator and returns findings; ``refused`` ones are what the app
-and ``model.publish`` refuse unless trusted (``TRUST_MODEL_PICKLE=true`` /
+and ``publisher.publish`` refuse unless trusted (``TRUST_MODEL_PICKLE=true`` /
 ``--trust``):
 
 * ``file-input``: a text vectorizer with ``input="filename"`` or ``"file"``;

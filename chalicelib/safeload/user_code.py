@@ -1,8 +1,8 @@
-"""The user's own code, shipped with the model (``model.publish --code``).
+"""The user's own code, shipped with the model (``publisher.publish --code``).
 
 A pipeline may hold the user's functions or classes (a ``FunctionTransformer``
 with their ``add_ratios``, a custom transformer): the pickle names them as
-``my_features.add_ratios``. ``model.publish --code my_features.py`` (a module
+``my_features.add_ratios``. ``publisher.publish --code my_features.py`` (a module
 file, or a package directory) copies that code into the model directory's
 ``code/`` and lists its top-level names in the card (``"code":
 ["my_features"]``); it ships in the package with the model.

@@ -1,6 +1,6 @@
 """The model card (``model.json``): what a model directory promises about its
 artifact. Reading and checking it lives here; writing it lives in
-``model/publish.py``, which builds cards with :func:`build_card`.
+``publisher/publish.py``, which builds cards with :func:`build_card`.
 """
 import hashlib
 import json

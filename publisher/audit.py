@@ -1,7 +1,7 @@
 """The publish-time audit: inspect an artifact in a child process.
 
-``model.publish`` never unpickles an unaudited artifact in its own process.
-:func:`audit_artifact` runs ``python -m model.audit PATH`` with resource
+``publisher.publish`` never unpickles an unaudited artifact in its own process.
+:func:`audit_artifact` runs ``python -m publisher.audit PATH`` with resource
 limits (address space, CPU seconds, no file writes) and reads back a JSON
 report: the globals the stream names (and which are outside the narrow core
 of classes), and what :mod:`chalicelib.safeload.model_audit` finds in the loaded
@@ -38,7 +38,7 @@ def run_child(path, code_dir=None, code_names=()):
     """The child's report (a dict), or AuditRefused if the child died."""
     code = [code_dir, *code_names] if code_names else []
     try:
-        result = subprocess.run([sys.executable, "-m", "model.audit", os.path.abspath(path),
+        result = subprocess.run([sys.executable, "-m", "publisher.audit", os.path.abspath(path),
                                  *code],
                                 cwd=PROJECT_DIR, capture_output=True, text=True,
                                 timeout=TIMEOUT_S, preexec_fn=_limits,

@@ -1,6 +1,6 @@
 """Rebuild the bundled demo model: a scikit-learn Pipeline on iris.
 
-    python -m model.train [--out model/] [--replace]
+    python -m publisher.train [--out model/] [--replace]
 
 What "reproducible" means here (README, "The model directory"):
 
@@ -39,7 +39,7 @@ def _pinned():
 
 
 if __name__ == "__main__" and not _pinned() and "numpy" not in sys.modules:
-    os.execve(sys.executable, [sys.executable, "-m", "model.train", *sys.argv[1:]],
+    os.execve(sys.executable, [sys.executable, "-m", "publisher.train", *sys.argv[1:]],
               {**os.environ, **PINNED_ENV})
 
 import argparse  # noqa: E402
@@ -55,7 +55,7 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from chalicelib.schema.card import ARTIFACT_FILE, CARD_FILE, sha256_of  # noqa: E402
-from model.publish import DEFAULT_OUT, publish  # noqa: E402
+from publisher.publish import DEFAULT_OUT, publish  # noqa: E402
 
 NAME = "iris-classifier"
 VERSION = "1.0.0"
@@ -136,14 +136,14 @@ def _graph_fields(onnx):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.train")
+    parser = argparse.ArgumentParser(prog="python -m publisher.train")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--created-at", help="ISO timestamp for the card (default: now)")
     parser.add_argument("--replace", action="store_true",
                         help="write the rebuilt artifact even if a different one is in --out")
     args = parser.parse_args(argv)
     if not _pinned():
-        print("warning: BLAS kernel not pinned (numpy was imported before model.train); "
+        print("warning: BLAS kernel not pinned (numpy was imported before publisher.train); "
               "the bytes may differ from a pinned build", file=sys.stderr)
     pipeline, metrics, X_train = train()
     import pandas as pd  # the training rows give the card its ranges and example

@@ -1,7 +1,7 @@
 """Compile a published estimator to ONNX, and keep the graph only when it
 answers what scikit-learn answers.
 
-``model.publish`` calls :func:`export`. The estimator is converted with
+``publisher.publish`` calls :func:`export`. The estimator is converted with
 skl2onnx (double precision first; for tree ensembles, which scikit-learn
 itself evaluates on float32 inputs against float32 thresholds, float32 is
 tried next), the graph is run by the same :class:`~chalicelib.runtimes.onnx_runtime.OnnxModel`

@@ -1,7 +1,7 @@
 """Bring your own model: check a scikit-learn estimator and publish it as a
 model directory (``model.joblib`` + the card ``model.json``).
 
-    python -m model.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
+    python -m publisher.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
                             [--upload s3://BUCKET/KEY] [--code my_features.py]
 
 The artifact is loaded with the same loader the app uses, so anything the app
@@ -33,8 +33,8 @@ from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import check_estimator, load_artifact
 from chalicelib.schema.features import Schema
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE
-from model import dependencies, onnx_export, schema_inference
-from model.audit import AuditRefused, audit_artifact
+from publisher import dependencies, onnx_export, schema_inference
+from publisher.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(PROJECT_DIR, "model")
@@ -192,7 +192,7 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
             trust=False, onnx=True):
     """See :func:`_publish`; ``code``: paths of the user's modules to ship;
-    ``onnx``: try to compile the model to ONNX (``model/onnx_export.py``)."""
+    ``onnx``: try to compile the model to ONNX (``publisher/onnx_export.py``)."""
     staging = tempfile.mkdtemp(prefix="publish-code-")
     try:
         code_dir, code_names = stage_code(code or (), staging)
@@ -397,7 +397,7 @@ def _sync_vendor_link(out_dir, remote, code=False, graph=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m model.publish", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m publisher.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("artifact", help="a joblib file holding a fitted estimator")
     parser.add_argument("--name", required=True)
     parser.add_argument("--version", required=True)
