@@ -5,10 +5,10 @@ answered in the type the ``Accept`` header asks for: JSON
 (``{"predictions": [...]}``, also for ``*/*`` or no ``Accept``), CSV (one
 prediction per line) or NPY (the predictions array); 406 for any other.
 
-CSV is read by the app's own CSV parser (one row per line in the card's
-feature order, or any order under a header line), after dropping a leading
-unnamed column under a header: the index column pandas' ``to_csv()``
-writes, which MLflow clients send.
+CSV is read by the app's own CSV parser and its header rule (one row per
+line in the card's feature order, or any order under a header line; the
+index column pandas' ``to_csv()`` writes is dropped), the rule documented
+in docs/csv-headers.md.
 """
 import csv
 import io
@@ -56,26 +56,10 @@ def answer_type(accept):
 
 
 def csv_rows(body, content_type, schema, max_rows):
-    """The matrix of a CSV body, through the app's own CSV parser."""
-    return parse_request(_drop_index_column(body), content_type, schema, max_rows).X
-
-
-def _drop_index_column(body):
-    """The CSV without pandas' index column: a header line whose first
-    field is empty (or pandas' ``Unnamed: 0``) while another names a
-    column. Other bodies are returned unchanged."""
-    head = body.lstrip(b"\xef\xbb\xbf")
-    first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    if not first.startswith((",", '"",', "Unnamed: 0,")):
-        return body
-    try:
-        reader = csv.reader(io.StringIO(head.decode("utf-8"), newline=""), strict=True)
-        lines = [fields[1:] for fields in reader if fields]
-    except (UnicodeDecodeError, csv.Error):
-        return body  # the app's parser names the problem
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(lines)
-    return out.getvalue().encode("utf-8")
+    """The matrix of a CSV body, through the app's own CSV parser and its
+    header rule (:func:`chalicelib.schema.parsing.parse_csv`): pandas'
+    header and index column are read as on ``POST /model``."""
+    return parse_request(body, content_type, schema, max_rows).X
 
 
 def npy_payload(body):

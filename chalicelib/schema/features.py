@@ -101,6 +101,8 @@ class Schema:
         self.accepts_missing = accepts_missing
         self.feature_names = tuple(f.name for f in self.features)
         self.index = {name: i for i, name in enumerate(self.feature_names)}
+        # The column names pandas gives a DataFrame built without names.
+        self.positional_names = [str(i) for i in range(len(self.feature_names))]
         self._getter = operator.itemgetter(*self.feature_names)
         # The float64 fast path: every value a number, handed over as a matrix.
         self.numeric = input_kind == "matrix" and all(
