@@ -188,6 +188,33 @@ def check_predicts(estimator, schema, rows):
         return prediction, False
 
 
+def mark_string_columns_taking_missing(estimator, schema, specs, rows):
+    """Mark (``accepts_missing_values`` on the feature) each string column
+    the estimator predicts with a missing value in (an imputer before its
+    encoder), when the model as a whole does not take missing values: the
+    app then hands it NaN for a null or an empty CSV field, as
+    ``pandas.read_csv`` would, instead of refusing it."""
+    if schema.input_kind != "dataframe":
+        return
+    for j, spec in enumerate(specs):
+        if spec.get("type") != "string":
+            continue
+        blank = [[None if k == j else v for k, v in enumerate(rows[0])]]
+        trial = dict(spec, accepts_missing_values=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                X = Schema([trial if k == j else f for k, f in enumerate(specs)], False,
+                           schema.input_kind).build(blank, lambda i, k: "")
+                result = np.asarray(estimator.predict(X))
+                if hasattr(estimator, "predict_proba"):
+                    result = np.asarray(estimator.predict_proba(X))
+        except Exception:
+            continue
+        if result.dtype.kind not in "fc" or bool(np.isfinite(result).all()):
+            spec["accepts_missing_values"] = True
+
+
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
             trust=False, onnx=True):
@@ -246,6 +273,8 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         raise PublishError(str(exc)) from None
     rows = example_rows(schema, specs, frame)
     prediction, accepts_missing = check_predicts(estimator, schema, rows)
+    if not accepts_missing:
+        mark_string_columns_taking_missing(estimator, schema, specs, rows)
     classes = getattr(estimator, "classes_", None)
     if isinstance(classes, list):
         classes = [np.asarray(c).tolist() for c in classes]

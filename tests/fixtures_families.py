@@ -96,3 +96,21 @@ def log1p_ridge():
     y = np.log1p(X[:, 0]) * 2 + np.log1p(X[:, 1])
     model = make_pipeline(FunctionTransformer(np.log1p), Ridge()).fit(X, y)
     return model, X[:12]
+
+
+def imputed_string_pipeline():
+    """A string column with missing values, imputed then one-hot encoded:
+    the notebook's DataFrame holds NaN where a city is unknown."""
+    from sklearn.impute import SimpleImputer
+    X, y = customers()
+    X = X.copy()
+    X.loc[X.index % 7 == 3, "city"] = np.nan
+    model = Pipeline([
+        ("prepare", ColumnTransformer([
+            ("categories", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                         OneHotEncoder(handle_unknown="ignore")), ["color", "city"]),
+            ("numbers", StandardScaler(), ["age", "income"]),
+        ])),
+        ("classify", LogisticRegression(max_iter=1000)),
+    ]).fit(X, y)
+    return model, X.head(12)

@@ -124,7 +124,8 @@ def _row_schemas(card):
                  "additionalProperties": {"type": ["number", "null"]}})
     names = list(card.feature_names)
     features = card.raw["features"]
-    values = [_feature_value(f, card.accepts_missing) for f in features]
+    values = [_feature_value(f, card.accepts_missing or (
+        isinstance(f, dict) and f.get("accepts_missing_values") is True)) for f in features]
     n = len(names)
     # Lists carry values by position; the number type is the same for all
     # features unless the card says otherwise.
