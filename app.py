@@ -11,7 +11,7 @@ from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
 
 from chalicelib.protocols import service  # noqa: E402
 from chalicelib.ops import snapstart
-from chalicelib.protocols import invocations, kserve_v1, open_inference  # noqa: E402
+from chalicelib.protocols import invocations, kserve_v1, open_inference, triton  # noqa: E402
 from chalicelib.http.access import public_access  # noqa: E402
 
 app = Chalice(app_name="sklearn-serverless")
@@ -60,9 +60,10 @@ def openapi():
 # SageMaker's container contract, KServe V1 and the Open Inference Protocol
 # (V2). (method, path, handler, behind the stage's auth). Predictions and
 # model metadata are protected like /model; liveness, readiness and the
-# server's identity stay open like /health. `GET /` is the try-it page, so
-# KServe V1's liveness probe of the base URL is not served. `{segment}` is KServe V1's
-# `name:predict`: API Gateway only allows a variable as a whole segment.
+# server's identity stay open like /health. `GET /` is both the try-it page
+# (for a browser) and KServe V1's liveness probe (for any other client).
+# `{segment}` is KServe V1's `name:predict`: API Gateway only allows a
+# variable as a whole segment.
 PROTOCOL_ROUTES = [
     ("GET", "/ping", invocations.ping, False),
     ("GET", "/version", invocations.version, False),
@@ -73,12 +74,18 @@ PROTOCOL_ROUTES = [
     ("GET", "/v2", open_inference.server_metadata, False),
     ("GET", "/v2/health/live", open_inference.live, False),
     ("GET", "/v2/health/ready", open_inference.ready, False),
+    ("GET", "/v2/models", open_inference.models, False),
     ("GET", "/v2/models/{name}", open_inference.model_metadata, True),
+    ("GET", "/v2/models/{name}/config", triton.model_config, True),
+    ("GET", "/v2/models/{name}/stats", triton.model_stats, True),
     ("GET", "/v2/models/{name}/ready", open_inference.model_ready, False),
     ("POST", "/v2/models/{name}/infer", open_inference.infer, True),
     ("GET", "/v2/models/{name}/versions/{version}", open_inference.model_metadata, True),
     ("GET", "/v2/models/{name}/versions/{version}/ready", open_inference.model_ready, False),
     ("POST", "/v2/models/{name}/versions/{version}/infer", open_inference.infer, True),
+    ("GET", "/v2/models/{name}/versions/{version}/config", triton.model_config, True),
+    ("GET", "/v2/models/{name}/versions/{version}/stats", triton.model_stats, True),
+    ("POST", "/v2/repository/index", triton.repository_index, True),
 ]
 
 
@@ -100,7 +107,10 @@ for _method, _path, _handler, _protected in PROTOCOL_ROUTES:
 
 
 # The try-it page: open on every stage (it holds nothing secret; predictions
-# stay behind the stage's auth), same origin as /model, so no CORS.
+# stay behind the stage's auth), same origin as /model, so no CORS. A client
+# that does not ask for HTML (KServe's is_server_live) gets V1's liveness.
 @app.route("/", methods=["GET"])
 def try_it_page():
-    return _respond(SERVICE.page())
+    if kserve_v1.wants_html(app.current_request.headers.get("accept")):
+        return _respond(SERVICE.page())
+    return _respond(kserve_v1.live(SERVICE, app.current_request))

@@ -36,8 +36,8 @@ class Api:
         headers = {} if content_type is None else {"Content-Type": content_type}
         return self.client.http.post("/model" + query, headers=headers, body=body)
 
-    def get(self, path):
-        return self.client.http.get(path)
+    def get(self, path, headers=None):
+        return self.client.http.get(path, headers=headers or {})
 
 
 def body_of(response):

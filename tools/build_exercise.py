@@ -88,7 +88,7 @@ def exercise_requests(card, max_rows):
         ("csv-empty", post("\n\n", "text/csv"), {400}),
         ("get-card", spec.get("/model"), ok),
         ("health", spec.get("/health"), ok),
-        ("try-it-page", spec.get("/"), ok),
+        ("try-it-page", spec.get("/", headers={"Accept": "text/html"}), ok),
     ]
     return cases + protocol_requests(card, rows, objects, numeric)
 

@@ -7,6 +7,8 @@
 of the app must invoke that alias, not ``$LATEST``, or a rollback would
 leave those routes on the new code: the integrations are written here from
 the app's own route table, so a route added to ``app.py`` is never missed.
+An unknown path is a 404 in a body every peer's client reads (the gateway
+response below), not API Gateway's 403.
 """
 import copy
 import json
@@ -26,6 +28,26 @@ def app_routes():
             app_module.app.routes.items()}
 
 
+# API Gateway answers a path or method no route has with its
+# MISSING_AUTHENTICATION_TOKEN response (403 "Missing Authentication Token").
+# Every peer answers 404: one neutral body that each peer's client reads in
+# its own key (KServe and Open Inference "error"; MLflow and SageMaker
+# "error_code" and "message"; this app's "Code" and "Message"). API Gateway
+# gives the same response to an unsigned request on a stage with IAM auth.
+NOT_FOUND_MESSAGE = ("no route for this method and path (see /openapi.json for the routes); "
+                     "on a stage with IAM auth, also an unsigned request")
+NOT_FOUND_BODY = json.dumps({"error": NOT_FOUND_MESSAGE, "error_code": "RESOURCE_DOES_NOT_EXIST",
+                             "message": NOT_FOUND_MESSAGE, "Code": "NotFoundError",
+                             "Message": NOT_FOUND_MESSAGE})
+GATEWAY_RESPONSES = {
+    "MISSING_AUTHENTICATION_TOKEN": {
+        "statusCode": 404,
+        "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
+        "responseTemplates": {"application/json": NOT_FOUND_BODY},
+    },
+}
+
+
 def merged(base, routes):
     template = copy.deepcopy(base)
     body = template["Resources"].setdefault("RestAPI", {}).setdefault("Properties", {}) \
@@ -33,6 +55,7 @@ def merged(base, routes):
     body["paths"] = {path: {method: {"x-amazon-apigateway-integration": {
         "uri": {"Fn::Sub": ALIAS_URI}}} for method in methods}
         for path, methods in sorted(routes.items())}
+    body["x-amazon-apigateway-gateway-responses"] = copy.deepcopy(GATEWAY_RESPONSES)
     return template
 
 

@@ -36,7 +36,8 @@ def render_error(protocol, error):
     MLflow (and SageMaker, which shares its ``/invocations``)
     ``{"error_code", "message"}``; KServe V1 and V2 ``{"error": message}``."""
     if protocol in (MLFLOW, SAGEMAKER):
-        body = {"error_code": _MLFLOW_CODES.get(error.status, "INTERNAL_ERROR"),
+        body = {"error_code": getattr(error, "mlflow_code", None)
+                or _MLFLOW_CODES.get(error.status, "INTERNAL_ERROR"),
                 "message": error.message}
     else:
         body = {"error": error.message}

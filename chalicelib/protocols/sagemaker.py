@@ -16,6 +16,7 @@ import io
 import numpy as np
 
 from chalicelib.http.errors import BadRequest, NotAcceptable, Unprocessable
+from chalicelib.schema.features import CSV_NUMBER
 from chalicelib.schema.parsing import parse_request
 from chalicelib.protocols.common import dumps, predictions_document
 from chalicelib.protocols.service import Reply
@@ -79,17 +80,33 @@ def npy_payload(body):
     return {"instances": array.tolist()}
 
 
-def json_rows_payload(document):
+def json_rows_payload(document, schema):
     """SageMaker's JSON: an array of rows, or a single row (an array of
-    values or an object keyed by feature name)."""
+    values or an object keyed by feature name). For an all-number model a
+    number written as a string (``[["5.1", "3.5", ...]]``) is that number,
+    as the scikit-learn container's numpy conversion reads it."""
     if document and all(type(v) not in (list, dict) for v in document):
         document = [document]
+    if schema.numeric:
+        document = [[_number_of(v) for v in row] if type(row) is list else
+                    {k: _number_of(v) for k, v in row.items()} if type(row) is dict else row
+                    for row in document]
     return {"instances": document}
 
 
-def render(model, predictions, proba, media_type):
-    """The answer in ``media_type`` (from :func:`answer_type`)."""
+def _number_of(value):
+    if type(value) is str and CSV_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+def render(model, predictions, proba, media_type, bare=False):
+    """The answer in ``media_type`` (from :func:`answer_type`); ``bare``:
+    JSON is the bare array of predictions (the container's answer to an
+    array or NPY request) unless probabilities were asked for."""
     if media_type == JSON_TYPE:
+        if bare and proba is None:
+            return Reply(200, dumps(predictions.tolist()), model.headers)
         return Reply(200, dumps(predictions_document(model, predictions, proba)),
                      model.headers)
     headers = dict(model.headers, **{"Content-Type": media_type})
