@@ -10,7 +10,7 @@ import json
 import pytest
 
 from chalicelib.ops import metrics
-from chalicelib.protocols import service
+from chalicelib.protocols import service, wrapper
 from tests import emf
 from tests.conftest import IRIS_ROWS
 
@@ -97,7 +97,8 @@ def test_init_failure_record(monkeypatch, tmp_path, capsys):
 def test_namespace_and_function_come_from_the_environment(logged, monkeypatch):
     monkeypatch.setenv(metrics.NAMESPACE_ENV, "Team/Models")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stack-APIHandler-XYZ")
-    service._ROUTE_LOGS["POST /model"]._format = None  # rendered once per model: start afresh
+    for log in wrapper._ROUTE_LOGS.values():  # rendered once per model: start afresh
+        log._format = None
     [record] = logged({"instances": IRIS_ROWS})
     emf.validate(record)
     assert {ns for ns, *_ in emf.series(record)} == {"Team/Models"}
