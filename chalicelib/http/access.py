@@ -4,7 +4,7 @@ Read from the stage's environment variables in ``.chalice/config.json``
 (Chalice sets them when it imports the app to package or deploy it):
 
 * ``API_AUTH``: ``none``, ``api_key`` (API Gateway API keys; the usage plan
-  is a separate step, see the README) or ``iam`` (SigV4-signed requests).
+  is a separate step, see docs/operate.md) or ``iam`` (SigV4-signed requests).
 * ``CORS_ALLOW_ORIGIN``: empty (CORS off) or the one origin browsers may
   call from.
 
