@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup serve test model build package deploy harden bench clean api-key api-key-list api-key-revoke
+.PHONY: setup serve test docs model build package deploy harden bench clean api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
 MERGE ?= build/merge-prod.json
@@ -29,6 +29,9 @@ serve: setup  ## serve the model at http://127.0.0.1:$(PORT)/model (try-it page:
 
 test: setup  ## the test suite
 	$(BIN)/python -m pytest -q
+
+docs: setup  ## build the docs site (mkdocs.yml, docs/) into build/site; --strict: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 model: setup  ## rebuild the bundled demo model (byte-identical artifact)
 	$(BIN)/python -m publisher.train

@@ -141,13 +141,13 @@ def test_the_validator_refuses_what_cloudwatch_would_refuse():
             emf.validate(record)
 
 
-def test_the_readme_logs_insights_query_reads_fields_the_records_have(logged):
+def test_the_docs_logs_insights_query_reads_fields_the_records_have(logged):
     """The query itself needs CloudWatch; what it reads must exist, with the
     types its functions need, in the records the app writes."""
     import re
     from pathlib import Path
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    query = readme.split("<!-- logs-insights-query -->", 1)[1].split("```")[1]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operate.md").read_text()
+    query = page.split("<!-- logs-insights-query -->", 1)[1].split("```")[1]
     [(filter_field, literal)] = re.findall(r'filter (\w+) = "([^"]+)"', query)
     numeric = re.findall(r"(?:pct|sum|avg|max|min)\((\w+)", query)
     grouped = re.findall(r"\bby (\w+)", query)

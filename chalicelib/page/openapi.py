@@ -46,7 +46,7 @@ GATEWAY_ERRORS = {
 SECURITY_SCHEMES = {
     "api_key": ("api_key", {"type": "apiKey", "in": "header", "name": "x-api-key",
                             "description": "An API Gateway API key attached to a usage plan "
-                                           "of this stage (see the README)."}),
+                                           "of this stage (`make api-key`; docs/operate.md)."}),
     # What Chalice's IAMAuthorizer puts in API Gateway's swagger.
     "iam": ("sigv4", {"type": "apiKey", "in": "header", "name": "Authorization",
                       "x-amazon-apigateway-authtype": "awsSigv4",
