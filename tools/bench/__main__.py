@@ -11,7 +11,7 @@ pandas), everything measured side by side in one run, as ratios:
   project; the model card's runtime serves: the **ONNX path** when the card
   says ``onnxruntime``), the **scikit-learn path** (the same project with
   ``MODEL_RUNTIME=scikit-learn`` in the prod stage), the *old* package
-  (today's build: ``tools/bench_packages.OLD_COMMIT`` with its own tools),
+  (today's build: ``tools/bench/packages.OLD_COMMIT`` with its own tools),
   the *floor* (a fresh process in the venv, bytecode cache warm: import
   numpy/sklearn/joblib (and pandas), ``joblib.load``, ``predict`` one row)
   and, with ``--naive``, plain ``chalice package``. Interleaved round after
@@ -22,17 +22,17 @@ pandas), everything measured side by side in one run, as ratios:
   time** (``-X importtime`` on the same cold start): top modules by self and
   cumulative time, self time per top-level package;
 * **estimated init on Lambda** at 512 MB and 1,769 MB from the single-core
-  cold start (``tools/bench_static.lambda_estimate``: an estimate);
+  cold start (``tools/bench/static.lambda_estimate``: an estimate);
 * **warm latency** and **batch** per path, in the isolated package process
-  (``tools/bench_child.py``): the handler against bare predict (1 row), and
+  (``tools/bench/child.py``): the handler against bare predict (1 row), and
   against the stdlib floor (1,000 rows: ``json.loads``, ``numpy.asarray``,
   predict, ``json.dumps``), with where the handler's time goes;
 * **package**: sizes, zipped size per top-level package and the room left
   for the model under the 50 MiB direct upload; **memory** (peak RSS of the
   cold-start process), cost and capacity on paper;
-* **targets** of issue 15 with PASS/MISS (``tools/bench_report.targets``).
+* **targets** of issue 15 with PASS/MISS (``tools/bench/report.targets``).
 
-Packages are cached in ``build/bench/`` (``tools/bench_packages.py``); the
+Packages are cached in ``build/bench/`` (``tools/bench/packages.py``); the
 first run builds them (a minute or two each), later runs reuse them.
 ``--quick`` makes fewer runs. Timings on a shared machine are noisy: read the
 ratios, which are measured side by side.
@@ -47,18 +47,18 @@ import subprocess
 import sys
 import time
 
-TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS_DIR)
+BENCH_TOOLS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(BENCH_TOOLS))
 sys.path.insert(0, REPO) if REPO not in sys.path else None
 
-from tools import lambda_events as ev  # noqa: E402
-from tools.bench_models import BENCH_DIR, PYTHON, models, say  # noqa: E402
-from tools.bench_packages import OLD_COMMIT, model_rel, package, sources_digest  # noqa: E402
-from tools.bench_report import (APIGW_REST_PER_M, LAMBDA_GB_S, LAMBDA_PER_M,  # noqa: E402
+from tools.ops import lambda_events as ev  # noqa: E402
+from tools.bench.models import BENCH_DIR, PYTHON, models, say  # noqa: E402
+from tools.bench.packages import OLD_COMMIT, model_rel, package, sources_digest  # noqa: E402
+from tools.bench.report import (APIGW_REST_PER_M, LAMBDA_GB_S, LAMBDA_PER_M,  # noqa: E402
                                 PRICE_DATE, report_model, report_targets)
-from tools.bench_static import import_times, summarize_imports, zip_sizes  # noqa: E402
+from tools.bench.static import import_times, summarize_imports, zip_sizes  # noqa: E402
 
-CHILD = os.path.join(TOOLS_DIR, "bench_child.py")
+CHILD = os.path.join(BENCH_TOOLS, "child.py")
 ONNX, SKLEARN = "onnxruntime", "scikit-learn"
 # What each path's init imports before the app's own graph (the breakdown
 # times them one by one; only those the package ships).
@@ -81,7 +81,7 @@ def child_env(task, stage_env, memory):
     return env
 
 
-# Inline rather than tools.lambda_events.LambdaContext: importing that module
+# Inline rather than tools.ops.lambda_events.LambdaContext: importing that module
 # (uuid, base64) inside the timed child would count towards the cold start.
 _CONTEXT = r"""
 class Ctx:
@@ -403,7 +403,7 @@ def main(argv=None):
     say("stage prod env (new package): %s; lambda_memory_size %d MB"
         % (", ".join("%s=%s" % kv for kv in sorted(new_env.items())),
            all_pkgs[chosen[0].key]["new"]["memory"]))
-    say("old = today's build: git %s with its own tools.build_package; cold-start rounds: %d "
+    say("old = today's build: git %s with its own tools.build.package; cold-start rounds: %d "
         "(+1 discarded)%s\n" % (OLD_COMMIT, rounds, "; QUICK" if args.quick else ""))
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),

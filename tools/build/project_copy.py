@@ -6,7 +6,7 @@ import shutil
 
 #: What Chalice, the build and the publisher read from a project.
 PROJECT_FILES = ("app.py", "chalicelib", "model", "publisher", "vendor", ".chalice", "requirements.txt")
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def copy_project(dest, source=PROJECT_DIR):

@@ -4,9 +4,9 @@ targets of issue 15 with PASS/MISS."""
 import math
 import statistics
 
-from tools.bench_models import say
-from tools.bench_packages import OLD_COMMIT
-from tools.bench_static import ESTIMATE_MB, FULL_CORE_MB, lambda_estimate
+from tools.bench.models import say
+from tools.bench.packages import OLD_COMMIT
+from tools.bench.static import ESTIMATE_MB, FULL_CORE_MB, lambda_estimate
 
 MiB = 1024 * 1024
 ZIP_LIMIT_MIB = 50          # Lambda: direct upload

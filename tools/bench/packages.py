@@ -1,7 +1,7 @@
 """The Lambda packages ``tools.bench`` compares, built once and cached in
 ``build/bench/`` (unzipped read-only per zip sha256):
 
-* ``new``: this project, built by its ``tools.build_package`` (what ``make
+* ``new``: this project, built by its ``tools.build.package`` (what ``make
   build`` ships): the model card's runtime serves (ONNX Runtime when the card
   says ``"runtime": "onnxruntime"``);
 * ``sklearn``: the same project with ``MODEL_RUNTIME=scikit-learn`` in the
@@ -9,7 +9,7 @@
   ONNX conversion), built the same way;
 * ``old``: the project as it was at ``OLD_COMMIT`` (main before the cold-start
   work), from ``git archive``, with that commit's own ``publisher.publish`` and
-  ``tools.build_package``: today's build, kept as the comparison;
+  ``tools.build.package``: today's build, kept as the comparison;
 * ``naive``: this project through plain ``chalice package`` (``--naive``).
 
 Each is keyed by the model's sha256 and what goes into it besides the model
@@ -27,9 +27,9 @@ import time
 import zipfile
 
 from chalicelib.schema.card import sha256_of
-from tools.bench_models import BENCH_DIR, PYTHON, REPO, note
-from tools.build_package import extract_read_only
-from tools.project_copy import copy_project, make_writable
+from tools.bench.models import BENCH_DIR, PYTHON, REPO, note
+from tools.build.package import extract_read_only
+from tools.build.project_copy import copy_project, make_writable
 
 #: main before this session's cold-start work: "today's build".
 OLD_COMMIT = "48e2717"
@@ -192,13 +192,13 @@ def _build(model, variant, cache, keyed):
                                      "chalice package for %s" % model.key)
         built = os.path.join(out_dir, "deployment.zip")
     else:
-        note("building the %s package for %s (tools.build_package%s, ~1-2 min)"
+        note("building the %s package for %s (tools.build.package%s, ~1-2 min)"
              % (variant, model.key, " of %s" % OLD_COMMIT if variant == "old" else ""))
         env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
         output, seconds = run_or_die(
-            [PYTHON, "-m", "tools.build_package", "--project-dir", project,
+            [PYTHON, "-m", "tools.build.package", "--project-dir", project,
              "--stage", "prod", "--wheels-dir", WHEELS], source, env,
-            "tools.build_package (%s) for %s" % (variant, model.key))
+            "tools.build.package (%s) for %s" % (variant, model.key))
         deployments = os.path.join(project, ".chalice", "deployments")
         zips = [z for z in os.listdir(deployments) if z.endswith(".zip")]
         assert len(zips) == 1, zips
