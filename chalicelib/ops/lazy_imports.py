@@ -1,6 +1,5 @@
 """Lazy loading of the modules (of the dependencies and the standard library)
-the build found imported but never executed by the served model (issue 15,
-part 2).
+the build found imported but never executed by the served model.
 
 ``make build`` traces every request path of the app with the model
 (``tools/build/lazy.py``) and writes the names of the modules that were

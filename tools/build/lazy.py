@@ -1,4 +1,4 @@
-"""Lazy imports, decided per build from the trace (issue 15, part 2).
+"""Lazy imports, decided per build from the trace.
 
 The trace imports the app and answers every request with eager imports. The
 Python modules it imported from the dependencies and the standard library

@@ -8,10 +8,10 @@ Runs, with their full counts,
 * the soak (``tests/test_soak.py``, ``SOAK_REQUESTS=100000``) in another, at
   the same time (two cores; the soak's memory figure is then its own
   process's);
-* the malicious-artifact corpus (``tools/fixtures/malicious.py``), if present: every
+* the malicious-artifact corpus (``tools/fixtures/malicious.py``): every
   name-based payload through the app's loader in a child process, then a
-  check that no payload's marker file exists; every issue-10 technique
-  (``TECHNIQUES``) through the app's init phase, each in its own child (a
+  check that no payload's marker file exists; every technique that uses
+  allowlisted names only (``TECHNIQUES``) through the app's init phase, each in its own child (a
   crash costs one row, not the table); then ``tests/test_safe_loading.py``
   and ``tests/test_hostile_artifacts.py`` (controls included). It prints the
   table of attacks tried and attacks held,
@@ -60,7 +60,7 @@ print(json.dumps({"cases": len(built), "refused": len(refused), "loaded": loaded
 """
 
 
-# One issue-10 technique through the app's init phase; held = 503 naming the
+# One allowlisted-names technique through the app's init phase; held = 503 naming the
 # expected reason, exit code 0 (no crash), no secret in the output.
 _TECHNIQUE_SCRIPT = r"""
 import json, os, sys, tempfile, warnings
@@ -77,7 +77,7 @@ print(json.dumps({"status": reply.status, "message": json.loads(reply.body).get(
 
 
 def _techniques():
-    """[(technique, held)] for every issue-10 technique, each in a child."""
+    """[(technique, held)] for every allowlisted-names technique, each in a child."""
     from tools.fixtures import malicious
     rows = []
     for name, (_, refuses, _) in malicious.TECHNIQUES.items():
