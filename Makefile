@@ -14,7 +14,7 @@ OUT ?= dist/prod
 MERGE ?= build/merge-prod.json
 NAME ?=
 API_ID ?=
-KEYS := $(BIN)/python -m tools.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
+KEYS := $(BIN)/python -m tools.ops.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
 
 setup: $(VENV)/.installed
 
@@ -37,17 +37,17 @@ model: setup  ## rebuild the bundled demo model (byte-identical artifact)
 	$(BIN)/python -m publisher.train
 
 build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache
-	$(BIN)/python -m tools.build_package --stage prod
+	$(BIN)/python -m tools.build.package --stage prod
 
 package: build  ## deployment.zip + SAM template (deploy/merge-prod.json + every route on the live alias) in $(OUT); must reuse the build
 	rm -rf $(OUT)
-	$(BIN)/python -m tools.merge_template deploy/merge-prod.json $(MERGE)
+	$(BIN)/python -m tools.ops.merge_template deploy/merge-prod.json $(MERGE)
 	@out=$$($(BIN)/chalice package --stage prod --merge-template $(MERGE) $(OUT) 2>&1); s=$$?; echo "$$out"; \
 	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
 	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
 
 deploy: setup  ## make build (refusing a package over the 50 MiB direct upload) + chalice deploy --stage prod
-	$(BIN)/python -m tools.build_package --stage prod --direct-upload
+	$(BIN)/python -m tools.build.package --stage prod --direct-upload
 	$(BIN)/chalice deploy --stage prod
 
 api-key: setup  ## NAME=client [API_ID=id]: a key for the deployed prod stage (usage plan created once); printed once

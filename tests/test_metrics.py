@@ -158,3 +158,31 @@ def test_the_docs_logs_insights_query_reads_fields_the_records_have(logged):
         assert isinstance(record[field], (int, float)) and not isinstance(record[field], bool)
     for field in grouped:
         assert isinstance(record[field], str)
+
+
+def test_chalice_local_writes_a_short_line_and_lambda_keeps_its_record(serve, capsys, monkeypatch):
+    """``make serve`` (Chalice's CLI, no Lambda function name): one short
+    line a person can read per request; the same CLI variable with a Lambda
+    function name set (as in the deployed function's environment) still
+    writes the EMF record."""
+    monkeypatch.setenv("AWS_CHALICE_CLI_MODE", "true")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    metrics.reset_process()
+    api = serve(LOG_REQUESTS="true")
+    capsys.readouterr()
+    api.post({"instances": IRIS_ROWS})
+    api.post("{not json")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ms")[0].rsplit(", ", 1)[0] for line in lines] == [
+        "POST /model -> 200, 3 rows", "POST /model -> 400, 0 rows"]
+    assert lines[0].endswith(" ms (first request)") and lines[1].endswith(" ms")
+    assert all(len(line) < 80 and "{" not in line for line in lines)
+    assert emf.records("\n".join(lines)) == []
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    api = serve(LOG_REQUESTS="true")
+    capsys.readouterr()
+    api.post({"instances": IRIS_ROWS})
+    [record] = emf.records(capsys.readouterr().out)
+    emf.validate(record)
+    assert record["status"] == 200 and record["function"] == FUNCTION

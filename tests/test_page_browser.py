@@ -461,7 +461,7 @@ def publish_served(tmp_path_factory, family):
     from sklearn.preprocessing import OrdinalEncoder
 
     from publisher.publish import publish
-    from tests import fixtures_families as families
+    from tools.fixtures import fixtures_families as families
     where = tmp_path_factory.mktemp(family)
     options = {}
     if family == "customers":

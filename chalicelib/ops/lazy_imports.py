@@ -1,9 +1,8 @@
 """Lazy loading of the modules (of the dependencies and the standard library)
-the build found imported but never executed by the served model (issue 15,
-part 2).
+the build found imported but never executed by the served model.
 
 ``make build`` traces every request path of the app with the model
-(``tools/build_lazy.py``) and writes the names of the modules that were
+(``tools/build/lazy.py``) and writes the names of the modules that were
 imported but whose code no request path needed into the package as
 ``chalicelib/_lazy_modules.json``. :func:`install`, called first thing in
 ``app.py``, puts a finder in front of ``sys.meta_path`` that gives each of

@@ -155,7 +155,7 @@ def _client_error(exc, uri):
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
         return ModelLoadError(
             "model artifact %s: access denied; the function's role needs s3:GetObject on "
-            "%s (python -m tools.model_policy)" % (uri, object_arn(uri)),
+            "%s (python -m tools.ops.model_policy)" % (uri, object_arn(uri)),
             public="the function may not read the model artifact in S3 (AccessDenied)")
     return ModelLoadError("model artifact %s cannot be downloaded: %s" % (uri, exc),
                           public="the model artifact cannot be downloaded from S3 (%s)" % code)

@@ -124,7 +124,7 @@ def load_artifact(path, trust=None):
                              public="artifact state cannot be checked (%s)"
                              % type(exc).__name__) from None
     if not trust:
-        # Allowed classes can still be wired to read files (issue 10): the
+        # Allowed classes can still be wired to read files: the
         # same rules publisher.publish applies, at every load.
         reason = model_audit.refusal(model_audit.inspect_model(estimator))
         if reason:

@@ -3,7 +3,7 @@ time goes, measured inside an unzipped package (the ONNX path's or the
 scikit-learn path's: "bare predict" is what the served model's own predict
 runs, ``estimator.predict`` or the ONNX Runtime session).
 
-    python -I -S -B tools/bench_child.py PACKAGE_DIR SPEC_JSON OUT_JSON
+    python -I -S -B tools/bench/child.py PACKAGE_DIR SPEC_JSON OUT_JSON
 
 Standard library only (plus what the package ships): it runs in the isolated
 interpreter that sees nothing but the package and the standard library, as

@@ -1,6 +1,6 @@
 """The production merge template for ``chalice package --merge-template``.
 
-    .venv/bin/python -m tools.merge_template [deploy/merge-prod.json] [build/merge-prod.json]
+    .venv/bin/python -m tools.ops.merge_template [deploy/merge-prod.json] [build/merge-prod.json]
 
 ``deploy/merge-prod.json`` holds what does not depend on the routes
 (SnapStart, the ``live`` alias, alarms, the canary deployment). Every route

@@ -1,7 +1,7 @@
 """Cold start by hand: the built package with its lazy imports, the same
 package with every import eager (``LAZY_IMPORTS=off``), and the floor.
 
-    .venv/bin/python -m tools.lazy_cold_start [--project-dir .] [--package DIR] [--rounds 7]
+    .venv/bin/python -m tools.bench.lazy_cold_start [--project-dir .] [--package DIR] [--rounds 7]
 
 Run ``make build`` first (``PROJECT/build/package`` is the tree the zip
 was made from; the package runs with the prod stage's environment of
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLOOR = """import sys, numpy, sklearn, joblib
 m = joblib.load(sys.argv[1])
@@ -61,7 +61,7 @@ def timed(cmd, env, cwd):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.lazy_cold_start")
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.lazy_cold_start")
     parser.add_argument("--project-dir", default=REPO)
     parser.add_argument("--package", help="default: PROJECT/build/package")
     parser.add_argument("--rounds", type=int, default=7)
@@ -85,9 +85,9 @@ def main(argv=None):
         "floor": ([sys.executable, "-c", FLOOR, artifact, ",".join(map(str, row))],
                   dict(os.environ, **threads), REPO),
         "lazy": ([sys.executable, "-I", "-S", "-B", "-c", PACKAGE, package, body,
-                  os.path.join(REPO, "tools")], base, package),
+                  os.path.join(REPO, "tools", "ops")], base, package),
         "eager": ([sys.executable, "-I", "-S", "-B", "-c", PACKAGE, package, body,
-                   os.path.join(REPO, "tools")], dict(base, LAZY_IMPORTS="off"), package),
+                   os.path.join(REPO, "tools", "ops")], dict(base, LAZY_IMPORTS="off"), package),
     }
     if not os.path.isfile(os.path.join(package, "chalicelib", "_lazy_modules.json")):
         print("note: %s has no lazy list (lazy = eager)" % package)

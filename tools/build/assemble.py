@@ -8,9 +8,9 @@ import stat
 import subprocess
 import zipfile
 
-from tools.build_common import (UNZIPPED_LIMIT, ZIP_DATE, ZIP_LIMIT, ZIP_WARN, BuildError, MiB,
+from tools.build.common import (UNZIPPED_LIMIT, ZIP_DATE, ZIP_LIMIT, ZIP_WARN, BuildError, MiB,
                                 _make_writable, log, warn)
-from tools.build_trim import RUNTIME_LIB_DIR
+from tools.build.trim import RUNTIME_LIB_DIR
 
 #: Packages that build docstrings from other docstrings at import
 #: (lightgbm/dask.py: ``__doc__.partition``): compiled without -OO's

@@ -2,9 +2,9 @@
 inside an isolated interpreter (``python -I -S -B``: nothing importable but
 the package's directories and the standard library).
 
-Standard library only: :func:`tools.build_trace.run_exercise` runs this very
-file by path (``python -I -S -B tools/build_exercise.py --paths ...``), where
-the ``tools`` package is not importable. It loads ``tools/lambda_events.py``
+Standard library only: :func:`tools.build.trace.run_exercise` runs this very
+file by path (``python -I -S -B tools/build/exercise.py --paths ...``), where
+the ``tools`` package is not importable. It loads ``tools/ops/lambda_events.py``
 by path for the same reason."""
 import argparse
 import csv
@@ -14,7 +14,8 @@ import os
 import sys
 import time
 
-EVENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lambda_events.py")
+EVENTS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ops",
+                           "lambda_events.py")
 
 
 def exercise_requests(card, max_rows):
@@ -287,7 +288,7 @@ def exercise(paths, model_rel, out_file, lazy_file=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -I -S -B tools/build_exercise.py")
+    parser = argparse.ArgumentParser(prog="python -I -S -B tools/build/exercise.py")
     parser.add_argument("--paths", required=True)
     parser.add_argument("--model-rel", required=True)
     parser.add_argument("--out", required=True)

@@ -10,9 +10,9 @@ pandas), everything measured side by side in one run, as ratios:
   ``app.app(event, context)``, for: the *new* package (``make build`` of this
   project; the model card's runtime serves: the **ONNX path** when the card
   says ``onnxruntime``), the **scikit-learn path** (the same project with
-  ``MODEL_RUNTIME=scikit-learn`` in the prod stage), the *old* package
-  (today's build: ``tools/bench_packages.OLD_COMMIT`` with its own tools),
-  the *floor* (a fresh process in the venv, bytecode cache warm: import
+  ``MODEL_RUNTIME=scikit-learn`` in the prod stage), with ``--against REF``
+  the *old* package (the project at git REF, built with its own tools), the
+  *floor* (a fresh process in the venv, bytecode cache warm: import
   numpy/sklearn/joblib (and pandas), ``joblib.load``, ``predict`` one row)
   and, with ``--naive``, plain ``chalice package``. Interleaved round after
   round (the order rotates), after one discarded warm-up round; median, min,
@@ -22,17 +22,17 @@ pandas), everything measured side by side in one run, as ratios:
   time** (``-X importtime`` on the same cold start): top modules by self and
   cumulative time, self time per top-level package;
 * **estimated init on Lambda** at 512 MB and 1,769 MB from the single-core
-  cold start (``tools/bench_static.lambda_estimate``: an estimate);
+  cold start (``tools/bench/static.lambda_estimate``: an estimate);
 * **warm latency** and **batch** per path, in the isolated package process
-  (``tools/bench_child.py``): the handler against bare predict (1 row), and
+  (``tools/bench/child.py``): the handler against bare predict (1 row), and
   against the stdlib floor (1,000 rows: ``json.loads``, ``numpy.asarray``,
   predict, ``json.dumps``), with where the handler's time goes;
 * **package**: sizes, zipped size per top-level package and the room left
   for the model under the 50 MiB direct upload; **memory** (peak RSS of the
   cold-start process), cost and capacity on paper;
-* **targets** of issue 15 with PASS/MISS (``tools/bench_report.targets``).
+* **targets** with PASS/MISS (``tools/bench/report.targets``).
 
-Packages are cached in ``build/bench/`` (``tools/bench_packages.py``); the
+Packages are cached in ``build/bench/`` (``tools/bench/packages.py``); the
 first run builds them (a minute or two each), later runs reuse them.
 ``--quick`` makes fewer runs. Timings on a shared machine are noisy: read the
 ratios, which are measured side by side.
@@ -47,18 +47,18 @@ import subprocess
 import sys
 import time
 
-TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS_DIR)
+BENCH_TOOLS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(BENCH_TOOLS))
 sys.path.insert(0, REPO) if REPO not in sys.path else None
 
-from tools import lambda_events as ev  # noqa: E402
-from tools.bench_models import BENCH_DIR, PYTHON, models, say  # noqa: E402
-from tools.bench_packages import OLD_COMMIT, model_rel, package, sources_digest  # noqa: E402
-from tools.bench_report import (APIGW_REST_PER_M, LAMBDA_GB_S, LAMBDA_PER_M,  # noqa: E402
+from tools.ops import lambda_events as ev  # noqa: E402
+from tools.bench.models import BENCH_DIR, PYTHON, models, say  # noqa: E402
+from tools.bench.packages import model_rel, package, resolve_ref, sources_digest  # noqa: E402
+from tools.bench.report import (APIGW_REST_PER_M, LAMBDA_GB_S, LAMBDA_PER_M,  # noqa: E402
                                 PRICE_DATE, report_model, report_targets)
-from tools.bench_static import import_times, summarize_imports, zip_sizes  # noqa: E402
+from tools.bench.static import import_times, summarize_imports, zip_sizes  # noqa: E402
 
-CHILD = os.path.join(TOOLS_DIR, "bench_child.py")
+CHILD = os.path.join(BENCH_TOOLS, "child.py")
 ONNX, SKLEARN = "onnxruntime", "scikit-learn"
 # What each path's init imports before the app's own graph (the breakdown
 # times them one by one; only those the package ships).
@@ -81,7 +81,7 @@ def child_env(task, stage_env, memory):
     return env
 
 
-# Inline rather than tools.lambda_events.LambdaContext: importing that module
+# Inline rather than tools.ops.lambda_events.LambdaContext: importing that module
 # (uuid, base64) inside the timed child would count towards the cold start.
 _CONTEXT = r"""
 class Ctx:
@@ -349,14 +349,15 @@ def bench_model(model, pkgs, args, rounds, floor_env, tmp):
     paths = {pkgs["new"]["runtime"]: pkgs["new"]}
     if "sklearn" in pkgs:
         paths[SKLEARN] = pkgs["sklearn"]
-    variants = [Variant("floor"), Variant("old", pkgs["old"])]
-    variants += [Variant(v, pkgs[v]) for v in ("new", "sklearn", "naive") if v in pkgs]
+    variants = [Variant("floor")]
+    variants += [Variant(v, pkgs[v]) for v in ("old", "new", "sklearn", "naive") if v in pkgs]
     variants += [Variant("breakdown " + path, pkg, breakdown_of=path)
                  for path, pkg in paths.items()]
     cold = cold_starts(model, variants, rounds, floor_env)
     bds = {path: breakdown(cold.pop("breakdown " + path)) for path in paths}
     imports = {path: importtime(model, pkg) for path, pkg in paths.items()}
-    imports["old"] = importtime(model, pkgs["old"])
+    if "old" in pkgs:
+        imports["old"] = importtime(model, pkgs["old"])
     sizes = {v: zip_sizes(pkg["zip"], model_rel(pkg["stage_env"])) for v, pkg in pkgs.items()}
     warms = {path: warm(model, pkg, args.quick, args.profile, tmp) for path, pkg in paths.items()}
     return report_model(model, pkgs, paths, cold, bds, imports, sizes, warms)
@@ -372,6 +373,9 @@ def main(argv=None):
                         "with --quick, else 5)")
     parser.add_argument("--naive", action="store_true",
                         help="also the naive package (plain `chalice package`; pip downloads)")
+    parser.add_argument("--against", metavar="REF",
+                        help="also build the project at git REF (a tag, branch or commit) with "
+                        "its own publisher and build tool, and compare against it")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of the handler (1 row and 1,000 rows)")
     args = parser.parse_args(argv)
@@ -379,10 +383,13 @@ def main(argv=None):
     os.makedirs(BENCH_DIR, exist_ok=True)
     rounds = args.rounds or (3 if args.quick else 5)
     src = sources_digest()
+    against = resolve_ref(args.against) if args.against else None
     chosen = models(args.models.split(","))
     all_pkgs = {}
     for model in chosen:
-        pkgs = {"new": package(model, "new", src), "old": package(model, "old", src)}
+        pkgs = {"new": package(model, "new", src)}
+        if against:
+            pkgs["old"] = package(model, "old", src, against)
         if pkgs["new"]["runtime"] == ONNX:
             pkgs["sklearn"] = package(model, "sklearn", src)
         if args.naive:
@@ -403,15 +410,16 @@ def main(argv=None):
     say("stage prod env (new package): %s; lambda_memory_size %d MB"
         % (", ".join("%s=%s" % kv for kv in sorted(new_env.items())),
            all_pkgs[chosen[0].key]["new"]["memory"]))
-    say("old = today's build: git %s with its own tools.build_package; cold-start rounds: %d "
-        "(+1 discarded)%s\n" % (OLD_COMMIT, rounds, "; QUICK" if args.quick else ""))
+    say("%scold-start rounds: %d (+1 discarded)%s\n"
+        % ("old = git %s (--against %s), built with its own tools; " % (against[:12], args.against)
+           if against else "", rounds, "; QUICK" if args.quick else ""))
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                            "cpu": _cpu_model(), "python": platform.python_version()},
                "prices": {"source": PRICE_DATE, "lambda_gb_s": LAMBDA_GB_S,
                           "lambda_per_million": LAMBDA_PER_M,
                           "api_gateway_rest_per_million": APIGW_REST_PER_M},
-               "old_commit": OLD_COMMIT, "quick": args.quick, "rounds": rounds, "models": []}
+               "against": against, "quick": args.quick, "rounds": rounds, "models": []}
     for model in chosen:
         figures["models"].append(bench_model(model, all_pkgs[model.key], args, rounds,
                                              floor_env, tmp))

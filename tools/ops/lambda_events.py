@@ -2,7 +2,7 @@
 ``AWS_PROXY`` Lambda integration (payload format version 1.0), and a minimal
 Lambda context object.
 
-Standard library only: ``tools/build_exercise.py`` loads this file by path
+Standard library only: ``tools/build/exercise.py`` loads this file by path
 inside an isolated interpreter that sees nothing but the unzipped package.
 """
 import base64

@@ -1,8 +1,8 @@
 """API keys for the deployed ``prod`` stage, in one command each.
 
-    python -m tools.api_keys create NAME    # make api-key NAME=...
-    python -m tools.api_keys list           # make api-key-list
-    python -m tools.api_keys revoke NAME    # make api-key-revoke NAME=...
+    python -m tools.ops.api_keys create NAME    # make api-key NAME=...
+    python -m tools.ops.api_keys list           # make api-key-list
+    python -m tools.ops.api_keys revoke NAME    # make api-key-revoke NAME=...
 
 Chalice marks the ``prod`` methods "API key required" but creates no usage
 plan and no key. This finds the REST API that ``chalice deploy`` created (its
@@ -206,7 +206,7 @@ def _check_name(name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.api_keys", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.api_keys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--stage", default="prod")

@@ -1,4 +1,4 @@
-"""Lazy imports, decided per build from the trace (issue 15, part 2).
+"""Lazy imports, decided per build from the trace.
 
 The trace imports the app and answers every request with eager imports. The
 Python modules it imported from the dependencies and the standard library
@@ -24,8 +24,8 @@ import json
 import os
 import sysconfig
 
-from tools.build_common import BuildError, log, warn
-from tools.build_trace import answer_differences, run_exercise
+from tools.build.common import BuildError, log, warn
+from tools.build.trace import answer_differences, run_exercise
 
 #: Where the list ships, relative to the package root (read by
 #: chalicelib/ops/lazy_imports.py, next to it).
@@ -107,7 +107,7 @@ def write_list(app_dir, modules):
     with open(path, "w") as f:
         json.dump({"modules": modules,
                    "why": "imported by the app but run by no request path in the build's "
-                          "trace (tools/build_lazy.py); chalicelib/ops/lazy_imports.py runs each "
+                          "trace (tools/build/lazy.py); chalicelib/ops/lazy_imports.py runs each "
                           "on first use"}, f, indent=0, sort_keys=True)
         f.write("\n")
     return path

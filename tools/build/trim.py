@@ -4,7 +4,7 @@ trace), the OpenMP runtime a shipped extension may need, and the ELF
 import os
 import shutil
 
-from tools.build_common import BuildError, log
+from tools.build.common import BuildError, log
 
 def select_files(site_dir, report):
     """The files of ``site_dir`` that ship, as sorted relative paths.

@@ -7,7 +7,7 @@ import py_compile
 import shutil
 import sys
 
-from tools.build_common import SKIP_DIRS, SKIP_SUFFIXES, VENDOR_DIR, BuildError
+from tools.build.common import SKIP_DIRS, SKIP_SUFFIXES, VENDOR_DIR, BuildError
 
 class ChaliceView:
     """The parts of Chalice's packager this build must agree with, computed

@@ -1,6 +1,6 @@
 """The stage policy's read grant on a model artifact kept in S3.
 
-    .venv/bin/python -m tools.model_policy [--project-dir DIR] [--stage prod] [--check]
+    .venv/bin/python -m tools.ops.model_policy [--project-dir DIR] [--stage prod] [--check]
 
 The function's IAM policy is a committed file (``.chalice/policy-<stage>.json``,
 ``autogen_policy`` off). A model published with ``--upload s3://BUCKET/KEY``
@@ -10,7 +10,7 @@ This tool writes that statement (Sid :data:`SID`) from the card that ships
 the model is local again; every other statement is left as it is.
 ``--check`` only says whether the policy is right.
 
-``tools.build_package`` runs :func:`check` and refuses to build when the
+``tools.build.package`` runs :func:`check` and refuses to build when the
 policy lacks the grant or grants S3 on anything else: the package and its
 role are then never out of step. Standard library only (the build imports
 this).
@@ -90,13 +90,13 @@ def check(policy, card):
     if extra:
         raise PolicyError(
             "the stage policy grants S3 beyond the model artifact%s: %s; run "
-            "`python -m tools.model_policy` to leave only the model's grant"
+            "`python -m tools.ops.model_policy` to leave only the model's grant"
             % (" (" + uri + ")" if uri else " (the model ships in the package)",
                json.dumps(extra)))
     if wanted and wanted not in [st for _, st, _, _ in grants]:
         raise PolicyError(
             "the model artifact is %s but the stage policy does not grant s3:GetObject on "
-            "%s; run `python -m tools.model_policy` (it adds %s)"
+            "%s; run `python -m tools.ops.model_policy` (it adds %s)"
             % (uri, wanted["Resource"], json.dumps(wanted)))
 
 
@@ -112,7 +112,7 @@ def updated(policy, card):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.model_policy",
+    parser = argparse.ArgumentParser(prog="python -m tools.ops.model_policy",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--project-dir", default=os.getcwd())
     parser.add_argument("--stage", default="prod")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import zipfile
 
-from tools.build_common import BuildError, _rel, log
+from tools.build.common import BuildError, _rel, log
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)\s*(?:#.*)?$")
 

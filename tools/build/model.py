@@ -9,7 +9,7 @@ from chalicelib.schema.card import CardError, ModelCard
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE, RUNTIME as ONNX_RUNTIME
 from chalicelib.runtimes.choice import chosen_runtime
-from tools.build_common import MODEL_DIR, REPO_DIR, BuildError, MiB, _sha256, log
+from tools.build.common import MODEL_DIR, REPO_DIR, BuildError, MiB, _sha256, log
 
 
 def model_dir_in_package(environment):
@@ -94,7 +94,7 @@ def fetch_remote_artifact(project_dir, stage, card, build_dir):
     app's own code. The trace and the replay run with ``MODEL_CACHE_DIR``
     there, so the app finds the verified copy and never imports boto3: the
     package ships no boto3 (the Lambda runtime has it). Returns the path."""
-    from tools import model_policy
+    from tools.ops import model_policy
     uri = card["artifact"]
     try:
         with open(model_policy.policy_path(project_dir, stage)) as f:
@@ -118,7 +118,7 @@ def fetch_remote_artifact(project_dir, stage, card, build_dir):
 
 def check_policy_has_no_s3(project_dir, stage, card):
     """A model shipped in the package: the role needs no S3 at all."""
-    from tools import model_policy
+    from tools.ops import model_policy
     try:
         with open(model_policy.policy_path(project_dir, stage)) as f:
             model_policy.check(json.load(f), card)

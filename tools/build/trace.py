@@ -1,4 +1,4 @@
-"""Trace and replay: run the app (:mod:`tools.build_exercise`) in an isolated
+"""Trace and replay: run the app (:mod:`tools.build.exercise`) in an isolated
 interpreter on the untrimmed dependencies (the trace) and on the unzipped
 package (the replay), and compare what they answered and loaded."""
 import json
@@ -6,14 +6,14 @@ import os
 import subprocess
 import sys
 
-from tools.build_common import BuildError, _rel
-from tools.build_trim import RUNTIME_LIB_DIR
+from tools.build.common import BuildError, _rel
+from tools.build.trim import RUNTIME_LIB_DIR
 
-EXERCISE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_exercise.py")
+EXERCISE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exercise.py")
 
 
 def run_exercise(paths, environment, model_rel, out_file, cwd, timeout=300, lazy_file=None):
-    """Run :func:`tools.build_exercise.exercise` in ``python -I -S -B`` with
+    """Run :func:`tools.build.exercise.exercise` in ``python -I -S -B`` with
     only ``paths`` (and the standard library) importable; return its JSON
     report."""
     env = {k: v for k, v in os.environ.items()

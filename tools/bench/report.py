@@ -1,12 +1,11 @@
 """The report of ``tools.bench``: figures on paper (Lambda memory, cost,
 capacity), one line per figure for each model and serving path, and the
-targets of issue 15 with PASS/MISS."""
+performance targets with PASS/MISS."""
 import math
 import statistics
 
-from tools.bench_models import say
-from tools.bench_packages import OLD_COMMIT
-from tools.bench_static import ESTIMATE_MB, FULL_CORE_MB, lambda_estimate
+from tools.bench.models import say
+from tools.bench.static import ESTIMATE_MB, FULL_CORE_MB, lambda_estimate
 
 MiB = 1024 * 1024
 ZIP_LIMIT_MIB = 50          # Lambda: direct upload
@@ -59,14 +58,15 @@ def us(ns):
 
 
 PATH_LABEL = {"onnxruntime": "ONNX path", "scikit-learn": "scikit-learn path"}
-VARIANT_LABEL = {"floor": "floor (venv, warm .pyc)", "old": "old build (%s)" % OLD_COMMIT,
-                 "naive": "naive chalice package"}
+VARIANT_LABEL = {"floor": "floor (venv, warm .pyc)", "naive": "naive chalice package"}
 ONNX, SKLEARN = "onnxruntime", "scikit-learn"
 
 
 def variant_label(name, pkgs):
     if name in VARIANT_LABEL:
         return VARIANT_LABEL[name]
+    if name == "old":
+        return "old build (%s)" % pkgs["old"]["built_from"][:12]
     return "new, %s" % PATH_LABEL.get(pkgs[name]["runtime"], pkgs[name]["runtime"])
 
 
@@ -90,7 +90,7 @@ def report_model(model, pkgs, paths, cold, bds, imports, sizes, warms):
             fig.setdefault("cold_start_ratio_floor", {})[name] = s["median"] / floor
             fig.setdefault("cold_start_ratio_floor_paired", {})[name] = paired
             text += " = %.2fx floor (paired %.2fx)" % (s["median"] / floor, paired["median"])
-            if name != "old":
+            if name != "old" and "old" in c:
                 text += ", %.2fx old" % (s["median"] / c["old"]["median"])
         say(text)
         lazy = runs[0].get("lazy")
@@ -114,7 +114,8 @@ def report_model(model, pkgs, paths, cold, bds, imports, sizes, warms):
         label = PATH_LABEL.get(path, path)
         report_breakdown(label, bds[path])
         report_imports(label, imports[path])
-    report_imports("old build", imports["old"], top=5)
+    if "old" in imports:
+        report_imports("old build", imports["old"], top=5)
     fig["imports"] = imports
     fig["init_breakdown_s"] = bds
     report_sizes(pkgs, sizes, fig)
@@ -282,7 +283,7 @@ def report_paper(pkg, rss_mib, warm_out, label, fig):
 
 
 # --------------------------------------------------------------------------
-# Targets (issue 15).
+# Targets.
 
 
 def report_targets(figs):
@@ -338,7 +339,7 @@ def report_targets(figs):
                                             where),
                 pf["batch_ratio"] <= f["batch_target"],
                 "%.3fx (CPU %.2fx)" % (pf["batch_ratio"], pf["batch_cpu_ratio"]))
-    say("== targets (issue 15), ratios measured side by side in this run")
+    say("== targets, ratios measured side by side in this run")
     say("| target | result | figure |")
     say("|---|---|---|")
     for r in rows:

@@ -1,15 +1,14 @@
 """The models of ``tools.bench``: each with the artifact the floor loads, the
 rows it is asked about and its targets (the 200-tree forest and the DataFrame
 pipeline are trained once into ``build/bench/models/``). Their packages:
-``tools/bench_packages.py``."""
+``tools/bench/packages.py``."""
 import json
 import os
 import random
 import subprocess
 import sys
 
-TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS_DIR)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO) if REPO not in sys.path else None
 
 from chalicelib.schema.card import sha256_of  # noqa: E402
@@ -45,7 +44,7 @@ def train_forest(path):
 # pandas DataFrame; with the notebook's first row and 1,000 fresh rows as JSON
 # records (what a client sends).
 TRAIN_TABULAR = ("import json, sys, joblib\n"
-                 "from tests.fixtures_families import customers, tabular_pipeline\n"
+                 "from tools.fixtures.fixtures_families import customers, tabular_pipeline\n"
                  "model, notebook = tabular_pipeline()\n"
                  "joblib.dump(model, sys.argv[1])\n"
                  "rows, _ = customers(1000, seed=1)\n"
@@ -98,7 +97,8 @@ def models(wanted):
         rows_path = os.path.join(BENCH_DIR, "models", "tabular-rows.json")
         if not (os.path.isfile(path) and os.path.isfile(rows_path)):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            note("fitting the DataFrame pipeline (tests.fixtures_families.tabular_pipeline)")
+            note("fitting the DataFrame pipeline "
+                 "(tools.fixtures.fixtures_families.tabular_pipeline)")
             env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
             subprocess.run([PYTHON, "-c", TRAIN_TABULAR, path, rows_path], check=True, env=env,
                            cwd=REPO)

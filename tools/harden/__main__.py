@@ -8,16 +8,16 @@ Runs, with their full counts,
 * the soak (``tests/test_soak.py``, ``SOAK_REQUESTS=100000``) in another, at
   the same time (two cores; the soak's memory figure is then its own
   process's);
-* the malicious-artifact corpus (``tests/malicious.py``), if present: every
+* the malicious-artifact corpus (``tools/fixtures/malicious.py``): every
   name-based payload through the app's loader in a child process, then a
-  check that no payload's marker file exists; every issue-10 technique
-  (``TECHNIQUES``) through the app's init phase, each in its own child (a
+  check that no payload's marker file exists; every technique that uses
+  allowlisted names only (``TECHNIQUES``) through the app's init phase, each in its own child (a
   crash costs one row, not the table); then ``tests/test_safe_loading.py``
   and ``tests/test_hostile_artifacts.py`` (controls included). It prints the
   table of attacks tried and attacks held,
 
 * the worst-case request bodies at the size limit
-  (``tools/hostile_bodies.py``) against a normal body of the same type,
+  (``tools/harden/hostile_bodies.py``) against a normal body of the same type,
 
 then prints one line per category and exits non-zero if any check failed.
 The tests write their figures to ``build/harden/*.json``; pytest's output
@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(PROJECT_DIR, "build", "harden")
 FUZZ_EXAMPLES = 12_000
 SOAK_REQUESTS = 100_000
@@ -41,7 +41,7 @@ MIN_FUZZ_CASES = 10_000
 _MALICIOUS_SCRIPT = r"""
 import json, os, sys, tempfile, time, warnings
 warnings.simplefilter("ignore")
-from tests import malicious
+from tools.fixtures import malicious
 from chalicelib.safeload.loading import load_artifact
 root = tempfile.mkdtemp(prefix="harden-malicious-")
 refused, loaded, other = [], [], []
@@ -60,12 +60,12 @@ print(json.dumps({"cases": len(built), "refused": len(refused), "loaded": loaded
 """
 
 
-# One issue-10 technique through the app's init phase; held = 503 naming the
+# One allowlisted-names technique through the app's init phase; held = 503 naming the
 # expected reason, exit code 0 (no crash), no secret in the output.
 _TECHNIQUE_SCRIPT = r"""
 import json, os, sys, tempfile, warnings
 warnings.simplefilter("ignore")
-from tests import malicious
+from tools.fixtures import malicious
 d = tempfile.mkdtemp(prefix="harden-technique-")
 malicious.build_technique(sys.argv[1], d)
 malicious.write_card(d)
@@ -78,14 +78,10 @@ print(json.dumps({"status": reply.status, "message": json.loads(reply.body).get(
 
 
 def _techniques():
-    """[(technique, held)] for every issue-10 technique, each in a child."""
-    sys.path.insert(0, PROJECT_DIR)
-    try:
-        from tests import malicious
-    finally:
-        sys.path.pop(0)
+    """[(technique, held)] for every allowlisted-names technique, each in a child."""
+    from tools.fixtures import malicious
     rows = []
-    for name, (_, refuses, _) in getattr(malicious, "TECHNIQUES", {}).items():
+    for name, (_, refuses, _) in malicious.TECHNIQUES.items():
         try:
             child = subprocess.run([sys.executable, "-c", _TECHNIQUE_SCRIPT, name],
                                    cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
@@ -127,9 +123,6 @@ def _tail(log_name, lines=25):
 
 def _malicious():
     """(line, ok) for the malicious-artifact corpus."""
-    if not (os.path.exists(os.path.join(PROJECT_DIR, "tests", "malicious.py"))
-            and os.path.exists(os.path.join(PROJECT_DIR, "tests", "test_safe_loading.py"))):
-        return "malicious artifacts: not available", True
     direct = subprocess.run([sys.executable, "-c", _MALICIOUS_SCRIPT], cwd=PROJECT_DIR,
                             capture_output=True, text=True, timeout=300)
     try:
@@ -138,9 +131,7 @@ def _malicious():
         return ("malicious artifacts: corpus did not run: %s"
                 % (direct.stderr.strip().splitlines() or ["?"])[-1]), False
     techniques = _techniques()
-    tests = ["tests/test_safe_loading.py"]
-    if os.path.exists(os.path.join(PROJECT_DIR, "tests", "test_hostile_artifacts.py")):
-        tests.append("tests/test_hostile_artifacts.py")
+    tests = ["tests/test_safe_loading.py", "tests/test_hostile_artifacts.py"]
     proc, log = _pytest(tests, {}, "safe_loading.log")
     rc = proc.wait()
     log.close()
@@ -154,7 +145,7 @@ def _malicious():
     if figures["loaded"] or figures["other_errors"]:
         line += " (loaded: %s; other errors: %s)" % (figures["loaded"], figures["other_errors"])
     held_payloads = figures["refused"] - len(set(figures["side_effects"]))
-    table = ["", "| attack (tests/malicious.py) | tried | held |", "|---|---|---|",
+    table = ["", "| attack (tools/fixtures/malicious.py) | tried | held |", "|---|---|---|",
              "| name-based payloads (os.system, eval, pickle.loads, ...) | %d | %d |"
              % (figures["cases"], max(held_payloads, 0))]
     table += ["| %s | 1 | %d |" % (name, held) for name, held in techniques]
@@ -164,7 +155,8 @@ def _malicious():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.harden",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz-examples", type=int, default=FUZZ_EXAMPLES)
     parser.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS)
     args = parser.parse_args(argv)
@@ -255,7 +247,7 @@ def main(argv=None):
         lines.append("  soak test FAILED (build/harden/soak.log):\n" + _tail("soak.log"))
         ok = False
 
-    bodies_proc = subprocess.run([sys.executable, "-m", "tools.hostile_bodies", "--json",
+    bodies_proc = subprocess.run([sys.executable, "-m", "tools.harden.hostile_bodies", "--json",
                                   os.path.join(OUT, "bodies.json")], cwd=PROJECT_DIR,
                                  capture_output=True, text=True)
     bodies = _read("bodies.json") or []

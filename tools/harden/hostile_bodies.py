@@ -1,5 +1,5 @@
 """Worst-case request bodies against a normal body of the same type, at the
-size limit: ``.venv/bin/python -m tools.hostile_bodies`` (``make harden``
+size limit: ``.venv/bin/python -m tools.harden.hostile_bodies`` (``make harden``
 prints its table).
 
 Each body is parsed by the app's own parser (``parse_request`` with the
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIMIT = 6 * 1024 * 1024 - 1024
 MAX_ROWS = 10_000  # the app's default
 TARGET = 2.0
@@ -127,7 +127,8 @@ def table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.harden.hostile_bodies",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     rows = measure()

@@ -1,6 +1,6 @@
 """Build the Lambda deployment package and put it where Chalice will reuse it.
 
-    .venv/bin/python -m tools.build_package [--project-dir DIR] [--stage prod]
+    .venv/bin/python -m tools.build.package [--project-dir DIR] [--stage prod]
 
 Chalice caches its deployment package in ``.chalice/deployments/`` under a
 name that hashes ``requirements.txt``, ``app.py``, ``chalicelib/`` and
@@ -29,7 +29,7 @@ leaving a broken or stale zip behind:
    error case, recording every file opened (audit hook) and every shared
    object mapped (``/proc/self/maps``);
    then the same requests again with every module it imported from Python
-   source lazy (:mod:`tools.build_lazy`): those no request ran ship as
+   source lazy (:mod:`tools.build.lazy`): those no request ran ship as
    ``chalicelib/_lazy_modules.json``, lazy in the package;
 4. **trim**: what ships from the dependencies is what the trace used, at
    package granularity (see :func:`select_files`), extension modules
@@ -40,11 +40,11 @@ leaving a broken or stale zip behind:
 6. size limits are checked and the zip replaces any other in
    ``.chalice/deployments/``.
 
-The steps live in their own modules: :mod:`tools.build_chalice` (Chalice's
-view), :mod:`tools.build_wheels`, :mod:`tools.build_model`,
-:mod:`tools.build_exercise` (the requests, run isolated) and
-:mod:`tools.build_trace`, :mod:`tools.build_lazy`, :mod:`tools.build_trim`,
-:mod:`tools.build_assemble`.
+The steps live in their own modules: :mod:`tools.build.chalice_view` (Chalice's
+view), :mod:`tools.build.wheels`, :mod:`tools.build.model`,
+:mod:`tools.build.exercise` (the requests, run isolated) and
+:mod:`tools.build.trace`, :mod:`tools.build.lazy`, :mod:`tools.build.trim`,
+:mod:`tools.build.assemble`.
 This module runs them in order.
 """
 import argparse
@@ -53,20 +53,20 @@ import shutil
 import sys
 import time
 
-from tools.build_assemble import (assemble, check_size, extract_read_only,  # noqa: F401
+from tools.build.assemble import (assemble, check_size, extract_read_only,  # noqa: F401
                                   write_zip)
-from tools.build_chalice import ChaliceView, settle_bytecode, stage_app
-from tools.build_common import REPO_DIR, BuildError, MiB, _make_writable, _rel, log  # noqa: F401
-from tools.build_exercise import exercise, exercise_requests  # noqa: F401
-from tools.build_lazy import decide as decide_lazy
-from tools.build_lazy import write_list as write_lazy_list
-from tools.build_model import (check_model, check_policy_has_no_s3, fetch_remote_artifact,
+from tools.build.chalice_view import ChaliceView, settle_bytecode, stage_app
+from tools.build.common import REPO_DIR, BuildError, MiB, _make_writable, _rel, log  # noqa: F401
+from tools.build.exercise import exercise, exercise_requests  # noqa: F401
+from tools.build.lazy import decide as decide_lazy
+from tools.build.lazy import write_list as write_lazy_list
+from tools.build.model import (check_model, check_policy_has_no_s3, fetch_remote_artifact,
                                leave_out_unserved, served_runtime,
                                model_dir_in_package)
-from tools.build_trace import check_results, compare_replay, run_exercise
-from tools.build_trim import (OPENMP, RUNTIME_LIB_DIR, _needed, select_files,  # noqa: F401
+from tools.build.trace import check_results, compare_replay, run_exercise
+from tools.build.trim import (OPENMP, RUNTIME_LIB_DIR, _needed, select_files,  # noqa: F401
                               ship_openmp_runtime)
-from tools.build_wheels import (download_wheels, drop_pandas_unless_used,  # noqa: F401
+from tools.build.wheels import (download_wheels, drop_pandas_unless_used,  # noqa: F401
                                 model_uses_pandas, read_pins, unpack_wheels)
 
 
@@ -153,7 +153,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.build_package",
+    parser = argparse.ArgumentParser(prog="python -m tools.build.package",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--project-dir", default=REPO_DIR)
     parser.add_argument("--stage", default="prod")

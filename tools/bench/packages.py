@@ -1,19 +1,19 @@
 """The Lambda packages ``tools.bench`` compares, built once and cached in
 ``build/bench/`` (unzipped read-only per zip sha256):
 
-* ``new``: this project, built by its ``tools.build_package`` (what ``make
+* ``new``: this project, built by its ``tools.build.package`` (what ``make
   build`` ships): the model card's runtime serves (ONNX Runtime when the card
   says ``"runtime": "onnxruntime"``);
 * ``sklearn``: the same project with ``MODEL_RUNTIME=scikit-learn`` in the
   prod stage's environment (the scikit-learn path of a model that also has an
   ONNX conversion), built the same way;
-* ``old``: the project as it was at ``OLD_COMMIT`` (main before the cold-start
-  work), from ``git archive``, with that commit's own ``publisher.publish`` and
-  ``tools.build_package``: today's build, kept as the comparison;
+* ``old`` (only with ``--against REF``): the project at the git ref the user
+  names, from ``git archive``, built with that ref's own publisher and build
+  tool (a comparison with an earlier or another version of this project);
 * ``naive``: this project through plain ``chalice package`` (``--naive``).
 
 Each is keyed by the model's sha256 and what goes into it besides the model
-(the sources for ``new``/``sklearn``/``naive``, the commit for ``old``).
+(the sources for ``new``/``sklearn``/``naive``, the resolved commit for ``old``).
 """
 import hashlib
 import io
@@ -27,16 +27,17 @@ import time
 import zipfile
 
 from chalicelib.schema.card import sha256_of
-from tools.bench_models import BENCH_DIR, PYTHON, REPO, note
-from tools.build_package import extract_read_only
-from tools.project_copy import copy_project, make_writable
+from tools.bench.models import BENCH_DIR, PYTHON, REPO, note
+from tools.build.package import extract_read_only
+from tools.build.project_copy import copy_project, make_writable
 
-#: main before this session's cold-start work: "today's build".
-OLD_COMMIT = "48e2717"
 WHEELS = os.path.join(REPO, "build", "wheels")
 CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
-# tools/ files that never go into a package (a change to them rebuilds nothing).
-_NOT_BUILD_TOOLS = ("bench", "harden", "hostile_bodies", "api_keys", "merge_template")
+# What goes into a package besides a published model (a change elsewhere,
+# e.g. to tools/bench/, rebuilds nothing).
+_PACKAGE_INPUTS = ("app.py", "requirements.txt", "chalicelib", "model", "publisher", "vendor",
+                   ".chalice", "tools/build", "tools/ops/lambda_events.py",
+                   "tools/ops/model_policy.py")
 RUNTIME_ENV = "MODEL_RUNTIME"
 
 
@@ -45,15 +46,15 @@ def sources_digest(root=REPO):
     app, chalicelib/, the bundled model directory and its publisher, vendor/
     (its links), the requirements, the Chalice config and the build tools."""
     digest = hashlib.sha256()
-    paths = ["app.py", "requirements.txt"]
-    for top in ("chalicelib", "model", "vendor", ".chalice", "tools"):
+    paths = []
+    for top in _PACKAGE_INPUTS:
+        if not os.path.isdir(os.path.join(root, top)):
+            paths.append(top)
         for base, dirs, files in os.walk(os.path.join(root, top)):
             dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "deployments",
                                                           "deployed"))
-            for name in sorted(files):
-                if name.endswith(".pyc") or (top == "tools" and name.startswith(_NOT_BUILD_TOOLS)):
-                    continue
-                paths.append(os.path.relpath(os.path.join(base, name), root))
+            paths += [os.path.relpath(os.path.join(base, name), root)
+                      for name in sorted(files) if not name.endswith(".pyc")]
     for rel in sorted(paths):
         full = os.path.join(root, rel)
         digest.update(rel.encode() + b"\0")
@@ -78,14 +79,23 @@ def stage_environment(project_dir):
     return env, memory
 
 
-def old_source():
-    """``git archive OLD_COMMIT`` unpacked once into build/bench/src-OLD_COMMIT."""
-    dest = os.path.join(BENCH_DIR, "src-%s" % OLD_COMMIT)
+def resolve_ref(ref):
+    """The full commit id of the git ref the user asked to compare against."""
+    proc = subprocess.run(["git", "-C", REPO, "rev-parse", "--verify", "--quiet", ref + "^{commit}"],
+                          stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("bench: --against %s: not a commit in this repository" % ref)
+    return proc.stdout.strip()
+
+
+def old_source(commit):
+    """``git archive COMMIT`` unpacked once into build/bench/src-COMMIT."""
+    dest = os.path.join(BENCH_DIR, "src-%s" % commit[:12])
     if os.path.isfile(os.path.join(dest, ".complete")):
         return dest
     remove_tree(dest)
-    note("unpacking git archive %s (today's build, for comparison)" % OLD_COMMIT)
-    tar = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", OLD_COMMIT],
+    note("unpacking git archive %s (the --against comparison)" % commit[:12])
+    tar = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", commit],
                          check=True, stdout=subprocess.PIPE).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         tf.extractall(dest, filter="tar")
@@ -120,12 +130,15 @@ def prepare_project(model, dest, source=REPO):
     """A copy of the project at ``source`` with the model published into it
     by that project's own ``publisher.publish``."""
     copy_project(dest, source=source)
-    if publisher.publish:
-        name, version = publisher.publish
+    if model.publish:
+        name, version = model.publish
+        # An older tree may predate publisher/: its own publisher, wherever it is.
+        publish = ("publisher.publish" if os.path.isdir(os.path.join(source, "publisher"))
+                   else "model.publish")
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        out, _ = run_or_die([PYTHON, "-m", "publisher.publish", model.artifact, "--name", name,
+        out, _ = run_or_die([PYTHON, "-m", publish, model.artifact, "--name", name,
                              "--version", version, "--out", os.path.join(dest, "model")],
-                            source, env, "publisher.publish of %s (%s)" % (model.key, source))
+                            source, env, "%s of %s (%s)" % (publish, model.key, source))
         if source == REPO:
             for line in out.splitlines():
                 if "onnx" in line.lower():
@@ -144,10 +157,11 @@ def force_scikit_learn(project):
         json.dump(config, f, indent=2)
 
 
-def package(model, variant, src_digest):
+def package(model, variant, src_digest, against=None):
     """The unzipped, read-only package of ``variant`` for ``model``: its meta
-    (zip, task, sizes, stage_env, memory, runtime, ...)."""
-    keyed = OLD_COMMIT if variant == "old" else src_digest
+    (zip, task, sizes, stage_env, memory, runtime, ...); ``against``: the
+    commit the ``old`` variant is built from."""
+    keyed = against if variant == "old" else src_digest
     key = hashlib.sha256(("%s|%s|%s" % (variant, model.sha256, keyed)).encode()).hexdigest()
     prefix = "%s-%s-" % (variant, model.key)
     cache = os.path.join(BENCH_DIR, prefix + key[:16])
@@ -178,7 +192,7 @@ def package(model, variant, src_digest):
 def _build(model, variant, cache, keyed):
     remove_tree(cache)
     os.makedirs(cache)
-    source = old_source() if variant == "old" else REPO
+    source = old_source(keyed) if variant == "old" else REPO
     project = prepare_project(model, os.path.join(cache, "project"), source)
     if variant == "sklearn":
         force_scikit_learn(project)
@@ -192,13 +206,16 @@ def _build(model, variant, cache, keyed):
                                      "chalice package for %s" % model.key)
         built = os.path.join(out_dir, "deployment.zip")
     else:
-        note("building the %s package for %s (tools.build_package%s, ~1-2 min)"
-             % (variant, model.key, " of %s" % OLD_COMMIT if variant == "old" else ""))
+        # An older tree may predate tools/build/: its own build tool, wherever it is.
+        builder = ("tools.build.package" if os.path.isfile(
+            os.path.join(source, "tools", "build", "package.py")) else "tools.build_package")
+        note("building the %s package for %s (%s%s, ~1-2 min)"
+             % (variant, model.key, builder, " of %s" % keyed[:12] if variant == "old" else ""))
         env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
         output, seconds = run_or_die(
-            [PYTHON, "-m", "tools.build_package", "--project-dir", project,
+            [PYTHON, "-m", builder, "--project-dir", project,
              "--stage", "prod", "--wheels-dir", WHEELS], source, env,
-            "tools.build_package (%s) for %s" % (variant, model.key))
+            "%s (%s) for %s" % (builder, variant, model.key))
         deployments = os.path.join(project, ".chalice", "deployments")
         zips = [z for z in os.listdir(deployments) if z.endswith(".zip")]
         assert len(zips) == 1, zips

@@ -1,15 +1,15 @@
 """What every step of the build shares: Lambda's size limits, the package
 layout constants, the error type, logging and small file helpers.
 
-Standard library only, like every build module but :mod:`tools.build_chalice`
-(which imports Chalice) and :mod:`tools.build_wheels` (``packaging``)."""
+Standard library only, like every build module but :mod:`tools.build.chalice_view`
+(which imports Chalice) and :mod:`tools.build.wheels` (``packaging``)."""
 import os
 import sys
 
 from chalicelib.schema.card import sha256_of as _sha256  # noqa: F401 (one copy of each)
-from tools.project_copy import make_writable as _make_writable  # noqa: F401
+from tools.build.project_copy import make_writable as _make_writable  # noqa: F401
 
-TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+TOOLS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_DIR = os.path.dirname(TOOLS_DIR)
 
 MiB = 1024 * 1024

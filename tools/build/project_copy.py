@@ -6,7 +6,7 @@ import shutil
 
 #: What Chalice, the build and the publisher read from a project.
 PROJECT_FILES = ("app.py", "chalicelib", "model", "publisher", "vendor", ".chalice", "requirements.txt")
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def copy_project(dest, source=PROJECT_DIR):
@@ -16,6 +16,8 @@ def copy_project(dest, source=PROJECT_DIR):
     os.makedirs(dest)
     for name in PROJECT_FILES:
         src = os.path.join(source, name)
+        if not os.path.lexists(src):  # an older tree (bench --against) may lack one
+            continue
         if os.path.isdir(src):
             shutil.copytree(src, os.path.join(dest, name), symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "deployments",
