@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import random
+import threading
+import time
 from unittest import mock
 
 import pytest
@@ -226,6 +228,34 @@ def test_a_job_that_cannot_run_says_why_in_its_manifest(stage):
     stage.put("rows.parquet", b"PAR1")
     manifest = json.loads(stage.get("batch/out/rows.parquet.manifest.json"))
     assert manifest["status"] == "failed" and "input format" in manifest["reason"]
+
+
+def test_the_cli_submits_a_file_follows_it_and_downloads_the_result(stage, tmp_path, capsys):
+    from tools.ops import batch as cli
+    rows = iris_rows(200, seed=4)
+    source = tmp_path / "customers.csv"
+    source.write_text(csv_text(rows) + "1,2\n")
+    target = tmp_path / "scored.out"
+    argv = ["submit", str(source), "--wait", "--interval", "0.05", "--timeout", "120",
+            "--output", "jsonl", "--download", str(target), "--bucket", stage.bucket]
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(cli.main(argv)))
+    worker.start()
+    for _ in range(200):  # the splitter's trigger: the upload's notification
+        if batch_lambda.deliver_s3_events(stage.module, stage.sqs, stage.urls["events"]):
+            break
+        time.sleep(0.05)
+    stage.drain()
+    worker.join(120)
+    assert outcome == [0]
+    got = [json.loads(line)["prediction"] for line in target.read_text().splitlines()]
+    assert got == stage.endpoint(csv_text(rows))["predictions"]
+    errors = [json.loads(line) for line in (tmp_path / "scored.errors.jsonl").read_text()
+              .splitlines()]
+    assert [e["line"] for e in errors] == [201]
+    err = capsys.readouterr().err
+    assert "/%d parts, 200 rows scored, 1 failed (complete)" % stage.result(
+        "customers.csv")[0]["parts_total"] in err and "[" + "#" * cli.BAR_WIDTH + "]" in err
 
 
 # --- ranges, without AWS: every line owned by exactly one range -------------
