@@ -466,7 +466,7 @@ def main(argv=None):
              card["runtime"] if card["runtime"] != SCIKIT_LEARN else
              "scikit-learn (not compiled to ONNX: %s)" % card["onnx"]["not_used"],
              "; artifact in %s (the function needs s3:GetObject on it: "
-             "python -m tools.model_policy)" % args.upload if args.upload else ""))
+             "python -m tools.ops.model_policy)" % args.upload if args.upload else ""))
     return 0
 
 

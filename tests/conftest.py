@@ -151,7 +151,7 @@ class BuiltProject:
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory):
-    """A copy of the project built once by ``tools.build_package`` (what
+    """A copy of the project built once by ``tools.build.package`` (what
     ``make build`` runs), shared by the package, template and deploy tests.
     A stale cached zip and a stray .pyc are planted first: the build must not
     ship them."""

@@ -84,7 +84,7 @@ def test_an_encoder_ignoring_unknowns_gets_nan_as_the_notebook_does(serve, tmp_p
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
     import joblib
     from publisher.publish import publish
-    from tests import fixtures_families as families
+    from tools.fixtures import fixtures_families as families
     X, y = families.customers()
     model = Pipeline([("prepare", ColumnTransformer([
         ("categories", OneHotEncoder(handle_unknown="ignore"), ["color", "city"]),

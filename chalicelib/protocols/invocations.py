@@ -25,7 +25,7 @@ from chalicelib.http.errors import BadRequest, Unprocessable, UnsupportedMediaTy
 from chalicelib.protocols.identity import SERVER_VERSION
 from chalicelib.protocols.mlflow import InvalidParameterValue
 from chalicelib.protocols import mlflow, sagemaker
-from chalicelib.protocols.service import Reply
+from chalicelib.http.reply import Reply
 from chalicelib.protocols.common import (MLFLOW, body_bytes, decode_text, handle, load_json,
                                          run_payload)
 
@@ -84,7 +84,7 @@ def _invoke(service, request):
         bare = True
     elif media == sagemaker.CSV_TYPE:
         model = service.model.ready()
-        X = sagemaker.csv_rows(body, content_type, model.schema, service.settings.max_rows)
+        X = sagemaker.csv_rows(body, content_type, model.schema, service.config.max_rows)
         predictions, proba = model.infer(X, _flag(query))
         result = model, predictions, proba, len(X)
     elif media == sagemaker.JSON_TYPE:

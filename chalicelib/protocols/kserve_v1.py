@@ -47,8 +47,12 @@ def wants_html(accept):
     return html > 0 and html >= best.get("application/json", 0.0)
 
 
-def live(service, request):
-    """``GET /`` for a client that is not a browser: KServe's liveness."""
+def root(service, request):
+    """``GET /``: the try-it page for a browser, KServe's liveness
+    ``{"status": "alive"}`` for any other client."""
+    if wants_html(request.headers.get("accept")):
+        from chalicelib.protocols import model_api
+        return model_api.page(service, request)
     return handle(service, request, KSERVE_V1, "GET /",
                   lambda: (json_reply(None, {"status": "alive"}), 0))
 

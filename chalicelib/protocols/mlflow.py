@@ -15,7 +15,7 @@ A DataFrame without column names (``0..n-1``) is read positionally, in
 the card's feature order, as MLflow serves it.
 
 The answer is MLflow's ``{"predictions": [...]}``; errors are
-``{"error_code", "message"}`` (see :func:`.common.render_error`).
+``{"error_code", "message"}`` (see :func:`.wrapper.render_error`).
 """
 from chalicelib.http.errors import BadRequest
 from chalicelib.protocols.common import run_payload

@@ -43,7 +43,7 @@ from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model
                                          decode_text, dumps, handle, json_reply, load_json,
                                          run_payload, with_model)
 from chalicelib.protocols.identity import SERVER_NAME, SERVER_VERSION
-from chalicelib.protocols.service import Reply
+from chalicelib.http.reply import Reply
 
 SERVER = {"name": SERVER_NAME, "version": SERVER_VERSION,
           "extensions": ["binary_tensor_data", "classification", "model_configuration",

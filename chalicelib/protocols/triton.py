@@ -93,7 +93,7 @@ def model_config(service, request, name, version=None):
             "backend": "onnxruntime" if model.runtime == "onnxruntime" else "scikit-learn",
             "version_policy": {"specific": {"versions": [card.version]}},
             # Rows are the batch dimension; each feature tensor is [rows] or [rows, 1].
-            "max_batch_size": service.settings.max_rows,
+            "max_batch_size": service.config.max_rows,
             "input": [{"name": f.name, "data_type": _CONFIG_TYPES[f.type], "dims": [1]}
                       for f in card.schema.features],
             "output": outputs,

@@ -638,6 +638,25 @@ def _row_numbered(lines, n):
                for i, (_, fields) in enumerate(lines))
 
 
+def is_csv_header(fields, schema):
+    """The header rule of :func:`parse_csv` for a first line alone (split
+    into fields): a header (or a line meant as one) rather than data."""
+    fields = [f.strip() for f in fields]
+    return _header_columns(fields, schema) is not None or _header_attempt(fields, schema)
+
+
+def csv_header(fields, schema):
+    """The header ``fields`` (stripped) when :func:`parse_csv` reads them as
+    one, or Unprocessable naming its first wrong column (unknown, repeated,
+    missing)."""
+    fields = [f.strip() for f in fields]
+    if _header_columns(fields, schema) is None:
+        n = schema.n_features
+        _column_order(fields[1:] if len(fields) == n + 1 and fields[0] in _INDEX_NAMES
+                      else fields, "CSV header", schema)
+    return fields
+
+
 def _csv_number(field, schema, where):
     if _CSV_NUMBER.match(field):
         value = float(field)

@@ -11,7 +11,7 @@ need a peer's real client library run it against a real ``chalice local``
 /model`` answers for the same rows, in the same run. Checks of behaviour
 this product deliberately does not have are kept as skipped checks whose
 reason starts with "out of scope" (docs/protocols-conformance.md), so that
-``python -m tools.conformance_table`` counts them per peer.
+``python -m tools.harden.conformance_table`` counts them per peer.
 """
 import json
 

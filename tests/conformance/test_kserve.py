@@ -18,7 +18,7 @@ import pytest
 
 from tests.conformance.conftest import (CLASSES, IRIS_ROWS, NAME, VERSION, body_of,
                                         out_of_scope)
-from tools.merge_template import GATEWAY_RESPONSES
+from tools.ops.merge_template import GATEWAY_RESPONSES
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY = {"Accept": "application/octet-stream"}
@@ -85,7 +85,7 @@ def test_unknown_path_v1():
     """TestV1Endpoints.test_unknown_path_v1: an unknown path is 404.
     Adapted: ``chalice local`` has no catch-all route; on API Gateway the
     answer to a path no route has is the gateway response of the merge
-    template (deploy/merge-prod.json via tools/merge_template.py): 404 with
+    template (deploy/merge-prod.json via tools/ops/merge_template.py): 404 with
     KServe's ``error`` key (FastAPI's ``detail`` is not ported)."""
     response = GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]
     assert response["statusCode"] == 404
