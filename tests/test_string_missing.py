@@ -7,7 +7,6 @@ import io
 import json
 
 import numpy as np
-import pandas as pd
 
 from tests.conftest import body_of
 from tests.test_model_families import published, records_of
@@ -75,9 +74,11 @@ def test_an_empty_field_is_never_an_empty_string(serve, tmp_path):
         body_of(response)["Message"]
 
 
-def test_an_encoder_ignoring_unknowns_gets_nan_as_the_notebook_does(serve, tmp_path):
-    """An encoder with handle_unknown="ignore" predicts a NaN city (an
-    all-zero encoding): the notebook's answer, not the answer for ""."""
+def test_an_encoder_ignoring_unknowns_keeps_refusing_missing_values(serve, tmp_path):
+    """An encoder with handle_unknown="ignore" answers a NaN city as any
+    unseen city: the column has no rule of its own for a missing value, so
+    the card does not mark it (and the model stays compilable to ONNX); an
+    empty field is a 422 naming it, never the answer for \"\"."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -91,13 +92,13 @@ def test_an_encoder_ignoring_unknowns_gets_nan_as_the_notebook_does(serve, tmp_p
         ("numbers", StandardScaler(), ["age", "income"])])),
         ("classify", LogisticRegression(max_iter=1000))]).fit(X, y)
     joblib.dump(model, tmp_path / "m.joblib")
-    publish(str(tmp_path / "m.joblib"), name="ignore", version="1.0.0",
-            out_dir=str(tmp_path / "out"), onnx=False)
+    card = publish(str(tmp_path / "m.joblib"), name="ignore", version="1.0.0",
+                   out_dir=str(tmp_path / "out"), onnx=False)
+    assert not any(f.get("accepts_missing_values") for f in card["features"])
     api = serve(MODEL_DIR=tmp_path / "out")
-    frame = X.head(6).copy()
-    frame.loc[frame.index[::2], "city"] = np.nan
-    response = api.post(csv_of(frame, index=False), content_type="text/csv",
-                        query="?probabilities=true")
-    assert response.status_code == 200, response.body
-    assert np.allclose(body_of(response)["probabilities"], model.predict_proba(frame),
-                       rtol=1e-12, atol=1e-15)
+    frame = X.head(4).copy()
+    frame.loc[frame.index[2], "city"] = np.nan
+    response = api.post(csv_of(frame, index=False), content_type="text/csv")
+    assert response.status_code == 422, response.body
+    assert body_of(response)["Message"] == \
+        "CSV line 4, column city: expected a string, got a missing value"
