@@ -4,7 +4,6 @@ without its index column, with or without the header line, named or
 positional columns, columns in any order, RFC 4180's ``header`` parameter
 given or not), the answer has exactly one prediction per data row, and they
 are the predictions of the same rows sent as JSON in the same run."""
-import io
 import json
 
 import numpy as np
