@@ -165,3 +165,58 @@ def built_project(tmp_path_factory):
     stray.mkdir(exist_ok=True)
     (stray / "gone.cpython-312.pyc").write_bytes(b"stale")
     return BuiltProject(project, build_package(project))
+
+
+# ---------------------------------------------------------------------------
+# Test tiers (the markers are declared in pyproject.toml). `make test` runs
+# the tests that carry none of them, `make test-all` (what CI runs) all.
+# Assigned here rather than in each module, so that the tiers can be read in
+# one place; the figures are single-test durations measured on 2 shared cores.
+
+#: Modules whose every test is in a tier.
+MODULE_TIERS = {
+    "test_package.py": ("package",),          # builds the Lambda package, unzips, replays
+    "test_templates.py": ("package",),        # chalice package on the built project
+    "test_prod_template.py": ("package",),    # the merge template on the built project
+    "test_s3_model.py": ("package", "aws"),   # builds with a model in S3 on moto
+    "test_deploy_emulator.py": ("package", "aws"),  # chalice deploy against moto
+    "test_api_keys.py": ("package", "aws"),   # the key verbs after a deploy to moto
+    "test_page_browser.py": ("browser",),     # Chromium through Playwright
+    "test_every_estimator.py": ("slow",),     # every scikit-learn estimator, published and served
+    "test_soak.py": ("slow",),
+}
+#: Fixtures that put a test in a tier wherever it is used (directly or
+#: through another fixture).
+FIXTURE_TIERS = {
+    "built_project": "package",
+    "packaged": "package",                    # test_boosting, test_user_code: their own builds
+}
+#: Single tests over about 5 s in modules that are otherwise fast
+#: (module -> test function names; every parameter of one).
+SLOW_TESTS = {
+}
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _in_ci():
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    chromium = os.access(CHROMIUM, os.X_OK)
+    for item in items:
+        module = item.path.name
+        tiers = set(MODULE_TIERS.get(module, ()))
+        tiers.update(tier for name, tier in FIXTURE_TIERS.items()
+                     if name in getattr(item, "fixturenames", ()))
+        if item.originalname in SLOW_TESTS.get(module, ()):
+            tiers.add("slow")
+        for tier in sorted(tiers):
+            item.add_marker(tier)
+        # Elsewhere (a Mac, a laptop without Debian's Chromium) the browser
+        # test says why it did not run; in CI it must run, so it fails there.
+        if "browser" in tiers and not chromium and not _in_ci():
+            item.add_marker(pytest.mark.skip(
+                reason="%s is missing (apt-get install chromium; CI=1 makes this a failure)"
+                % CHROMIUM))
