@@ -12,7 +12,7 @@ PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 .DEFAULT_GOAL := help
 
-.PHONY: help setup serve test test-all model build package deploy harden bench clean \
+.PHONY: help setup serve test test-all docs model build package deploy harden bench clean \
 	api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
@@ -52,6 +52,9 @@ $(STAMP)-publish: $(STAMP)-serve
 $(STAMP)-ops: $(STAMP)-serve
 	$(call install,boto3 (API Gateway keys),-r requirements.txt $(call pins,boto3))
 
+$(STAMP)-docs: requirements-dev.txt | $(BIN)/python
+	$(call install,mkdocs (the docs site),$(call pins,mkdocs mkdocs-material))
+
 $(STAMP)-dev: $(STAMP)-serve
 	$(call install,the dev/test toolchain (requirements-dev.txt: test clients, moto, Playwright; ~1.4 GB the first time),-r requirements-dev.txt)
 
@@ -73,6 +76,10 @@ test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator
 
 test-all: $(STAMP)-dev  ## every test, what CI runs (10-15 min on 2 cores; CI=1: no skipping the browser)
 	$(BIN)/python -m pytest -q
+
+docs: $(STAMP)-docs  ## build the docs site (mkdocs.yml, docs/) into build/site/; --strict: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+	@echo "==> the docs site is in build/site/ (open build/site/index.html)"
 
 model: $(STAMP)-publish  ## rebuild the bundled demo model (byte-identical artifact) into model/
 	@echo "==> training and publishing the bundled model into model/"

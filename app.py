@@ -9,10 +9,9 @@ import re  # noqa: E402
 
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
 
-from chalicelib.protocols import service  # noqa: E402
-from chalicelib.ops import snapstart
-from chalicelib.protocols import invocations, kserve_v1, open_inference  # noqa: E402
-from chalicelib.http.access import public_access  # noqa: E402
+from chalicelib.ops import snapstart  # noqa: E402
+from chalicelib.protocols import (invocations, kserve_v1, model_api, open_inference,  # noqa: E402
+                                  service)
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()
@@ -20,7 +19,7 @@ SERVICE = service.from_environment()
 snapstart.register(SERVICE)
 # Chalice imports this module with the stage's environment variables when it
 # packages or deploys, so the stage's config decides auth and CORS here.
-ACCESS = public_access()
+ACCESS = SERVICE.config.access
 AUTH = ({"api_key_required": True} if ACCESS.auth == "api_key"
         else {"authorizer": IAMAuthorizer()} if ACCESS.auth == "iam" else {})
 CORS = CORSConfig(allow_origin=ACCESS.cors_origin, allow_headers=["X-Api-Key"],
@@ -31,39 +30,19 @@ CORS = CORSConfig(allow_origin=ACCESS.cors_origin, allow_headers=["X-Api-Key"],
 app.api.binary_types.append("application/x-npy")
 
 
-def _respond(reply):
-    return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
-
-
-@app.route("/model", methods=["POST"], content_types=["application/json", "text/csv"],
-           cors=CORS, **AUTH)
-def predict():
-    return _respond(SERVICE.predict(app.current_request))
-
-
-@app.route("/model", methods=["GET"], cors=CORS, **AUTH)
-def model_card():
-    return _respond(SERVICE.card())
-
-
-@app.route("/health", methods=["GET"], cors=CORS)
-def health():
-    return _respond(SERVICE.health())
-
-
-@app.route("/openapi.json", methods=["GET"], cors=CORS)
-def openapi():
-    return _respond(SERVICE.openapi())
-
-
-# The peers' protocols (chalicelib/protocols): MLflow's scoring server,
-# SageMaker's container contract, KServe V1 and the Open Inference Protocol
-# (V2). (method, path, handler, behind the stage's auth). Predictions and
-# model metadata are protected like /model; liveness, readiness and the
-# server's identity stay open like /health. `GET /` is the try-it page, so
-# KServe V1's liveness probe of the base URL is not served. `{segment}` is KServe V1's
-# `name:predict`: API Gateway only allows a variable as a whole segment.
-PROTOCOL_ROUTES = [
+# Every route, (method, path, handler, behind the stage's auth): the app's
+# own protocol (chalicelib/protocols/model_api.py) and the peers' (MLflow's
+# scoring server, SageMaker's container contract, KServe V1 and the Open
+# Inference Protocol, V2). Predictions and model metadata are protected;
+# liveness, readiness, the server's identity, the OpenAPI document and the
+# try-it page (it holds nothing secret) stay open. `{segment}` is KServe
+# V1's `name:predict`: API Gateway only allows a variable as a whole segment.
+ROUTES = [
+    ("POST", "/model", model_api.predict, True),
+    ("GET", "/model", model_api.card, True),
+    ("GET", "/health", model_api.health, False),
+    ("GET", "/openapi.json", model_api.openapi, False),
+    ("GET", "/", model_api.page, False),
     ("GET", "/ping", invocations.ping, False),
     ("GET", "/version", invocations.version, False),
     ("POST", "/invocations", invocations.invocations, True),
@@ -82,25 +61,20 @@ PROTOCOL_ROUTES = [
 ]
 
 
-def _protocol_view(handler):
+def _view(handler):
     def view(**path_params):
-        return _respond(handler(SERVICE, app.current_request, **path_params))
+        reply = handler(SERVICE, app.current_request, **path_params)
+        return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
     return view
 
 
-for _method, _path, _handler, _protected in PROTOCOL_ROUTES:
-    # "*/*": every body reaches the handler, which answers an unreadable
-    # type with 415 in its protocol's error shape.
+for _method, _path, _handler, _protected in ROUTES:
     _options = dict(AUTH if _protected else {})
     if _method == "POST":
+        # Every body reaches the handler, which answers an unreadable type
+        # (or none) with 415 in its protocol's error shape.
         _options["content_types"] = ["*/*"]
-    app.route(_path, methods=[_method], cors=CORS,
-              name=_method.lower() + re.sub(r"\W+", "_", _path).rstrip("_"),
-              **_options)(_protocol_view(_handler))
-
-
-# The try-it page: open on every stage (it holds nothing secret; predictions
-# stay behind the stage's auth), same origin as /model, so no CORS.
-@app.route("/", methods=["GET"])
-def try_it_page():
-    return _respond(SERVICE.page())
+    # The page is same-origin with the API: no CORS.
+    app.route(_path, methods=[_method], cors=CORS if _path != "/" else False,
+              name=_method.lower() + (re.sub(r"\W+", "_", _path).rstrip("_") or "_root"),
+              **_options)(_view(_handler))

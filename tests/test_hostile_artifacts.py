@@ -37,9 +37,10 @@ _APP_CHILD = textwrap.dedent("""
     malicious.write_card(d)
     os.environ["MODEL_DIR"] = d
     started = time.perf_counter()
+    from chalicelib.protocols import model_api
     from chalicelib.protocols.service import from_environment
     service = from_environment()      # the Lambda's init phase
-    reply = service.health()
+    reply = model_api.health(service, None)
     # VmHWM, not ru_maxrss: the latter survives exec and would report the
     # peak of the pytest process that forked this one.
     with open("/proc/self/status") as f:

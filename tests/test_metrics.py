@@ -10,7 +10,7 @@ import json
 import pytest
 
 from chalicelib.ops import metrics
-from chalicelib.protocols import service
+from chalicelib.protocols import service, wrapper
 from tests import emf
 from tests.conftest import IRIS_ROWS
 
@@ -97,7 +97,8 @@ def test_init_failure_record(monkeypatch, tmp_path, capsys):
 def test_namespace_and_function_come_from_the_environment(logged, monkeypatch):
     monkeypatch.setenv(metrics.NAMESPACE_ENV, "Team/Models")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stack-APIHandler-XYZ")
-    service._ROUTE_LOGS["POST /model"]._format = None  # rendered once per model: start afresh
+    for log in wrapper._ROUTE_LOGS.values():  # rendered once per model: start afresh
+        log._format = None
     [record] = logged({"instances": IRIS_ROWS})
     emf.validate(record)
     assert {ns for ns, *_ in emf.series(record)} == {"Team/Models"}
@@ -140,13 +141,13 @@ def test_the_validator_refuses_what_cloudwatch_would_refuse():
             emf.validate(record)
 
 
-def test_the_readme_logs_insights_query_reads_fields_the_records_have(logged):
+def test_the_docs_logs_insights_query_reads_fields_the_records_have(logged):
     """The query itself needs CloudWatch; what it reads must exist, with the
     types its functions need, in the records the app writes."""
     import re
     from pathlib import Path
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    query = readme.split("<!-- logs-insights-query -->", 1)[1].split("```")[1]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operate.md").read_text()
+    query = page.split("<!-- logs-insights-query -->", 1)[1].split("```")[1]
     [(filter_field, literal)] = re.findall(r'filter (\w+) = "([^"]+)"', query)
     numeric = re.findall(r"(?:pct|sum|avg|max|min)\((\w+)", query)
     grouped = re.findall(r"\bby (\w+)", query)

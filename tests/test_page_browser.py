@@ -327,7 +327,7 @@ def test_a_csv_batch_pasted_dropped_or_chosen(open_page, local_url, tmp_path):
 
 
 def test_screenshot(open_page, local_url):
-    """The README's picture: a versicolor row predicted and a small batch."""
+    """The README's and docs/try-it-page.md's picture: a versicolor row predicted and a small batch."""
     page = open_page(local_url + "/").page
     page.wait_for_selector("#answer:not([hidden])")
     settled(page)

@@ -117,7 +117,7 @@ def test_log_group_has_a_retention_and_exists_before_the_function(sam, plain):
                       if v["Type"] == "AWS::Logs::LogGroup"]
     name = _fn(sam)["Properties"]["FunctionName"]
     assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
-    assert group["Properties"]["RetentionInDays"] == 30  # README: "Operating it"
+    assert group["Properties"]["RetentionInDays"] == 30  # docs/deploy.md, docs/operate.md
     # SnapStart runs init (and logs) when the version is published, inside
     # the deployment: the group must be there first, or the function would
     # create it and CloudFormation's own create would then fail.

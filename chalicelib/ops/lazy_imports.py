@@ -28,6 +28,8 @@ import os
 import sys
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader, SourcelessFileLoader
 
+from chalicelib.http.config import LAZY_IMPORTS, ConfigError
+
 LIST_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "_lazy_modules.json")
 #: Set by the import system before a module runs (``_init_module_attrs``):
@@ -171,7 +173,11 @@ def install(names=None, on_run=None):
     or ``LAZY_IMPORTS=off`` (every import eager: a switch for the operator,
     and the comparison the cold-start measurement makes)."""
     if names is None:
-        if os.environ.get("LAZY_IMPORTS", "").lower() == "off":
+        try:
+            wanted = LAZY_IMPORTS.get()
+        except ConfigError:  # the import hook must never stop the app: eager is safe
+            wanted = False
+        if not wanted:
             return None
         try:
             with open(LIST_FILE, "rb") as f:

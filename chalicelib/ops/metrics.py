@@ -20,8 +20,10 @@ import json
 import os
 import time
 
-NAMESPACE_ENV = "METRICS_NAMESPACE"
-DEFAULT_NAMESPACE = "SklearnServerless"
+from chalicelib.http.config import METRICS_NAMESPACE
+
+NAMESPACE_ENV = METRICS_NAMESPACE.name
+DEFAULT_NAMESPACE = METRICS_NAMESPACE.default
 #: What dimension values say when no model is loaded (EMF requires strings).
 UNAVAILABLE = "unavailable"
 
@@ -53,7 +55,7 @@ INIT_FAILURE_DIMENSIONS = ((FUNCTION,),)
 
 
 def namespace():
-    return os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+    return METRICS_NAMESPACE.get()
 
 
 def function_name():

@@ -24,12 +24,13 @@ import re
 import tempfile
 import time
 
+from chalicelib.http.config import MODEL_CACHE_DIR
 from chalicelib.http.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR_ENV = "MODEL_CACHE_DIR"
-DEFAULT_CACHE_DIR = "/tmp"
+CACHE_DIR_ENV = MODEL_CACHE_DIR.name
+DEFAULT_CACHE_DIR = MODEL_CACHE_DIR.default
 _CHUNK = 1 << 20
 # S3 bucket names: 3-63 characters, lower case, digits, dots and hyphens.
 _S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\x00-\x1f\x7f]+)\Z")
@@ -57,7 +58,7 @@ def object_arn(uri):
 
 
 def cache_dir():
-    return os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
+    return MODEL_CACHE_DIR.get()
 
 
 def cached_path(sha256, directory=None):

@@ -104,6 +104,7 @@ def main():
     import app  # the package's app.py: the model loads here (init phase)
     import numpy as np
     from chalice.app import Request
+    from chalicelib.protocols import model_api
     from chalicelib.schema import parsing
     from chalicelib.schema.parsing import parse_request
     # Only when the served path imported it: the ONNX path ships no sklearn.
@@ -193,7 +194,7 @@ def main():
         body_bytes = body.encode("utf-8")
         ct = event["headers"]["Content-Type"]
         schema = served.schema
-        max_rows = svc.settings.max_rows
+        max_rows = svc.config.max_rows
         X = parse_request(body_bytes, ct, schema, max_rows, None).X
         # Bare predict takes what a notebook would build (the served model
         # takes parse_request's matrix, DataFrame or columns).
@@ -224,7 +225,7 @@ def main():
         items = [
             ("handler", lambda: app.app(event, ctx)),
             ("chalice Request()", lambda: Request(event, ctx)),
-            ("service.predict", lambda: svc.predict(Request(event, ctx))),
+            ("model_api.predict", lambda: model_api.predict(svc, Request(event, ctx))),
             ("parse_request", lambda: parse_request(body_bytes, ct, schema, max_rows, None)),
             ("  _load_json", load_json and (lambda: load_json(body))),
             ("  json.loads (plain)", lambda: json.loads(body)),

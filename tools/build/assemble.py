@@ -168,9 +168,9 @@ def check_size(sizes, direct_upload=False, model_rel=None):
         if direct_upload:
             raise BuildError(message + "; deploy it through S3 instead: `make package`, then "
                              "`aws cloudformation package` + `aws cloudformation deploy` "
-                             "(README, Deploying)")
+                             "(docs/deploy.md)")
         warn(message + ": deploy it with `make package` and `aws cloudformation package` + "
-             "`deploy` (the zip goes through S3; README, Deploying), not `make deploy`")
+             "`deploy` (the zip goes through S3; docs/deploy.md), not `make deploy`")
     elif zipped > ZIP_WARN:
         warn("the package is %.1f MiB zipped: within 50 MiB, but above the 40 MiB aimed for"
              % (zipped / MiB))

@@ -70,8 +70,9 @@ d = tempfile.mkdtemp(prefix="harden-technique-")
 malicious.build_technique(sys.argv[1], d)
 malicious.write_card(d)
 os.environ["MODEL_DIR"] = d
+from chalicelib.protocols import model_api
 from chalicelib.protocols.service import from_environment
-reply = from_environment().health()
+reply = model_api.health(from_environment(), None)
 print(json.dumps({"status": reply.status, "message": json.loads(reply.body).get("Message", "")}))
 """
 
