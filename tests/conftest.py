@@ -184,6 +184,10 @@ MODULE_TIERS = {
     "test_page_browser.py": ("browser",),     # Chromium through Playwright
     "test_every_estimator.py": ("slow",),     # every scikit-learn estimator, published and served
     "test_soak.py": ("slow",),
+    "test_fuzz.py": ("slow",),                # hypothesis; `make harden` runs it at full size
+    "test_fuzz_typed.py": ("slow",),          # hypothesis over the typed model families
+    "test_hostile_artifacts.py": ("slow",),   # each technique in its own child interpreter
+    "test_model_families.py": ("slow",),      # each family trained and published (20-30 s each)
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
 #: through another fixture).
@@ -194,6 +198,11 @@ FIXTURE_TIERS = {
 #: Single tests over about 5 s in modules that are otherwise fast
 #: (module -> test function names; every parameter of one).
 SLOW_TESTS = {
+    "test_boosting.py": {"test_publish_refuses_them_unpinned_then_the_app_serves_them",  # ~60 s
+                         "test_their_openmp_pool_follows_omp_num_threads"},            # ~10 s
+    "test_load_budget_and_audit.py": {"test_publish_refuses_findings_unless_trusted",  # ~55 s
+                                      "test_the_app_refuses_the_same_findings_unless_trust_model_pickle",
+                                      "test_publish_stores_the_audit_on_the_card"},
 }
 CHROMIUM = "/usr/bin/chromium"
 
