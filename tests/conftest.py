@@ -188,21 +188,44 @@ MODULE_TIERS = {
     "test_fuzz_typed.py": ("slow",),          # hypothesis over the typed model families
     "test_hostile_artifacts.py": ("slow",),   # each technique in its own child interpreter
     "test_model_families.py": ("slow",),      # each family trained and published (20-30 s each)
+    "test_user_code.py": ("slow",),           # publishes a pipeline with user code per test
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
 #: through another fixture).
 FIXTURE_TIERS = {
     "built_project": "package",
     "packaged": "package",                    # test_boosting, test_user_code: their own builds
+    # models trained and published (publisher.publish, ONNX compilation) for a module
+    "compiled": "slow",                       # test_onnx_runtime: every compiled family
+    "byo_model_dir": "slow",                  # test_openapi
 }
 #: Single tests over about 5 s in modules that are otherwise fast
 #: (module -> test function names; every parameter of one).
+#: Most publish a freshly trained model (publisher.publish: audit, ONNX
+#: compilation, the agreement check: 20-80 s each here) or run a child
+#: interpreter that imports scikit-learn.
 SLOW_TESTS = {
-    "test_boosting.py": {"test_publish_refuses_them_unpinned_then_the_app_serves_them",  # ~60 s
-                         "test_their_openmp_pool_follows_omp_num_threads"},            # ~10 s
-    "test_load_budget_and_audit.py": {"test_publish_refuses_findings_unless_trusted",  # ~55 s
+    "test_boosting.py": {"test_publish_refuses_them_unpinned_then_the_app_serves_them",
+                         "test_their_openmp_pool_follows_omp_num_threads"},
+    "test_load_budget_and_audit.py": {"test_publish_refuses_findings_unless_trusted",
                                       "test_the_app_refuses_the_same_findings_unless_trust_model_pickle",
                                       "test_publish_stores_the_audit_on_the_card"},
+    "test_onnx_runtime.py": {"test_a_regressor_agrees_within_the_stated_tolerance",
+                             "test_what_does_not_compile_is_served_by_scikit_learn_and_the_card_says_why",
+                             "test_the_agreement_check_catches_a_graph_that_disagrees",
+                             "test_publish_can_be_told_not_to_compile",
+                             "test_a_compiled_dataframe_model_is_served_without_pandas"},
+    "test_openapi.py": {"test_schemathesis_finds_no_5xx_and_no_nonconformance"},
+    "test_publish.py": {"test_features_inferred_from_n_features_in",
+                        "test_estimator_from_another_sklearn_version_is_refused_unless_forced",
+                        "test_missing_values_support_is_detected_and_served",
+                        "test_a_rebuild_that_is_not_equivalent_is_refused",
+                        "test_a_model_that_needs_an_unpinned_package_is_refused_with_its_name"},
+    "test_safe_loading.py": {"test_every_payload_runs_under_plain_joblib_load",
+                             "test_publish_refuses_without_side_effects",
+                             "test_publish_cli_subprocess_refuses",
+                             "test_legitimate_models_publish_and_serve"},
+    "test_public_endpoint.py": {"test_an_invalid_api_auth_fails_chalice_loudly"},
 }
 CHROMIUM = "/usr/bin/chromium"
 
