@@ -12,7 +12,7 @@ PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 .DEFAULT_GOAL := help
 
-.PHONY: help setup serve test test-all docs model build package deploy harden bench clean \
+.PHONY: help setup serve test test-all docs model build package deploy harden bench batch clean \
 	api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
@@ -50,7 +50,7 @@ $(STAMP)-publish: $(STAMP)-serve
 	$(call install,the publisher's ONNX compiler,-r requirements.txt $(call pins,skl2onnx onnx))
 
 $(STAMP)-ops: $(STAMP)-serve
-	$(call install,boto3 (API Gateway keys),-r requirements.txt $(call pins,boto3))
+	$(call install,boto3 (API keys, batch jobs),-r requirements.txt $(call pins,boto3))
 
 $(STAMP)-docs: requirements-dev.txt | $(BIN)/python
 	$(call install,mkdocs (the docs site),$(call pins,mkdocs mkdocs-material))
@@ -122,6 +122,10 @@ harden: $(STAMP)-dev  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soa
 bench: $(STAMP)-dev  ## cold start, imports, sizes, latency, memory -> build/bench.json (QUICK=1 MODELS=... AGAINST=git-ref)
 	@echo "==> benchmark (packages built once into build/bench/; figures to build/bench.json)"
 	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) $(if $(AGAINST),--against $(AGAINST)) --json build/bench.json
+
+batch: $(STAMP)-ops  ## FILE=path|s3://bucket/key [OUTPUT=jsonl] [PROBABILITIES=1] [JOIN=1]: a batch job on the stage's BATCH_BUCKET, followed, downloaded
+	@test -n "$(FILE)" || { echo "error: FILE=path or FILE=s3://bucket/key" >&2; exit 1; }
+	$(BIN)/python -m tools.ops.batch submit "$(FILE)" --wait$(if $(OUTPUT), --output $(OUTPUT))$(if $(PROBABILITIES), --probabilities)$(if $(JOIN), --join)
 
 clean:  ## remove build/, dist/ and Chalice's package cache (not .venv/)
 	rm -rf build dist .pytest_cache .chalice/deployments
