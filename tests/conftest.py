@@ -190,6 +190,9 @@ MODULE_TIERS = {
     "test_hostile_artifacts.py": ("slow",),   # each technique in its own child interpreter
     "test_model_families.py": ("slow",),      # each family trained and published (20-30 s each)
     "test_user_code.py": ("slow",),           # publishes a pipeline with user code per test
+    "test_publish.py": ("slow",),             # the publisher end to end; BLAS-kernel rebuilds
+    "test_boosting.py": ("slow",),            # xgboost and lightgbm trained, published, packaged
+    "test_protocol_fuzz.py": ("slow",),       # hypothesis over every protocol
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
 #: through another fixture).
@@ -206,8 +209,6 @@ FIXTURE_TIERS = {
 #: compilation, the agreement check: 20-80 s each here) or run a child
 #: interpreter that imports scikit-learn.
 SLOW_TESTS = {
-    "test_boosting.py": {"test_publish_refuses_them_unpinned_then_the_app_serves_them",
-                         "test_their_openmp_pool_follows_omp_num_threads"},
     "test_load_budget_and_audit.py": {"test_publish_refuses_findings_unless_trusted",
                                       "test_the_app_refuses_the_same_findings_unless_trust_model_pickle",
                                       "test_publish_stores_the_audit_on_the_card"},
@@ -217,16 +218,14 @@ SLOW_TESTS = {
                              "test_publish_can_be_told_not_to_compile",
                              "test_a_compiled_dataframe_model_is_served_without_pandas"},
     "test_openapi.py": {"test_schemathesis_finds_no_5xx_and_no_nonconformance"},
-    "test_publish.py": {"test_features_inferred_from_n_features_in",
-                        "test_estimator_from_another_sklearn_version_is_refused_unless_forced",
-                        "test_missing_values_support_is_detected_and_served",
-                        "test_a_rebuild_that_is_not_equivalent_is_refused",
-                        "test_a_model_that_needs_an_unpinned_package_is_refused_with_its_name"},
     "test_safe_loading.py": {"test_every_payload_runs_under_plain_joblib_load",
                              "test_publish_refuses_without_side_effects",
                              "test_publish_cli_subprocess_refuses",
                              "test_legitimate_models_publish_and_serve"},
     "test_public_endpoint.py": {"test_an_invalid_api_auth_fails_chalice_loudly"},
+    "test_protocols.py": {"test_multilabel_model_outputs_are_tensors",
+                          "test_text_model_in_every_protocol",
+                          "test_typed_dataframe_model_in_every_protocol"},
 }
 CHROMIUM = "/usr/bin/chromium"
 
