@@ -202,6 +202,7 @@ FIXTURE_TIERS = {
     # models trained and published (publisher.publish, ONNX compilation) for a module
     "compiled": "slow",                       # test_onnx_runtime: every compiled family
     "byo_model_dir": "slow",                  # test_openapi
+    "byo_files": "slow",                      # test_safe_loading: five models trained
 }
 #: Single tests over about 5 s in modules that are otherwise fast
 #: (module -> test function names; every parameter of one).
