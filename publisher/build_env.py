@@ -31,21 +31,20 @@ PINS_FILE = "sklearn-serverless-pins.json"
 PIP_TIMEOUT_S = 1800
 
 # Older releases cannot run this project's loader: it is written for numpy 2,
-# which scikit-learn supports from 1.4.2 on.
+# which scikit-learn supports from 1.4.2 on. scipy 1.15: older ones write a
+# temporary file when scipy.stats is imported, which the audit's limits forbid.
 RELEASES = {
     "1.4": {"oldest": "1.4.2", "pythons": ("3.12", "3.11", "3.10"),
-            "pins": {"numpy": "2.0.2", "scipy": "1.13.1", "joblib": "1.4.2",
-                     "pandas": "2.2.3"}},
+            "pins": {"numpy": "2.0.2", "scipy": "1.15.3", "pandas": "2.2.3"}},
     "1.5": {"oldest": "1.5.0", "pythons": ("3.12", "3.11", "3.10"),
-            "pins": {"numpy": "2.0.2", "scipy": "1.14.1", "joblib": "1.4.2",
-                     "pandas": "2.2.3"}},
+            "pins": {"numpy": "2.0.2", "scipy": "1.15.3", "pandas": "2.2.3"}},
     "1.6": {"oldest": "1.6.0", "pythons": ("3.12", "3.11", "3.10"),
-            "pins": {"numpy": "2.2.6", "scipy": "1.15.3", "joblib": "1.4.2",
-                     "pandas": "2.2.3"}},
+            "pins": {"numpy": "2.2.6", "scipy": "1.15.3", "pandas": "2.2.3"}},
 }
-# Taken from this project's requirements, so the graph is made and checked by
-# the converter and runtime that serve it.
-SHARED = ("skl2onnx", "onnx", "onnxruntime", "protobuf", "flatbuffers", "packaging",
+# Taken from this project's requirements: joblib because the restricted
+# unpickler is written against its internals (it reads older joblib files), the
+# ONNX stack so that the graph is made and checked by the runtime that serves it.
+SHARED = ("joblib", "skl2onnx", "onnx", "onnxruntime", "protobuf", "flatbuffers", "packaging",
           "python-dateutil", "pytz", "six", "tzdata", "threadpoolctl")
 # onnx's own dependencies, which the project does not pin (it never ships onnx).
 EXTRA = {"ml-dtypes": "0.5.4", "typing-extensions": "4.16.0"}
@@ -166,8 +165,11 @@ def _build(path, base, pins, version, log):
     shutil.rmtree(tmp, ignore_errors=True)
     if log:
         log("building a scikit-learn %s environment in %s (once; cached)" % (version, path))
+    if os.path.isfile(os.path.join(path, PINS_FILE)):
+        os.rename(path, tmp)  # a complete one with other pins: pip changes only those
     try:
-        _run([base, "-m", "venv", tmp], "python -m venv")
+        if not os.path.isdir(tmp):
+            _run([base, "-m", "venv", tmp], "python -m venv")
         _run([env_python(tmp), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
               "--no-input", "--only-binary=:all:", *pins], "pip install")
     except NoEnvironment:

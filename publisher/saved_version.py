@@ -17,6 +17,7 @@ shape and dtype and they are skipped (an object array is a nested pickle,
 walked the same way). Compressed joblib files are read through joblib's own
 decompressing reader.
 """
+import contextlib
 import math
 import pickle
 import re
@@ -165,18 +166,29 @@ def walk(path):
     """``{"versions": {...}, "modules": {...}}``: the scikit-learn versions
     recorded in the artifact's estimators and the top-level modules its
     globals name. UnreadableStream when it cannot be walked."""
-    # joblib's own reader: it tells a compressed file by its magic bytes
-    from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap as opened
     found = {"versions": set(), "modules": set()}
     with open(path, "rb") as raw:
         try:
-            with opened(raw, str(path), None) as (stream, _):
+            with _opened(raw, str(path)) as stream:
                 _Walker(stream, found).load()
         except UnreadableStream:
             raise
         except Exception as exc:  # a truncated or foreign stream
             raise UnreadableStream("%s: %s" % (type(exc).__name__, str(exc)[:200])) from None
     return found
+
+
+@contextlib.contextmanager
+def _opened(raw, name):
+    """joblib's own reader, which tells a compressed file by its magic
+    bytes (named differently across joblib releases)."""
+    from joblib import numpy_pickle_utils as utils
+    if hasattr(utils, "_validate_fileobject_and_memmap"):
+        with utils._validate_fileobject_and_memmap(raw, name, None) as (stream, _):
+            yield stream
+    else:
+        with utils._read_fileobject(raw, name, None) as stream:
+            yield stream
 
 
 def read(path):
