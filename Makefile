@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup serve test docs model build package deploy harden bench clean api-key api-key-list api-key-revoke
+.PHONY: setup serve test docs model build package deploy harden bench batch clean api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
 MERGE ?= build/merge-prod.json
@@ -64,6 +64,10 @@ harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, mali
 
 bench: setup  ## cold start (ONNX / scikit-learn path / old build / floor), imports, sizes, latency, batch, memory, Lambda init estimate -> build/bench.json
 	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) --json build/bench.json
+
+batch: setup  ## FILE=path|s3://bucket/key [OUTPUT=jsonl] [PROBABILITIES=1] [JOIN=1]: a batch job on the stage's BATCH_BUCKET, followed, downloaded
+	@test -n "$(FILE)" || { echo "error: FILE=path or FILE=s3://bucket/key" >&2; exit 1; }
+	$(BIN)/python -m tools.ops.batch submit "$(FILE)" --wait$(if $(OUTPUT), --output $(OUTPUT))$(if $(PROBABILITIES), --probabilities)$(if $(JOIN), --join)
 
 clean:
 	rm -rf build dist .pytest_cache .chalice/deployments

@@ -9,6 +9,7 @@ import re  # noqa: E402
 
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
 
+from chalicelib.http.config import BatchConfig  # noqa: E402
 from chalicelib.ops import snapstart  # noqa: E402
 from chalicelib.protocols import (invocations, kserve_v1, model_api, open_inference,  # noqa: E402
                                   service)
@@ -78,3 +79,39 @@ for _method, _path, _handler, _protected in ROUTES:
     app.route(_path, methods=[_method], cors=CORS if _path != "/" else False,
               name=_method.lower() + (re.sub(r"\W+", "_", _path).rstrip("_") or "_root"),
               **_options)(_view(_handler))
+
+
+# Batch transform (chalicelib/batch): an S3 object of rows in, one scored
+# object out, fanned out over an SQS queue of line-aligned range tasks. The
+# stage's BATCH_EVENTS says how the splitter hears of new objects: "chalice"
+# declares the S3 notification here (`chalice deploy` adds it to an existing
+# bucket); "template" declares a plain function that the packaged template's
+# bucket notifies (CloudFormation can only set the notifications of a bucket
+# it creates, and Chalice refuses to package on_s3_event); "off" declares
+# neither function.
+BATCH = BatchConfig.from_env()
+if BATCH.events != "off":
+    from chalicelib.batch.jobs import Batch
+
+    BATCH_JOBS = Batch(BATCH, SERVICE.model)
+
+    def _split(event):
+        BATCH_JOBS.split(event)
+
+    if BATCH.events == "chalice":
+        @app.on_s3_event(bucket=BATCH.bucket, events=["s3:ObjectCreated:*"],
+                         prefix=BATCH.input_prefix, name="batch_split")
+        def batch_split(event):
+            _split(event.to_dict())
+    else:
+        @app.lambda_function(name="batch_split")
+        def batch_split(event, context):
+            _split(event)
+
+    @app.on_sqs_message(queue=BATCH.queue, batch_size=BATCH.sqs_batch_size,
+                        maximum_concurrency=BATCH.max_concurrency, name="batch_work")
+    def batch_work(event):
+        # A task that raises returns the whole batch to the queue; with the
+        # default batch size of one, only itself.
+        for record in event:
+            BATCH_JOBS.work(record.to_dict()["messageId"], record.body)

@@ -109,11 +109,52 @@ MODEL_LOAD_TIMEOUT_S = Setting("MODEL_LOAD_TIMEOUT_S", 20.0, _positive_number,
                                "seconds a load may take before it is a 503")
 LAZY_IMPORTS = Setting("LAZY_IMPORTS", True, _flag,
                        "off runs every module at import, ignoring the build's list")
+BATCH_EVENT_SOURCES = ("off", "chalice", "template")
+
+
+def _batch_events(name, raw):
+    value = raw.strip().lower()
+    if value not in BATCH_EVENT_SOURCES:
+        raise ConfigError("%s must be one of %s, got %r"
+                          % (name, ", ".join(BATCH_EVENT_SOURCES), raw))
+    return value
+
+
+def _prefix(name, raw):
+    value = raw.strip().lstrip("/")
+    if not value.endswith("/") or "*" in value or "?" in value:
+        raise ConfigError("%s must be a key prefix ending in / without wildcards, got %r"
+                          % (name, raw))
+    return value
+
+
+BATCH_EVENTS = Setting("BATCH_EVENTS", "off", _batch_events,
+                       "how the batch splitter hears of new input objects")
+BATCH_BUCKET = Setting("BATCH_BUCKET", None, _text, "the bucket of batch jobs")
+BATCH_INPUT_PREFIX = Setting("BATCH_INPUT_PREFIX", "batch/in/", _prefix,
+                             "where an object put starts a batch job")
+BATCH_OUTPUT_PREFIX = Setting("BATCH_OUTPUT_PREFIX", "batch/out/", _prefix,
+                              "where a job's output, error report and manifest go")
+BATCH_WORK_PREFIX = Setting("BATCH_WORK_PREFIX", "batch/work/", _prefix,
+                            "where a job's parts and its completion marker go")
+BATCH_QUEUE = Setting("BATCH_QUEUE", "sklearn-serverless-batch", _text,
+                      "the SQS queue of range tasks")
+BATCH_RANGE_MB = Setting("BATCH_RANGE_MB", 16.0, _positive_number,
+                         "MiB of input per range task")
+BATCH_ROWS_PER_CALL = Setting("BATCH_ROWS_PER_CALL", 5_000, _positive_int,
+                              "rows per predict call in a worker")
+BATCH_SQS_BATCH_SIZE = Setting("BATCH_SQS_BATCH_SIZE", 1, _positive_int,
+                               "range tasks per worker invocation")
+BATCH_MAX_CONCURRENCY = Setting("BATCH_MAX_CONCURRENCY", 10, _positive_int,
+                                "concurrent worker invocations the queue may start")
 
 #: Every setting, in the order the configuration table lists them.
 SETTINGS = (MODEL_DIR, MODEL_RUNTIME, MAX_ROWS, MAX_BODY_BYTES, LOG_REQUESTS, API_AUTH,
             CORS_ALLOW_ORIGIN, METRICS_NAMESPACE, MODEL_CACHE_DIR, ALLOW_VERSION_SKEW,
-            TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, LAZY_IMPORTS)
+            TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, LAZY_IMPORTS,
+            BATCH_EVENTS, BATCH_BUCKET, BATCH_INPUT_PREFIX, BATCH_OUTPUT_PREFIX,
+            BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
+            BATCH_SQS_BATCH_SIZE, BATCH_MAX_CONCURRENCY)
 
 
 @dataclass(frozen=True)
@@ -155,3 +196,43 @@ class Config:
                        max_rows=MAX_ROWS.default, max_body_bytes=MAX_BODY_BYTES.default,
                        log_requests=True, access=access,
                        problem="configuration error: %s" % exc)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """The batch transform's settings (``chalicelib/batch``): read where the
+    app declares its event sources, so a wrong value fails ``chalice
+    package``/``deploy`` like a wrong ``API_AUTH``."""
+    events: str
+    bucket: object
+    input_prefix: str
+    output_prefix: str
+    work_prefix: str
+    queue: str
+    range_bytes: int
+    rows_per_call: int
+    sqs_batch_size: int
+    max_concurrency: int
+
+    @classmethod
+    def from_env(cls, env=None):
+        events = BATCH_EVENTS.get(env)
+        bucket = BATCH_BUCKET.get(env)
+        if events == "chalice" and not bucket:
+            raise ConfigError("BATCH_EVENTS=chalice needs BATCH_BUCKET (the bucket to watch)")
+        prefixes = (BATCH_INPUT_PREFIX.get(env), BATCH_OUTPUT_PREFIX.get(env),
+                    BATCH_WORK_PREFIX.get(env))
+        for i, a in enumerate(prefixes):
+            for j, b in enumerate(prefixes):
+                if i != j and a.startswith(b):
+                    # an output written under the input prefix would start a job of its own
+                    raise ConfigError("the batch prefixes must not contain one another: %r, %r"
+                                      % (a, b))
+        concurrency = BATCH_MAX_CONCURRENCY.get(env)
+        if concurrency < 2:  # the SQS event source's floor
+            raise ConfigError("BATCH_MAX_CONCURRENCY must be at least 2, got %d" % concurrency)
+        return cls(events=events, bucket=bucket, input_prefix=prefixes[0],
+                   output_prefix=prefixes[1], work_prefix=prefixes[2], queue=BATCH_QUEUE.get(env),
+                   range_bytes=max(1, int(BATCH_RANGE_MB.get(env) * 1024 * 1024)),
+                   rows_per_call=BATCH_ROWS_PER_CALL.get(env),
+                   sqs_batch_size=BATCH_SQS_BATCH_SIZE.get(env), max_concurrency=concurrency)

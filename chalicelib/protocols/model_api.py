@@ -5,9 +5,10 @@ model card), ``GET /health``, and the documents a person reads, ``GET /``
 ``{"Code", "Message"}``."""
 import json
 
+from chalicelib.http.errors import UnsupportedMediaType
 from chalicelib.http.reply import JSON_HEADERS, Reply
 from chalicelib.protocols.wrapper import MODEL, handle
-from chalicelib.schema.parsing import parse_request
+from chalicelib.schema.parsing import MEDIA_TYPES, parse_request
 
 
 def predict(service, request):
@@ -17,7 +18,12 @@ def predict(service, request):
         model = service.model.ready()
         body = service.read_body(request)
         query = request.query_params or {}
-        parsed = parse_request(body, request.headers.get("content-type"), model.schema,
+        content_type = request.headers.get("content-type")
+        # No header is JSON (as Chalice reads it); an empty one names no type.
+        if content_type is not None and not content_type.strip():
+            raise UnsupportedMediaType("Unsupported media type: empty; send one of: %s"
+                                       % ", ".join(MEDIA_TYPES))
+        parsed = parse_request(body, content_type, model.schema,
                                service.config.max_rows, query.get("probabilities"))
         return Reply(200, model.predict(parsed.X, parsed.probabilities), model.headers), \
             len(parsed.X)
