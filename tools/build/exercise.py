@@ -168,8 +168,6 @@ def protocol_requests(card, rows, objects, numeric):
         ("v2-models", spec.get("/v2/models"), ok),
         ("triton-config", spec.get("/v2/models/%s/config" % name, "/v2/models/{name}/config",
                                    {"name": name}), ok),
-        ("triton-stats", spec.get("/v2/models/%s/stats" % name, "/v2/models/{name}/stats",
-                                  {"name": name}), ok),
         ("triton-index", post("/v2/repository/index", "{}"), ok),
         ("v2-bad-datatype", post("/v2/models/%s/infer" % name, js({
             "inputs": [dict(columns[0], datatype="FP128")]}),
