@@ -165,3 +165,8 @@ def built_project(tmp_path_factory):
     stray.mkdir(exist_ok=True)
     (stray / "gone.cpython-312.pyc").write_bytes(b"stale")
     return BuiltProject(project, build_package(project))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "package: builds and packages the project with the real "
+                                       "CLI (slow; tests/test_batch_template.py)")
