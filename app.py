@@ -96,17 +96,17 @@ if BATCH.events != "off":
     BATCH_JOBS = Batch(BATCH, SERVICE.model)
 
     def _split(event):
-        BATCH_JOBS.split(event)
+        return BATCH_JOBS.split(event)
 
     if BATCH.events == "chalice":
         @app.on_s3_event(bucket=BATCH.bucket, events=["s3:ObjectCreated:*"],
                          prefix=BATCH.input_prefix, name="batch_split")
         def batch_split(event):
-            _split(event.to_dict())
+            return _split(event.to_dict())
     else:
         @app.lambda_function(name="batch_split")
         def batch_split(event, context):
-            _split(event)
+            return _split(event)
 
     @app.on_sqs_message(queue=BATCH.queue, batch_size=BATCH.sqs_batch_size,
                         maximum_concurrency=BATCH.max_concurrency, name="batch_work")

@@ -220,8 +220,8 @@ def test_a_poison_task_ends_in_the_dead_letter_queue(stage):
     assert [m["Body"] for m in dead] == ['{"job": "nothing"}']
     # a message that is no range task belongs to no job: the sweep leaves it
     # for an operator (and the dead-letter alarm)
-    stage.sqs.change_message_visibility(QueueUrl=stage.urls["dlq"],
-                                        ReceiptHandle=dead[0]["ReceiptHandle"], VisibilityTimeout=0)
+    stage.sqs.change_message_visibility(QueueUrl=stage.urls["dlq"], VisibilityTimeout=0,
+                                        ReceiptHandle=dead[0]["ReceiptHandle"])
     assert stage.module.BATCH_JOBS.sweep_dead_letters() == []
     assert [m["Body"] for m in batch_lambda.receive(stage.sqs, stage.urls["dlq"])] == \
         ['{"job": "nothing"}']

@@ -40,21 +40,20 @@ IDS = {"batch_split": "BatchSplit", "batch_work": "BatchWork",
        "batch_dead_letters": "BatchDeadLetters"}
 
 
-def batch_stage(project):
+def batch_stage(project, **more):
     config_file = project / ".chalice" / "config.json"
     config = json.loads(config_file.read_text())
-    config["stages"][STAGE]["environment_variables"].update(SETTINGS)
+    config["stages"][STAGE]["environment_variables"].update(SETTINGS, **more)
     config["stages"][STAGE]["lambda_functions"] = FUNCTIONS
     config_file.write_text(json.dumps(config, indent=2))
 
 
-@pytest.fixture(scope="module")
-def out_dir(built_project, tmp_path_factory):
-    root = tmp_path_factory.mktemp("batch-template")
+def package_stage(built_project, root, **more):
+    """The built project (its build reused) with the batch stage, packaged."""
     project = root / "project"
     shutil.copytree(built_project.path, project, symlinks=True,
                     ignore=shutil.ignore_patterns("deployed"))
-    batch_stage(project)
+    batch_stage(project, **more)
     merge = root / "merge-prod.json"
     proc = subprocess.run([sys.executable, "-m", "tools.ops.merge_template",
                            str(ROOT / "deploy" / "merge-prod.json"), str(merge),
@@ -66,8 +65,25 @@ def out_dir(built_project, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def out_dir(built_project, tmp_path_factory):
+    return package_stage(built_project, tmp_path_factory.mktemp("batch-template"))
+
+
+@pytest.fixture(scope="module")
 def sam(out_dir):
     return json.loads((out_dir / "sam.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def existing_out_dir(built_project, tmp_path_factory):
+    """The same stage on a bucket that exists (BATCH_BUCKET_EXISTS)."""
+    return package_stage(built_project, tmp_path_factory.mktemp("batch-template-existing"),
+                         BATCH_BUCKET_EXISTS="true")
+
+
+@pytest.fixture(scope="module")
+def existing(existing_out_dir):
+    return json.loads((existing_out_dir / "sam.json").read_text())
 
 
 def _props(sam, rid):
@@ -86,9 +102,10 @@ NAMES = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOU
                            % (REGION, ACCOUNT, APP)}
 
 
-def test_the_batch_template_passes_cfn_lint(out_dir):
+def test_the_batch_templates_pass_cfn_lint(out_dir, existing_out_dir):
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
-    proc = subprocess.run([str(cfn_lint), str(out_dir / "sam.json")], capture_output=True,
+    proc = subprocess.run([str(cfn_lint), str(out_dir / "sam.json"),
+                           str(existing_out_dir / "sam.json")], capture_output=True,
                           text=True, env=offline_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -109,6 +126,24 @@ def test_the_bucket_notifies_the_splitter_of_objects_under_the_input_prefix(sam)
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     # the splitter is no S3 event of Chalice's (it refuses to package one)
     assert "Events" not in _props(sam, "BatchSplit")
+
+
+def test_an_existing_bucket_is_not_created_and_its_eventbridge_events_start_jobs(existing, sam):
+    assert "BatchBucket" not in existing["Resources"]
+    assert not _of_type(existing, "AWS::S3::Bucket")
+    rule = _props(existing, "BatchSplitRule")
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"prefix": "batch/in/"}]}}}
+    assert rule["Targets"] == [{"Id": "BatchSplit", "Arn": {"Fn::GetAtt": ["BatchSplit", "Arn"]}}]
+    permission = _props(existing, "BatchSplitInvokePermission")
+    assert (permission["Principal"], permission["SourceArn"]) == (
+        "events.amazonaws.com", {"Fn::GetAtt": ["BatchSplitRule", "Arn"]})
+    # the same prefixes of the same bucket, and nothing of the bucket itself
+    for function in IDS:
+        assert _policy(existing, function) == _policy(sam, function)
+    for rid in ("BatchQueue", "BatchDeadLetterQueue", "BatchDeadLetterAlarm"):
+        assert existing["Resources"][rid] == sam["Resources"][rid]
 
 
 def test_the_task_queue_redrives_to_the_dead_letter_queue_which_alarms(sam):
@@ -236,6 +271,13 @@ def test_batch_events_off_leaves_the_merge_template_as_it_was(tmp_path):
 # --- the template's queues and bucket, created by moto's CloudFormation -----
 
 
+def _reset(aws):
+    """moto's state lives in the process, across emulators: start empty."""
+    import urllib.request
+    urllib.request.urlopen(urllib.request.Request(aws.endpoint_url + "/moto-api/reset",
+                                                  method="POST"), timeout=10).read()
+
+
 def _emulated_part(sam):
     """The template's queues and bucket as a stack moto can create: moto's
     CloudFormation has no SAM transform, no Lambda code to run, and ignores
@@ -249,6 +291,48 @@ def _emulated_part(sam):
     return {"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources}
 
 
+def test_an_existing_buckets_events_matched_by_the_templates_rule_run_a_job(existing):
+    """The rule's pattern, given to moto's EventBridge with a queue standing
+    in for the splitter's function, picks the input prefix's objects out of
+    the bucket's events; the splitter takes the event as EventBridge sends it."""
+    from tests import batch_lambda
+    from tests.aws_emulator import running_emulator
+
+    with running_emulator() as aws:
+        _reset(aws)
+        events, sqs, s3 = aws.client("events"), aws.client("sqs"), aws.client("s3")
+        urls = batch_lambda.create_stage_resources(s3, sqs, BUCKET, QUEUE, max_receive=4)
+        s3.put_bucket_notification_configuration(
+            Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}})
+        inbox = sqs.create_queue(QueueName="splitter-stand-in")["QueueUrl"]
+        rule = _props(existing, "BatchSplitRule")
+        events.put_rule(Name="batch-split", EventPattern=json.dumps(rule["EventPattern"]),
+                        State=rule["State"])
+        events.put_targets(Rule="batch-split", Targets=[{
+            "Id": "BatchSplit", "Arn": "arn:aws:sqs:%s:%s:splitter-stand-in" % (REGION,
+                                                                              ACCOUNT)}])
+        with batch_lambda.batch_app(aws.endpoint_url, **SETTINGS, BATCH_BUCKET_EXISTS="true",
+                                    BATCH_RANGE_MB="0.0005") as app:
+            body = "".join("%.1f,3.0,%.1f,1.0\n" % (4.5 + i % 30 / 10, 1 + i % 50 / 10)
+                           for i in range(90)).encode()
+            s3.put_object(Bucket=BUCKET, Key="batch/in/nightly run.csv", Body=body)
+            s3.put_object(Bucket=BUCKET, Key="elsewhere/not-a-job.csv", Body=body)
+            s3.put_object(Bucket=BUCKET, Key="batch/inner.csv", Body=body)
+            delivered = batch_lambda.receive(sqs, inbox)
+            assert len(delivered) == 1
+            event = json.loads(delivered[0]["Body"])
+            assert event["detail-type"] == "Object Created"
+            started = app.batch_split(event, None)
+            assert len(started) == 1
+            ok, failed = batch_lambda.drain(app, sqs, urls["tasks"], NAMES["BatchQueue.Arn"])
+            manifest = json.loads(s3.get_object(Bucket=BUCKET,
+                                                Key="scored/nightly run.csv.manifest.json")
+                                  ["Body"].read())
+        assert (failed, ok) == (0, manifest["parts_total"])
+        assert manifest["status"] == "complete" and manifest["rows_scored"] == 90
+        assert manifest["input"] == "s3://%s/batch/in/nightly run.csv" % BUCKET
+
+
 def test_the_templates_queues_run_a_job_whose_poison_range_fails_it(sam):
     from unittest import mock
 
@@ -256,6 +340,7 @@ def test_the_templates_queues_run_a_job_whose_poison_range_fails_it(sam):
     from tests.aws_emulator import running_emulator
 
     with running_emulator() as aws:
+        _reset(aws)
         cfn, sqs, s3 = aws.client("cloudformation"), aws.client("sqs"), aws.client("s3")
         cfn.create_stack(StackName="batch", TemplateBody=json.dumps(_emulated_part(sam)))
         assert cfn.describe_stacks(StackName="batch")["Stacks"][0]["StackStatus"] == \
@@ -267,8 +352,8 @@ def test_the_templates_queues_run_a_job_whose_poison_range_fails_it(sam):
             "deadLetterTargetArn": NAMES["BatchDeadLetterQueue.Arn"], "maxReceiveCount": 4}
         s3.head_bucket(Bucket=BUCKET)
 
-        env = {k: v for k, v in SETTINGS.items() if k != "BATCH_EVENTS"}
-        with batch_lambda.batch_app(aws.endpoint_url, **env, BATCH_RANGE_MB="0.0005") as app:
+        with batch_lambda.batch_app(aws.endpoint_url, **SETTINGS,
+                                    BATCH_RANGE_MB="0.0005") as app:
             body = "".join("%.1f,3.0,%.1f,1.0\n" % (4.5 + i % 30 / 10, 1 + i % 50 / 10)
                            for i in range(120)).encode()
             s3.put_object(Bucket=BUCKET, Key="batch/in/nightly.csv", Body=body)

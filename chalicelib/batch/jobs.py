@@ -62,17 +62,13 @@ class Batch:
     # --- the splitter -----------------------------------------------------
 
     def split(self, event):
-        """An S3 event (``{"Records": [...]}``) -> the job ids started."""
+        """An S3 event (a bucket notification's ``{"Records": [...]}`` or
+        EventBridge's ``Object Created``) -> the job ids started."""
         started = []
-        for record in event.get("Records", []):
-            if not record.get("eventName", "").startswith("ObjectCreated"):
-                continue
-            s3 = record["s3"]
-            bucket = s3["bucket"]["name"]
-            key = unquote_plus(s3["object"]["key"])
+        for bucket, key, etag, sequencer in _created_objects(event):
             if not key.startswith(self.config.input_prefix) or key.endswith("/"):
                 continue
-            job = job_id(bucket, key, s3["object"].get("eTag"), s3["object"].get("sequencer"))
+            job = job_id(bucket, key, etag, sequencer)
             if self._start(bucket, key, job):
                 started.append(job)
         return started
@@ -288,6 +284,24 @@ class Batch:
         log.warning("batch job %s failed: part %d moved to the dead-letter queue: %s",
                     task.job, task.part, changed[0])
         return task.job
+
+
+def _created_objects(event):
+    """``(bucket, key, etag, sequencer)`` of each object an event says was
+    created. A bucket notification URL-encodes its keys; EventBridge's
+    events carry them as they are."""
+    if event.get("source") == "aws.s3" and "detail" in event:
+        if event.get("detail-type") == "Object Created":
+            detail = event["detail"]
+            obj = detail["object"]
+            yield (detail["bucket"]["name"], obj["key"], obj.get("etag") or obj.get("eTag"),
+                   obj.get("sequencer"))
+        return
+    for record in event.get("Records", []):
+        if record.get("eventName", "").startswith("ObjectCreated"):
+            s3 = record["s3"]
+            yield (s3["bucket"]["name"], unquote_plus(s3["object"]["key"]),
+                   s3["object"].get("eTag"), s3["object"].get("sequencer"))
 
 
 def _ranged_get(s3, bucket, key, etag):

@@ -131,6 +131,8 @@ def _prefix(name, raw):
 BATCH_EVENTS = Setting("BATCH_EVENTS", "off", _batch_events,
                        "how the batch splitter hears of new input objects")
 BATCH_BUCKET = Setting("BATCH_BUCKET", None, _text, "the bucket of batch jobs")
+BATCH_BUCKET_EXISTS = Setting("BATCH_BUCKET_EXISTS", False, _flag,
+                              "the template uses BATCH_BUCKET as it is instead of creating it")
 BATCH_INPUT_PREFIX = Setting("BATCH_INPUT_PREFIX", "batch/in/", _prefix,
                              "where an object put starts a batch job")
 BATCH_OUTPUT_PREFIX = Setting("BATCH_OUTPUT_PREFIX", "batch/out/", _prefix,
@@ -156,8 +158,8 @@ BATCH_SWEEP_MINUTES = Setting("BATCH_SWEEP_MINUTES", 5, _positive_int,
 SETTINGS = (MODEL_DIR, MODEL_RUNTIME, MAX_ROWS, MAX_BODY_BYTES, LOG_REQUESTS, API_AUTH,
             CORS_ALLOW_ORIGIN, METRICS_NAMESPACE, MODEL_CACHE_DIR, ALLOW_VERSION_SKEW,
             TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, LAZY_IMPORTS,
-            BATCH_EVENTS, BATCH_BUCKET, BATCH_INPUT_PREFIX, BATCH_OUTPUT_PREFIX,
-            BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
+            BATCH_EVENTS, BATCH_BUCKET, BATCH_BUCKET_EXISTS, BATCH_INPUT_PREFIX,
+            BATCH_OUTPUT_PREFIX, BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
             BATCH_SQS_BATCH_SIZE, BATCH_MAX_CONCURRENCY, BATCH_MAX_RECEIVE, BATCH_SWEEP_MINUTES)
 
 
@@ -219,6 +221,7 @@ class BatchConfig:
     max_concurrency: int
     max_receive: int = 3
     sweep_minutes: int = 5
+    bucket_exists: bool = False
 
     @property
     def dead_letter_queue(self):
@@ -252,4 +255,5 @@ class BatchConfig:
                    rows_per_call=BATCH_ROWS_PER_CALL.get(env),
                    sqs_batch_size=BATCH_SQS_BATCH_SIZE.get(env), max_concurrency=concurrency,
                    max_receive=BATCH_MAX_RECEIVE.get(env),
-                   sweep_minutes=BATCH_SWEEP_MINUTES.get(env))
+                   sweep_minutes=BATCH_SWEEP_MINUTES.get(env),
+                   bucket_exists=BATCH_BUCKET_EXISTS.get(env))

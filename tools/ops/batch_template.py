@@ -6,7 +6,8 @@ consumer with the stage's batch size and maximum concurrency;
 ``batch_dead_letters``, the dead-letter sweep on a schedule) and
 :func:`resources` adds, through the merge template, what Chalice cannot
 declare: the bucket ``BATCH_BUCKET`` with its notification of the splitter
-(CloudFormation can only set the notifications of a bucket it creates), the
+(CloudFormation can only set the notifications of a bucket it creates), or
+for an existing bucket an EventBridge rule on its new objects, the
 task queue with its redrive policy (``maxReceiveCount`` =
 ``BATCH_MAX_RECEIVE``) to a dead-letter queue, an alarm on that queue's
 visible messages, the queues wired to the functions by their ARNs (not by
@@ -120,18 +121,34 @@ def policies(batch, names):
     }
 
 
-def resources(config, stage):
-    """The merge template's batch part for ``stage``: ``{"Resources": ...,
-    "Outputs": ...}``, or None when the stage's ``BATCH_EVENTS`` is not
-    ``template``."""
-    batch = BatchConfig.from_env(stage_environment(config, stage))
-    if batch.events != "template":
-        return None
-    names = {fn: function_name(config, stage, fn) for fn in LOGICAL_IDS}
-    work_timeout = function_setting(config, stage, WORK, "lambda_timeout",
-                                    CHALICE_DEFAULT_TIMEOUT)
-    split_arn = {"Fn::GetAtt": [LOGICAL_IDS[SPLIT], "Arn"]}
-    found = {
+def _bucket_events(batch, split_arn):
+    """How the splitter hears of new inputs: the notification of the bucket
+    the template creates, or, for a bucket that exists
+    (``BATCH_BUCKET_EXISTS``), an EventBridge rule on its ``Object Created``
+    events (CloudFormation cannot set an existing bucket's notifications;
+    the bucket's owner turns its EventBridge events on, once)."""
+    if batch.bucket_exists:
+        return {
+            "BatchSplitRule": {
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "Description": "Objects created under the batch input prefix start jobs",
+                    "State": "ENABLED",
+                    "EventPattern": {
+                        "source": ["aws.s3"], "detail-type": ["Object Created"],
+                        "detail": {"bucket": {"name": [batch.bucket]},
+                                   "object": {"key": [{"prefix": batch.input_prefix}]}}},
+                    "Targets": [{"Id": "BatchSplit", "Arn": split_arn}]},
+            },
+            "BatchSplitInvokePermission": {
+                "Type": "AWS::Lambda::Permission",
+                "Properties": {
+                    "FunctionName": split_arn, "Action": "lambda:InvokeFunction",
+                    "Principal": "events.amazonaws.com",
+                    "SourceArn": {"Fn::GetAtt": ["BatchSplitRule", "Arn"]}},
+            },
+        }
+    return {
         "BatchBucket": {
             "Type": "AWS::S3::Bucket",
             # A bucket of users' files outlives the stack.
@@ -164,6 +181,22 @@ def resources(config, stage):
                 "SourceArn": _s3(batch.bucket),
                 "SourceAccount": {"Ref": "AWS::AccountId"}},
         },
+    }
+
+
+def resources(config, stage):
+    """The merge template's batch part for ``stage``: ``{"Resources": ...,
+    "Outputs": ...}``, or None when the stage's ``BATCH_EVENTS`` is not
+    ``template``."""
+    batch = BatchConfig.from_env(stage_environment(config, stage))
+    if batch.events != "template":
+        return None
+    names = {fn: function_name(config, stage, fn) for fn in LOGICAL_IDS}
+    work_timeout = function_setting(config, stage, WORK, "lambda_timeout",
+                                    CHALICE_DEFAULT_TIMEOUT)
+    split_arn = {"Fn::GetAtt": [LOGICAL_IDS[SPLIT], "Arn"]}
+    found = _bucket_events(batch, split_arn)
+    found.update({
         "BatchQueue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {
@@ -198,7 +231,7 @@ def resources(config, stage):
         LOGICAL_IDS[WORK]: {"Properties": {"Events": {
             LOGICAL_IDS[WORK] + "SqsEventSource": {"Properties": {
                 "Queue": {"Fn::Sub": "${BatchQueue.Arn}"}}}}}},
-    }
+    })
     for fn, policy in policies(batch, names).items():
         logical = LOGICAL_IDS[fn]
         found[logical + "LogGroup"] = {
@@ -211,7 +244,8 @@ def resources(config, stage):
         found[logical + "Role"] = {"Properties": {"Policies": [
             {"PolicyName": logical + "RolePolicy", "PolicyDocument": policy}]}}
     outputs = {
-        "BatchBucketName": {"Value": {"Ref": "BatchBucket"}},
+        "BatchBucketName": {"Value": batch.bucket if batch.bucket_exists
+                            else {"Ref": "BatchBucket"}},
         "BatchQueueUrl": {"Value": {"Ref": "BatchQueue"}},
         "BatchDeadLetterQueueUrl": {"Value": {"Ref": "BatchDeadLetterQueue"}},
     }
