@@ -9,7 +9,7 @@ dead-letter queue, the alarm on that queue, the worker's event source with
 the stage's batch size and concurrency, each function's memory and timeout
 from ``lambda_functions``, and per function a policy granting exactly what
 it uses. Its queues and bucket are then created by moto's CloudFormation on
-loopback and a job run through them.
+loopback and a job run through them. (Tiers: tests/conftest.py.)
 """
 import json
 import shutil
@@ -21,8 +21,6 @@ import pytest
 
 from tests.packaging import ROOT, chalice_package, offline_env
 from tools.ops import iam_eval, merge_template
-
-pytestmark = pytest.mark.package
 
 STAGE = "prod"
 APP = "sklearn-serverless"
