@@ -116,7 +116,9 @@ def test_the_shortcut_is_taken_for_plain_columns_and_refused_otherwise():
         for values in cases:
             assert schema._unchanged(by_name[name], values, False) is None, (name, values)
     # CSV: strings stay strings; numbers, integers and booleans are read per value.
-    assert schema._unchanged(by_name["note"], ["a", "nan"], True) == ["a", "nan"]
+    assert schema._unchanged(by_name["note"], ["a", "b"], True) == ["a", "b"]
+    # A missing-value token (an empty field is one) is read per value: it may be a 422.
+    assert schema._unchanged(by_name["note"], ["a", "nan"], True) is None
     assert schema._unchanged(by_name["age"], ["1.5"], True) is None
     missing = Schema(FEATURES, True, "dataframe")
     assert missing._unchanged(missing.features[6], ["a", "NA"], True) is None
