@@ -13,6 +13,7 @@ OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
 MERGE ?= build/merge-prod.json
 NAME ?=
+MODEL ?=
 API_ID ?=
 KEYS := $(BIN)/python -m tools.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
 
@@ -24,13 +25,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-serve: setup  ## serve the model at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
-	$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
+serve: setup  ## [MODEL=name] serve model/NAME (default the dev stage's: model/iris) at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
+ifneq ($(MODEL),)
+	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (python -m publisher.publish ... --name $(MODEL))" >&2; exit 1; }
+	@$(BIN)/python -c 'import json,sys; c=json.load(open(".chalice/config.json")); sys.exit("error: the dev stage sets MODEL_DIR in .chalice/config.json, which would win over MODEL=$(MODEL)" if "MODEL_DIR" in {**c.get("environment_variables",{}), **c["stages"]["dev"].get("environment_variables",{})} else 0)'
+endif
+	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
 
 test: setup  ## the test suite
 	$(BIN)/python -m pytest -q
 
-model: setup  ## rebuild the bundled demo model (byte-identical artifact)
+model: setup  ## rebuild the bundled demo model in model/iris (byte-identical artifact); other models untouched
 	$(BIN)/python -m publisher.train
 
 build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache

@@ -62,7 +62,7 @@ def document_json(service):
     """The document of ``service`` as JSON text, built once per process."""
     settings = service.settings
     access = public_access()
-    key = (settings.model_dir, settings.max_rows, settings.max_body_bytes, access.auth)
+    key = (service.model.model_dir, settings.max_rows, settings.max_body_bytes, access.auth)
     text = _cache.get(key)
     if text is None:
         with _lock:
@@ -84,7 +84,7 @@ def _card_of(service):
     if card is not None:
         return card
     try:
-        return ModelCard.read(service.settings.model_dir)
+        return ModelCard.read(service.model.model_dir)
     except CardError:
         return None
 

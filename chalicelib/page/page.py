@@ -277,7 +277,7 @@ def _card_of(service):
     if card is not None:
         return card.raw, None
     try:
-        return ModelCard.read(service.settings.model_dir).raw, None
+        return ModelCard.read(service.model.model_dir).raw, None
     except CardError as exc:
         return None, "model card unavailable: %s" % exc
 
@@ -286,7 +286,7 @@ def page_of(service):
     """``(status, html, headers)`` of the page for ``service``, built once
     per process (per model directory and auth mode)."""
     auth = public_access().auth
-    key = (service.settings.model_dir, auth)
+    key = (service.model.model_dir, auth)
     cached = _cache.get(key)
     if cached is None:
         with _lock:

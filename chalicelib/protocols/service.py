@@ -18,7 +18,7 @@ from chalicelib.runtimes.served_model import ServedModel
 
 # The project root: chalicelib/protocols/ is two levels below it.
 BUNDLED_MODEL_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "model")
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "model", "iris")
 DEFAULT_MAX_ROWS = 10_000
 # Lambda refuses synchronous invocations over 6 MB; refuse earlier and say so.
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
