@@ -123,13 +123,21 @@ def read_sample(path):
 
 
 def example_rows(schema, specs, sample=None, n=1):
-    """Rows of plain JSON values, in card order: the sample's first rows when
-    given, else one row made from the card (range midpoints, first
-    categories)."""
+    """Rows of plain JSON values, in card order: the sample's first rows
+    without a missing value when given (the card's example must be a row
+    the app accepts whether or not the model takes missing values), else
+    one row made from the card (range midpoints, first categories)."""
     if sample is not None:
-        rows = sample[list(schema.feature_names)].head(n).astype(object)
-        rows = rows.where(rows.notna(), None).values.tolist()
-        return [[_json_value(v) for v in row] for row in rows]
+        frame = sample[list(schema.feature_names)]
+        complete = frame[frame.notna().all(axis=1)].head(n)
+        rows = complete.astype(object).values.tolist() if len(complete) else \
+            [_first_values(frame)]
+        rows = [[_json_value(v) for v in row] for row in rows]
+        if all(v is not None for v in rows[0]):
+            return rows
+        # a column the sample never fills: that value from the card instead
+        made = example_rows(schema, specs)[0]
+        return [[m if v is None else v for v, m in zip(rows[0], made)]]
     row = []
     for feature, spec in zip(schema.features, specs):
         if feature.categories:
@@ -149,6 +157,16 @@ def example_rows(schema, specs, sample=None, n=1):
     return [row]
 
 
+def _first_values(frame):
+    """No sample row is complete: each column's first value that is not
+    missing (None for a column with none)."""
+    row = []
+    for name in frame.columns:
+        present = frame[name].dropna()
+        row.append(present.iloc[0] if len(present) else None)
+    return row
+
+
 def _json_value(value):
     value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and value != value:
@@ -156,7 +174,7 @@ def _json_value(value):
     return value
 
 
-def check_predicts(estimator, schema, rows):
+def check_predicts(estimator, schema, rows, sample_given=False):
     """Prove the estimator predicts ``rows`` built by the app's own schema;
     return the prediction and whether it accepts missing values."""
     def where(i, j):
@@ -171,7 +189,7 @@ def check_predicts(estimator, schema, rows):
             if hasattr(estimator, "predict_proba"):
                 estimator.predict_proba(X)
     except Exception as exc:
-        hint = ("" if schema.input_kind == "texts" else
+        hint = ("" if schema.input_kind == "texts" or sample_given else
                 "; if some features are not numbers, pass --sample FILE.csv (a few rows of the "
                 "training data, with a header) so that their types can be read")
         raise PublishError("the estimator fails to predict an example row %s built from the "
@@ -263,7 +281,7 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     except ValueError as exc:
         raise PublishError(str(exc)) from None
     rows = example_rows(schema, specs, frame)
-    prediction, accepts_missing = check_predicts(estimator, schema, rows)
+    prediction, accepts_missing = check_predicts(estimator, schema, rows, frame is not None)
     classes = getattr(estimator, "classes_", None)
     if isinstance(classes, list):
         classes = [np.asarray(c).tolist() for c in classes]

@@ -75,6 +75,17 @@ ALLOWED_GLOBALS = frozenset({
     ("builtins", "frozenset"),
     ("builtins", "range"),
     ("collections", "OrderedDict"),
+    # sklearn.compose's estimator-free helper a ColumnTransformer keeps as a
+    # column selection: a dtype filter and a regular expression over the
+    # DataFrame's column names (make_column_transformer returns a
+    # ColumnTransformer and is never pickled).
+    ("sklearn.compose._column_transformer", "make_column_selector"),
+    # ... whose dtype filter names a type (dtype_include=object, bool, int,
+    # float); pickle_guard never calls or creates these, they are values.
+    ("builtins", "object"),
+    ("builtins", "bool"),
+    ("builtins", "int"),
+    ("builtins", "float"),
     # NumPy arrays, dtypes, scalars and protocol-5 buffers.
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
