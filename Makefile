@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: setup serve test model build package deploy harden bench clean api-key api-key-list api-key-revoke
+.PHONY: setup serve test docs model build package deploy harden bench batch clean api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
 MERGE ?= build/merge-prod.json
 NAME ?=
 MODEL ?=
 API_ID ?=
-KEYS := $(BIN)/python -m tools.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
+KEYS := $(BIN)/python -m tools.ops.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
 
 setup: $(VENV)/.installed
 
@@ -35,21 +35,24 @@ endif
 test: setup  ## the test suite
 	$(BIN)/python -m pytest -q
 
+docs: setup  ## build the docs site (mkdocs.yml, docs/) into build/site; --strict: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
 model: setup  ## rebuild the bundled demo model in model/iris (byte-identical artifact); other models untouched
 	$(BIN)/python -m publisher.train
 
 build: setup  ## trimmed Lambda package (deps + app + model) into Chalice's cache
-	$(BIN)/python -m tools.build_package --stage prod
+	$(BIN)/python -m tools.build.package --stage prod
 
 package: build  ## deployment.zip + SAM template (deploy/merge-prod.json + every route on the live alias) in $(OUT); must reuse the build
 	rm -rf $(OUT)
-	$(BIN)/python -m tools.merge_template deploy/merge-prod.json $(MERGE)
+	$(BIN)/python -m tools.ops.merge_template deploy/merge-prod.json $(MERGE)
 	@out=$$($(BIN)/chalice package --stage prod --merge-template $(MERGE) $(OUT) 2>&1); s=$$?; echo "$$out"; \
 	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
 	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
 
 deploy: setup  ## make build (refusing a package over the 50 MiB direct upload) + chalice deploy --stage prod
-	$(BIN)/python -m tools.build_package --stage prod --direct-upload
+	$(BIN)/python -m tools.build.package --stage prod --direct-upload
 	$(BIN)/chalice deploy --stage prod
 
 api-key: setup  ## NAME=client [API_ID=id]: a key for the deployed prod stage (usage plan created once); printed once
@@ -66,6 +69,10 @@ harden: setup  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soak, mali
 
 bench: setup  ## cold start (ONNX / scikit-learn path / old build / floor), imports, sizes, latency, batch, memory, Lambda init estimate -> build/bench.json
 	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) --json build/bench.json
+
+batch: setup  ## FILE=path|s3://bucket/key [OUTPUT=jsonl] [PROBABILITIES=1] [JOIN=1]: a batch job on the stage's BATCH_BUCKET, followed, downloaded
+	@test -n "$(FILE)" || { echo "error: FILE=path or FILE=s3://bucket/key" >&2; exit 1; }
+	$(BIN)/python -m tools.ops.batch submit "$(FILE)" --wait$(if $(OUTPUT), --output $(OUTPUT))$(if $(PROBABILITIES), --probabilities)$(if $(JOIN), --join)
 
 clean:
 	rm -rf build dist .pytest_cache .chalice/deployments

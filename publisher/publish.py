@@ -495,7 +495,7 @@ def main(argv=None):
         print(line)
     if args.upload:
         print("the artifact is in %s (the function needs s3:GetObject on it: "
-              "python -m tools.model_policy)" % args.upload)
+              "python -m tools.ops.model_policy)" % args.upload)
     out = args.out or model_dir.directory_for(args.name, MODELS_DIR)
     rel = os.path.relpath(os.path.abspath(out), PROJECT_DIR)
     if not rel.startswith(".."):

@@ -5,7 +5,7 @@
 It writes ``model/iris/`` only: whatever other models ``model/`` holds stay
 as they are.
 
-What "reproducible" means here (README, "The model directory"):
+What "reproducible" means here (docs/model-card.md):
 
 * **Bit for bit, given the same BLAS kernel.** Training runs with OpenBLAS
   pinned to its ``Haswell`` kernel (AVX2 + FMA, which every x86-64 machine of

@@ -114,7 +114,7 @@ def chalice_local(log_path, stage=None, **env):
     its output goes to ``log_path`` (a pipe nobody reads would fill and stall
     it). It runs in a copy of the project beside ``log_path`` that serves the
     bundled model: the user's own models and stage settings stay out of it."""
-    from tools.project_copy import copy_project
+    from tools.build.project_copy import copy_project
     port = free_port()
     project = copy_project(os.path.join(os.path.dirname(str(log_path)), "project-%d" % port))
     environ = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", **env)
@@ -154,7 +154,7 @@ class BuiltProject:
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory):
-    """A copy of the project built once by ``tools.build_package`` (what
+    """A copy of the project built once by ``tools.build.package`` (what
     ``make build`` runs), shared by the package, template and deploy tests.
     A stale cached zip and a stray .pyc are planted first: the build must not
     ship them."""

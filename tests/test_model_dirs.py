@@ -17,9 +17,9 @@ from sklearn.linear_model import Ridge
 from publisher.publish import PublishError, publish
 from tests.conftest import IRIS_ROWS
 from tests.packaging import serve_in_stage
-from tools.build_common import BuildError
-from tools.build_model import model_dir_in_package
-from tools.project_copy import copy_project
+from tools.build.common import BuildError
+from tools.build.model import model_dir_in_package
+from tools.build.project_copy import copy_project
 
 PYTHON = sys.executable
 # Asks the copy's own app (no MODEL_DIR: the stage default) for a prediction.
@@ -149,7 +149,7 @@ def test_make_model_refuses_to_overwrite_a_foreign_model_in_model_iris(project, 
 
 
 def test_the_build_stages_the_stages_model_only(project, ridge, tmp_path):
-    from tools.build_chalice import ChaliceView, stage_app
+    from tools.build.chalice_view import ChaliceView, stage_app
     assert run(["-m", "publisher.publish", ridge, "--name", "diabetes", "--version", "1"],
                cwd=project).returncode == 0
     for stage, served, left_out in (("prod", "iris", "diabetes"), ("dev", "diabetes", "iris")):
@@ -180,7 +180,7 @@ def test_model_dir_outside_the_models_is_refused(configured):
 
 
 def test_model_policy_reads_the_card_of_the_stage(project):
-    from tools.model_policy import stage_card
+    from tools.ops.model_policy import stage_card
     assert stage_card(project, "prod") == os.path.join("model", "iris", "model.json")
     serve_in_stage(project, "model/churn")
     assert stage_card(project, "prod") == os.path.join("model", "churn", "model.json")

@@ -39,10 +39,10 @@ FN_ID = "APIHandler"  # Chalice's logical id of the API handler function
 @pytest.fixture(scope="module")
 def out_dirs(built_project, tmp_path_factory):
     """``make package``'s two steps: the merge template written from the
-    app's routes (tools.merge_template), then ``chalice package`` with it."""
+    app's routes (tools.ops.merge_template), then ``chalice package`` with it."""
     project = built_project.path
     merge = tmp_path_factory.mktemp("merge") / "merge-prod.json"
-    proc = subprocess.run([sys.executable, "-m", "tools.merge_template", str(BASE), str(merge)],
+    proc = subprocess.run([sys.executable, "-m", "tools.ops.merge_template", str(BASE), str(merge)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     plain = chalice_package(project, project.parent / "sam-plain-prod", stage=STAGE)
@@ -78,7 +78,7 @@ def _alarms(sam):
 def test_make_package_merges_the_prod_template():
     proc = subprocess.run(["make", "-n", "package"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "tools.merge_template deploy/merge-prod.json build/merge-prod.json" in proc.stdout
+    assert "tools.ops.merge_template deploy/merge-prod.json build/merge-prod.json" in proc.stdout
     assert "chalice package --stage prod --merge-template build/merge-prod.json" in proc.stdout
 
 
@@ -117,7 +117,7 @@ def test_log_group_has_a_retention_and_exists_before_the_function(sam, plain):
                       if v["Type"] == "AWS::Logs::LogGroup"]
     name = _fn(sam)["Properties"]["FunctionName"]
     assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
-    assert group["Properties"]["RetentionInDays"] == 30  # README: "Operating it"
+    assert group["Properties"]["RetentionInDays"] == 30  # docs/deploy.md, docs/operate.md
     # SnapStart runs init (and logs) when the version is published, inside
     # the deployment: the group must be there first, or the function would
     # create it and CloudFormation's own create would then fail.

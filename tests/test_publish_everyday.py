@@ -19,7 +19,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 from chalicelib.safeload import safe_pickle
 from publisher.publish import publish
 from tests.conftest import body_of
-from tests.fixtures_families import CITIES, customers
+from tools.fixtures.fixtures_families import CITIES, customers
 
 
 def records(frame):

@@ -6,7 +6,6 @@ load leaves the app up: ``error`` says why, and every prediction answers 503.
 """
 import json
 import logging
-import os
 import threading
 
 import numpy as np
@@ -16,14 +15,11 @@ from chalicelib.http.errors import (ModelLoadError, ModelUnavailable, Prediction
 from chalicelib.runtimes.choice import load_model_dir
 
 log = logging.getLogger(__name__)
-# The project root locally, /var/task in the Lambda: a relative MODEL_DIR
-# ("model/iris") names the same model in both, whatever the working directory.
-APP_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ServedModel:
     def __init__(self, model_dir, runtime_choice=None):
-        self.model_dir = os.path.join(APP_ROOT, os.fspath(model_dir))
+        self.model_dir = model_dir
         self.runtime_choice = runtime_choice  # MODEL_RUNTIME: None is the card's choice
         self.card = None
         self.estimator = None
