@@ -62,16 +62,22 @@ def test_make_column_selector_pipelines_publish_and_serve(selectors, tmp_path, s
 
 def test_a_value_only_type_is_never_created_or_called(tmp_path):
     """builtins.object is allowed as make_column_selector's dtype filter;
-    an artifact that calls or creates it is still refused."""
+    an artifact that calls it, creates one or sets its state is refused."""
     import pickle
     from chalicelib.http.errors import ModelLoadError
-    path = tmp_path / "calls.joblib"
-    # object() through REDUCE: a call of a value-only type
-    path.write_bytes(b"\x80\x02cbuiltins\nobject\n)R.")
-    with pytest.raises(ModelLoadError, match="calls builtins.object"):
-        safe_pickle.load(str(path))
-    path.write_bytes(pickle.dumps(int) + b"")
-    assert safe_pickle.load(str(path)) is int  # as a value it loads
+    path = tmp_path / "m.joblib"
+    for stream, refusal in [
+            (b"\x80\x02cbuiltins\nobject\n)R.", "calls builtins.object"),          # object()
+            (b"\x80\x02cbuiltins\nint\nX\x02\x00\x00\x0042\x85R.", "calls builtins.int"),
+            (b"\x80\x02cbuiltins\nobject\n)\x81.", "creates builtins.object"),     # NEWOBJ
+    ]:
+        path.write_bytes(stream)
+        with pytest.raises(ModelLoadError, match=refusal):
+            safe_pickle.load(str(path))
+    for value in (object, int, float, bool):
+        path.write_bytes(pickle.dumps(value, protocol=2))
+        assert safe_pickle.load(str(path)) is value  # as a value it loads
+    assert not safe_pickle.is_allowed_class(object)
 
 
 def test_target_encoder_maps_an_unseen_category_to_the_target_mean(tmp_path, serve):

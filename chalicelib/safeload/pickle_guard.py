@@ -51,9 +51,6 @@ from chalicelib.http.errors import ModelLoadError
 _TYPESTR = re.compile(r"[<>|=]?[a-zA-Z][0-9]*\Z")
 _ARRAY_SUBCLASSES_BY_JOBLIB = (np.ndarray, np.memmap)
 _SCALAR_VALUES = (str, bytes, int, float, complex, bool, type(None), np.generic)
-#: Allowed names that a model holds as values (make_column_selector's
-#: dtype_include=object): never called, created or given a state.
-VALUE_ONLY_TYPES = (object, bool, int, float)
 
 
 OPT_OUT = "opt out with TRUST_MODEL_PICKLE=true only for an artifact you built"
@@ -335,7 +332,7 @@ class Guard:
     def _constructible(self, cls):
         return (self._is_allowed_class(cls) and not issubclass(cls, (np.ndarray, np.generic,
                                                                      np.dtype, bytearray))
-                and cls is not np.ufunc and cls not in VALUE_ONLY_TYPES)
+                and cls is not np.ufunc)
 
     def new(self, cls, args, kwargs):
         """NEWOBJ / NEWOBJ_EX: ``cls.__new__(cls)``; no arguments (numpy's
