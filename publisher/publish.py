@@ -16,6 +16,10 @@ would refuse is refused here first. With ``--upload`` the artifact goes to S3
 instead of the model directory (a model too large for the deployment
 package): the card names it by URI and keeps its sha256, and the function
 downloads and verifies it when it starts (``chalicelib/runtimes/s3_artifact.py``).
+
+A model saved by another scikit-learn release (read from the pickle) is
+published in an environment of that release and served by ONNX Runtime
+(``publisher/other_version.py``), or refused with the choices left.
 """
 import argparse
 import datetime
@@ -40,7 +44,8 @@ from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import check_estimator, load_artifact
 from chalicelib.schema.features import Schema
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE
-from publisher import dependencies, model_dir, onnx_export, schema_inference
+from publisher import (dependencies, model_dir, onnx_export, other_version, saved_version,
+                       schema_inference)
 from publisher.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -251,6 +256,22 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             remote_artifact.parse_s3_uri(upload)
         except ValueError as exc:
             raise PublishError("--upload: %s" % exc) from None
+    saved = saved_version.read(artifact_path)  # from the opcodes: nothing is unpickled
+    if saved is not None and saved != sklearn.__version__:
+        card = _publish_other_version(
+            artifact_path, saved, out_dir=out_dir, force=force, code_dir=code_dir,
+            code_names=code_names, name=name, version=version, features=features,
+            metrics=metrics, created_at=created_at, sample=sample, trust=trust, onnx=onnx,
+            upload=upload)
+        if card is not None:
+            report.append("published %s %s (%s) in %s, compiled by scikit-learn %s (it was "
+                          "saved with) and served by %s"
+                          % (card["name"], card["version"], card["estimator"],
+                             _shown_path(out_dir), saved, card.get("runtime")))
+            return card
+        # --force: a graph compiled here would re-interpret the pickle with our
+        # release and hide the skew from the app; the pickle keeps it visible
+        onnx = None
     try:    # in a child process with limits, before this process unpickles it
         audit = audit_artifact(artifact_path, trust=trust, code_dir=code_dir,
                                code_names=code_names)
@@ -312,7 +333,10 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
     graph = None
-    if not onnx:
+    if onnx is None:
+        card["onnx"] = {"not_used": "saved by scikit-learn %s and published with --force: "
+                                    "served from its pickle, under ALLOW_VERSION_SKEW" % saved}
+    elif not onnx:
         card["onnx"] = {"not_used": "publish was asked not to compile the model (--runtime "
                                     "scikit-learn)"}
     elif code_names:
@@ -329,18 +353,37 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     ModelCard(card)  # a card that could not be read back is never written
     if upload:
         upload_artifact(artifact_path, upload, card["sha256"])
-    staged = model_dir.staging_dir(out_dir)
-    try:
-        _write_model_dir(staged, None if upload else artifact_path, card,
-                         code_dir if code_names else None, graph)
-        replaced = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
-        model_dir.install(staged, out_dir)
-    except BaseException:
-        model_dir.discard(staged)
-        raise
+    replaced = _install(out_dir, None if upload else artifact_path, card,
+                        code_dir if code_names else None, graph)
     report.extend(publish_report(
         card, out_dir, replaced=replaced, estimator=estimator, features_given=bool(features),
         sample_given=frame is not None, saved_with=saved_with, pinned=pinned))
+    return card
+
+
+def _publish_other_version(artifact_path, saved, *, out_dir, force, code_dir, code_names,
+                           **options):
+    """Publish a model saved by another scikit-learn as its own release
+    compiles it (:mod:`publisher.other_version`); None when it cannot be
+    and ``force`` asks for the pickle to be published as it is."""
+    code_paths = [os.path.join(code_dir, n if os.path.isdir(os.path.join(code_dir, n))
+                               else n + ".py") for n in code_names]
+    try:
+        card, graph = other_version.publish(artifact_path, saved, code_paths=code_paths,
+                                            **options)
+    except other_version.Refused as exc:
+        raise PublishError(str(exc)) from None
+    except other_version.NotServable as exc:
+        if force:
+            return None
+        ours = sklearn.__version__
+        raise PublishError(
+            "the estimator was saved with scikit-learn %s, the Lambda ships %s, and it cannot be "
+            "served without scikit-learn %s: %s. Either retrain (or re-save) it with "
+            "scikit-learn %s, or publish it with --force and serve it with "
+            "ALLOW_VERSION_SKEW=true at your own risk (scikit-learn %s may answer differently "
+            "or not load it)" % (saved, ours, saved, exc, ours, ours)) from None
+    _install(out_dir, artifact_path, card, code_dir if code_names else None, graph)
     return card
 
 
@@ -369,6 +412,20 @@ def _describe_estimator(estimator):
     if steps:
         return "Pipeline(%s)" % ", ".join(type(step).__name__ for _, step in steps)
     return type(estimator).__name__
+
+
+def _install(out_dir, artifact_path, card, code_dir, graph):
+    """Write the model into a staging directory beside ``out_dir`` and put
+    it in place of ``out_dir`` as a whole; True when a model was replaced."""
+    staged = model_dir.staging_dir(out_dir)
+    try:
+        _write_model_dir(staged, artifact_path, card, code_dir, graph)
+        replaced = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
+        model_dir.install(staged, out_dir)
+    except BaseException:
+        model_dir.discard(staged)
+        raise
+    return replaced
 
 
 def _write_model_dir(out_dir, artifact_path, card, code_dir=None, graph=None):
@@ -476,7 +533,9 @@ def main(argv=None):
                         "the pickle")
     parser.add_argument("--force", action="store_true",
                         help="replace the model already in the directory (that directory only), "
-                        "and publish even if saved with another scikit-learn version")
+                        "and a model saved by another scikit-learn that cannot be compiled in "
+                        "an environment of its own release: publish its pickle anyway (the app "
+                        "then needs ALLOW_VERSION_SKEW=true)")
     parser.add_argument("--trust", action="store_true",
                         help="publish even if the audit finds code, callables or file reads")
     args = parser.parse_args(argv)

@@ -111,8 +111,9 @@ class RequestLog:
         if cold:
             PROCESS.cold = False
         if self._local:
-            return "%s -> %d, %d rows, %.1f ms%s\n" % (self.route, status, rows, latency_ms,
-                                                     " (first request)" if cold else "")
+            return "%s -> %d, %d row%s, %.1f ms%s\n" % (
+                self.route, status, rows, "" if rows == 1 else "s", latency_ms,
+                " (first request)" if cold else "")
         status_class = status // 100
         return self._format % (request_id_json, status, latency_ms, rows, status_class,
                                status_class == 4, status_class == 5,
