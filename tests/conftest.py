@@ -195,6 +195,8 @@ MODULE_TIERS = {
     "test_user_code.py": ("slow",),           # publishes a pipeline with user code per test
     "test_publish.py": ("slow",),             # the publisher end to end; BLAS-kernel rebuilds
     "test_boosting.py": ("slow",),            # xgboost and lightgbm trained, published, packaged
+    "test_model_dirs.py": ("slow",),          # publishes into project copies, rebuilds the bundled model
+    "test_publish_everyday.py": ("slow",),    # DataFrame pipelines trained, published and served
     "test_protocol_fuzz.py": ("slow",),       # hypothesis over every protocol
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
