@@ -7,7 +7,7 @@ lazy_imports.install()
 
 import re  # noqa: E402
 
-from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
+from chalice import Chalice, CORSConfig, IAMAuthorizer, Rate, Response  # noqa: E402
 
 from chalicelib.http.config import BatchConfig  # noqa: E402
 from chalicelib.ops import snapstart  # noqa: E402
@@ -96,17 +96,17 @@ if BATCH.events != "off":
     BATCH_JOBS = Batch(BATCH, SERVICE.model)
 
     def _split(event):
-        BATCH_JOBS.split(event)
+        return BATCH_JOBS.split(event)
 
     if BATCH.events == "chalice":
         @app.on_s3_event(bucket=BATCH.bucket, events=["s3:ObjectCreated:*"],
                          prefix=BATCH.input_prefix, name="batch_split")
         def batch_split(event):
-            _split(event.to_dict())
+            return _split(event.to_dict())
     else:
         @app.lambda_function(name="batch_split")
         def batch_split(event, context):
-            _split(event)
+            return _split(event)
 
     @app.on_sqs_message(queue=BATCH.queue, batch_size=BATCH.sqs_batch_size,
                         maximum_concurrency=BATCH.max_concurrency, name="batch_work")
@@ -115,3 +115,10 @@ if BATCH.events != "off":
         # default batch size of one, only itself.
         for record in event:
             BATCH_JOBS.work(record.to_dict()["messageId"], record.body)
+
+    # A task that failed every delivery sits in the dead-letter queue; its
+    # job would say `running` forever. The sweep marks such jobs failed and
+    # leaves the messages where the alarm and an operator see them.
+    @app.schedule(Rate(BATCH.sweep_minutes, unit=Rate.MINUTES), name="batch_dead_letters")
+    def batch_dead_letters(event):
+        BATCH_JOBS.sweep_dead_letters()
