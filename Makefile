@@ -18,6 +18,7 @@ OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
 MERGE ?= build/merge-prod.json
 NAME ?=
+MODEL ?=
 API_ID ?=
 KEYS := $(BIN)/python -m tools.ops.api_keys$(if $(API_ID), --rest-api-id $(API_ID))
 # The fast tier: no Lambda package build, browser, AWS emulator or slow test
@@ -67,9 +68,13 @@ help:  ## this list
 
 setup: $(STAMP)-dev  ## install everything (requirements-dev.txt) without running anything
 
-serve: $(STAMP)-serve  ## serve the model at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
+serve: $(STAMP)-serve  ## [MODEL=name] serve model/NAME (default model/iris) at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
+ifneq ($(MODEL),)
+	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (python -m publisher.publish ... --name $(MODEL))" >&2; exit 1; }
+	@$(BIN)/python -c 'import json,sys; c=json.load(open(".chalice/config.json")); sys.exit("error: the dev stage sets MODEL_DIR in .chalice/config.json, which would win over MODEL=$(MODEL)" if "MODEL_DIR" in {**c.get("environment_variables",{}), **c["stages"]["dev"].get("environment_variables",{})} else 0)'
+endif
 	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops"
-	$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
+	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about a minute)
 	$(BIN)/python -m pytest -q -m "$(FAST)"
@@ -81,7 +86,7 @@ docs: $(STAMP)-docs  ## build the docs site (mkdocs.yml, docs/) into build/site/
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 	@echo "==> the docs site is in build/site/ (open build/site/index.html)"
 
-model: $(STAMP)-publish  ## rebuild the bundled demo model (byte-identical artifact) into model/
+model: $(STAMP)-publish  ## rebuild the bundled demo model (byte-identical artifact) into model/iris; other models untouched
 	@echo "==> training and publishing the bundled model into model/"
 	$(BIN)/python -m publisher.train
 

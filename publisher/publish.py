@@ -1,8 +1,15 @@
 """Bring your own model: check a scikit-learn estimator and publish it as a
-model directory (``model.joblib`` + the card ``model.json``).
+model directory of its own, ``model/NAME/`` (``model.joblib`` + the card
+``model.json``, and ``model.onnx`` when it compiles).
 
     python -m publisher.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
-                            [--upload s3://BUCKET/KEY] [--code my_features.py]
+                            [--sample rows.csv] [--upload s3://BUCKET/KEY] [--code my_features.py]
+                            [--out DIR] [--force]
+
+Publishing never touches another model: an existing ``model/NAME/`` is
+refused unless ``--force``, which replaces that directory (and only it) as a
+whole. A stage serves the model its ``MODEL_DIR`` names
+(``.chalice/config.json``; default the bundled ``model/iris``).
 
 The artifact is loaded with the same loader the app uses, so anything the app
 would refuse is refused here first. With ``--upload`` the artifact goes to S3
@@ -37,11 +44,13 @@ from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import check_estimator, load_artifact
 from chalicelib.schema.features import Schema
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE
-from publisher import dependencies, onnx_export, other_version, saved_version, schema_inference
+from publisher import (dependencies, model_dir, onnx_export, other_version, saved_version,
+                       schema_inference)
 from publisher.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_OUT = os.path.join(PROJECT_DIR, "model")
+MODELS_DIR = os.path.join(PROJECT_DIR, "model")   # one directory per model: model/NAME/
+BUNDLED_MODEL_DIR = os.path.join(MODELS_DIR, "iris")
 REQUIREMENTS = os.path.join(PROJECT_DIR, "requirements.txt")
 
 
@@ -119,13 +128,21 @@ def read_sample(path):
 
 
 def example_rows(schema, specs, sample=None, n=1):
-    """Rows of plain JSON values, in card order: the sample's first rows when
-    given, else one row made from the card (range midpoints, first
-    categories)."""
+    """Rows of plain JSON values, in card order: the sample's first rows
+    without a missing value when given (the card's example must be a row
+    the app accepts whether or not the model takes missing values), else
+    one row made from the card (range midpoints, first categories)."""
     if sample is not None:
-        rows = sample[list(schema.feature_names)].head(n).astype(object)
-        rows = rows.where(rows.notna(), None).values.tolist()
-        return [[_json_value(v) for v in row] for row in rows]
+        frame = sample[list(schema.feature_names)]
+        complete = frame[frame.notna().all(axis=1)].head(n)
+        rows = complete.astype(object).values.tolist() if len(complete) else \
+            [_first_values(frame)]
+        rows = [[_json_value(v) for v in row] for row in rows]
+        if all(v is not None for v in rows[0]):
+            return rows
+        # a column the sample never fills: that value from the card instead
+        made = example_rows(schema, specs)[0]
+        return [[m if v is None else v for v, m in zip(rows[0], made)]]
     row = []
     for feature, spec in zip(schema.features, specs):
         if feature.categories:
@@ -145,6 +162,16 @@ def example_rows(schema, specs, sample=None, n=1):
     return [row]
 
 
+def _first_values(frame):
+    """No sample row is complete: each column's first value that is not
+    missing (None for a column with none)."""
+    row = []
+    for name in frame.columns:
+        present = frame[name].dropna()
+        row.append(present.iloc[0] if len(present) else None)
+    return row
+
+
 def _json_value(value):
     value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and value != value:
@@ -152,7 +179,7 @@ def _json_value(value):
     return value
 
 
-def check_predicts(estimator, schema, rows):
+def check_predicts(estimator, schema, rows, sample_given=False):
     """Prove the estimator predicts ``rows`` built by the app's own schema;
     return the prediction and whether it accepts missing values."""
     def where(i, j):
@@ -167,7 +194,7 @@ def check_predicts(estimator, schema, rows):
             if hasattr(estimator, "predict_proba"):
                 estimator.predict_proba(X)
     except Exception as exc:
-        hint = ("" if schema.input_kind == "texts" else
+        hint = ("" if schema.input_kind == "texts" or sample_given else
                 "; if some features are not numbers, pass --sample FILE.csv (a few rows of the "
                 "training data, with a header) so that their types can be read")
         raise PublishError("the estimator fails to predict an example row %s built from the "
@@ -233,24 +260,34 @@ def _answer_with(estimator, schema, specs, rows, j, value):
     return answer
 
 
-def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
+def publish(artifact_path, *, name, version, features=None, out_dir=None,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
-            trust=False, onnx=True):
-    """See :func:`_publish`; ``code``: paths of the user's modules to ship;
-    ``onnx``: try to compile the model to ONNX (``publisher/onnx_export.py``)."""
+            trust=False, onnx=True, report=None):
+    """See :func:`_publish`; ``out_dir``: the model's directory (default
+    ``model/NAME``); ``force``: replace that directory if it holds a model
+    (and publish an artifact saved with another scikit-learn); ``code``:
+    paths of the user's modules to ship; ``onnx``: try to compile the model
+    to ONNX (``publisher/onnx_export.py``); ``report``: a list that receives
+    what was done, inferred and could be improved, one line each."""
+    try:
+        out_dir = out_dir if out_dir is not None else model_dir.directory_for(name, MODELS_DIR)
+        model_dir.check_writable(out_dir, force)
+    except model_dir.ModelDirError as exc:
+        raise PublishError(str(exc)) from None
     staging = tempfile.mkdtemp(prefix="publish-code-")
     try:
         code_dir, code_names = stage_code(code or (), staging)
         return _publish(artifact_path, name=name, version=version, features=features,
                         out_dir=out_dir, force=force, metrics=metrics, created_at=created_at,
                         sample=sample, upload=upload, code_dir=code_dir,
-                        code_names=code_names, trust=trust, onnx=onnx)
+                        code_names=code_names, trust=trust, onnx=onnx,
+                        report=report if report is not None else [])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _publish(artifact_path, *, name, version, features, out_dir, force, metrics, created_at,
-             sample, upload, code_dir, code_names, trust, onnx):
+             sample, upload, code_dir, code_names, trust, onnx, report):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
     ``sample``: path of a CSV of a few training rows (types and ranges).
     ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
@@ -268,6 +305,10 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             metrics=metrics, created_at=created_at, sample=sample, trust=trust, onnx=onnx,
             upload=upload)
         if card is not None:
+            report.append("published %s %s (%s) in %s, compiled by scikit-learn %s (it was "
+                          "saved with) and served by %s"
+                          % (card["name"], card["version"], card["estimator"],
+                             _shown_path(out_dir), saved, card.get("runtime")))
             return card
         # --force: a graph compiled here would re-interpret the pickle with our
         # release and hide the skew from the app; the pickle keeps it visible
@@ -302,7 +343,7 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     except ValueError as exc:
         raise PublishError(str(exc)) from None
     rows = example_rows(schema, specs, frame)
-    prediction, accepts_missing = check_predicts(estimator, schema, rows)
+    prediction, accepts_missing = check_predicts(estimator, schema, rows, frame is not None)
     if not accepts_missing:
         mark_string_columns_taking_missing(estimator, schema, specs, rows)
     classes = getattr(estimator, "classes_", None)
@@ -355,10 +396,11 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     ModelCard(card)  # a card that could not be read back is never written
     if upload:
         upload_artifact(artifact_path, upload, card["sha256"])
-        _write_model_dir(out_dir, None, card, code_dir if code_names else None, graph)
-    else:
-        _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
-    _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names), graph=graph is not None)
+    replaced = _install(out_dir, None if upload else artifact_path, card,
+                        code_dir if code_names else None, graph)
+    report.extend(publish_report(
+        card, out_dir, replaced=replaced, estimator=estimator, features_given=bool(features),
+        sample_given=frame is not None, saved_with=saved_with, pinned=pinned))
     return card
 
 
@@ -384,8 +426,7 @@ def _publish_other_version(artifact_path, saved, *, out_dir, force, code_dir, co
             "scikit-learn %s, or publish it with --force and serve it with "
             "ALLOW_VERSION_SKEW=true at your own risk (scikit-learn %s may answer differently "
             "or not load it)" % (saved, ours, saved, exc, ours, ours)) from None
-    _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
-    _sync_vendor_link(out_dir, remote=False, code=bool(code_names), graph=True)
+    _install(out_dir, artifact_path, card, code_dir if code_names else None, graph)
     return card
 
 
@@ -416,73 +457,99 @@ def _describe_estimator(estimator):
     return type(estimator).__name__
 
 
+def _install(out_dir, artifact_path, card, code_dir, graph):
+    """Write the model into a staging directory beside ``out_dir`` and put
+    it in place of ``out_dir`` as a whole; True when a model was replaced."""
+    staged = model_dir.staging_dir(out_dir)
+    try:
+        _write_model_dir(staged, artifact_path, card, code_dir, graph)
+        replaced = os.path.isdir(out_dir) and bool(os.listdir(out_dir))
+        model_dir.install(staged, out_dir)
+    except BaseException:
+        model_dir.discard(staged)
+        raise
+    return replaced
+
+
 def _write_model_dir(out_dir, artifact_path, card, code_dir=None, graph=None):
-    """Write the files through temporary names, artifacts first, so a reader
-    never sees a card that describes an artifact not yet in place. No
-    ``artifact_path``: the card names an object in S3, and a model.joblib
-    left from an earlier model is removed (it would ship for nothing); no
-    ``graph``: likewise a model.onnx left from an earlier model."""
-    os.makedirs(out_dir, exist_ok=True)
-    graph_path = os.path.join(out_dir, ONNX_FILE)
-    if graph is None:
-        if os.path.lexists(graph_path):
-            os.remove(graph_path)
-    else:
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".graph-")
-        with os.fdopen(fd, "wb") as f:
+    """Write the model's files into ``out_dir``, a fresh staging directory
+    (:func:`model_dir.staging_dir`): the artifact (none when the card names
+    an object in S3), the graph, the user's code, then the card. Every file
+    is 0644: readable by Lambda's user."""
+    if graph is not None:
+        with open(os.path.join(out_dir, ONNX_FILE), "wb") as f:
             f.write(graph)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, graph_path)
-    target = os.path.join(out_dir, ARTIFACT_FILE)
-    if artifact_path is None:
-        if os.path.lexists(target):
-            os.remove(target)
-    elif os.path.abspath(artifact_path) != os.path.abspath(target):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".model-")
-        os.close(fd)
-        shutil.copyfile(artifact_path, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would ship unreadable to Lambda's user
-        os.replace(tmp, target)
-    _replace_code(out_dir, code_dir)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".card-")
-    with os.fdopen(fd, "w") as f:
+    if artifact_path is not None:
+        shutil.copyfile(artifact_path, os.path.join(out_dir, ARTIFACT_FILE))
+    if code_dir:
+        shutil.copytree(code_dir, os.path.join(out_dir, user_code.CODE_DIR))
+    with open(os.path.join(out_dir, CARD_FILE), "w") as f:
         json.dump(card, f, indent=2)
         f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, os.path.join(out_dir, CARD_FILE))
+    for name in (ONNX_FILE, ARTIFACT_FILE, CARD_FILE):
+        if os.path.isfile(os.path.join(out_dir, name)):
+            os.chmod(os.path.join(out_dir, name), 0o644)
 
 
-def _replace_code(out_dir, code_dir):
-    """The model directory's ``code/``: the staged user code, or none."""
-    target = os.path.join(out_dir, user_code.CODE_DIR)
-    old = target + ".old"
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.isdir(target):
-        os.rename(target, old)
-    if code_dir:
-        shutil.copytree(code_dir, target)
-    shutil.rmtree(old, ignore_errors=True)
+def publish_report(card, out_dir, *, replaced, estimator, features_given, sample_given,
+                   saved_with, pinned):
+    """What publishing did, what it inferred and what would make the card
+    better, as lines for the user."""
+    features = card["features"]
+    lines = ["%s %s %s (%s) in %s" % ("replaced" if replaced else "published", card["name"],
+                                      card["version"], card["estimator"], _shown_path(out_dir))]
+    if saved_with != pinned:
+        lines.append("did: published although it was saved with scikit-learn %s and the "
+                     "Lambda ships %s (--force)" % (saved_with, pinned))
+    if card.get("input_kind") == "texts":
+        source = "a text vectorizer as the first step: one text per row"
+    elif getattr(estimator, "feature_names_in_", None) is not None:
+        source = "the estimator's feature_names_in_ (fitted on a DataFrame)"
+    elif features_given:
+        source = "--features"
+    elif sample_given:
+        source = "the --sample's header"
+    else:
+        source = "n_features_in_ only: named x0..x%d" % (len(features) - 1)
+    kinds = {}
+    for f in features:
+        kinds[f["type"]] = kinds.get(f["type"], 0) + 1
+    lines.append("inferred: %d features from %s: %s; %d with categories, %d with a range; "
+                 "task %s; missing values %s; served by %s"
+                 % (len(features), source,
+                    ", ".join("%d %s" % (n, t) for t, n in sorted(kinds.items())),
+                    sum(1 for f in features if f.get("categories")),
+                    sum(1 for f in features if f.get("range")), card.get("task"),
+                    "accepted" if card.get("accepts_missing") else "refused (422)",
+                    card.get("runtime")))
+    hints = []
+    plain_numbers = [f["name"] for f in features
+                     if f["type"] == "number" and not f.get("categories")]
+    if not sample_given and plain_numbers:
+        hints.append("no --sample: %d numeric column%s (%s) typed as number (an integer column "
+                     "cannot be told apart) and without ranges for the card, the page and the "
+                     "generated checks; --sample FILE.csv (a few training rows with a header) "
+                     "gives both" % (len(plain_numbers), "" if len(plain_numbers) == 1 else "s",
+                                     _few(plain_numbers)))
+    if source.startswith("n_features_in_"):
+        hints.append("no feature names: --features a,b,c names them in the card and the API")
+    if not card.get("metrics"):
+        hints.append("no --metrics: the card records no evaluation (--metrics "
+                     "'{\"accuracy_test\": 0.93}')")
+    onnx = card.get("onnx") or {}
+    if card.get("runtime") != onnx_export.RUNTIME and onnx.get("not_used"):
+        hints.append("served by scikit-learn, not ONNX Runtime: %s" % onnx["not_used"])
+    lines += ["to improve the card: %s" % h for h in hints] or ["the card is complete"]
+    return lines
 
 
-def _sync_vendor_link(out_dir, remote, code=False, graph=False):
-    """Keep ``vendor/model/`` (what ships) in step with a model directory it
-    links to: no model.joblib link for an artifact in S3 (it would dangle,
-    and Chalice follows vendor's links), the link back for a local one.
-    Only a project laid out as this one is touched: ``vendor/model/`` beside
-    ``out_dir`` whose model.json links to ``out_dir``'s."""
-    vendor = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "vendor", "model")
-    card_link = os.path.join(vendor, CARD_FILE)
-    if not (os.path.islink(card_link) and os.path.realpath(card_link)
-            == os.path.realpath(os.path.join(out_dir, CARD_FILE))):
-        return
-    for name, wanted in ((ARTIFACT_FILE, not remote), (user_code.CODE_DIR, code),
-                         (ONNX_FILE, graph)):
-        link = os.path.join(vendor, name)
-        if not wanted and os.path.islink(link):
-            os.remove(link)
-        elif wanted and not os.path.lexists(link):
-            os.symlink(os.path.relpath(os.path.join(os.path.abspath(out_dir), name), vendor),
-                       link)
+def _few(names, n=4):
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
+def _shown_path(path):
+    rel = os.path.relpath(os.path.abspath(path))
+    return path if rel.startswith("..") else rel
 
 
 def main(argv=None):
@@ -491,7 +558,8 @@ def main(argv=None):
     parser.add_argument("--name", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--features", help="comma-separated feature names, in order")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="model directory (default: model/)")
+    parser.add_argument("--out", help="the model's directory (default: model/NAME; a stage "
+                        "serves the one its MODEL_DIR names, default model/iris)")
     parser.add_argument("--metrics", help="JSON object of evaluation metrics to record")
     parser.add_argument("--sample", help="CSV of a few training rows with a header: the types "
                         "and ranges of features the estimator does not record")
@@ -507,7 +575,8 @@ def main(argv=None):
                         "Runtime when the graph agrees with scikit-learn; scikit-learn: serve "
                         "the pickle")
     parser.add_argument("--force", action="store_true",
-                        help="a model saved by another scikit-learn that cannot be compiled in "
+                        help="replace the model already in the directory (that directory only), "
+                        "and a model saved by another scikit-learn that cannot be compiled in "
                         "an environment of its own release: publish its pickle anyway (the app "
                         "then needs ALLOW_VERSION_SKEW=true)")
     parser.add_argument("--trust", action="store_true",
@@ -516,19 +585,26 @@ def main(argv=None):
     try:
         metrics = json.loads(args.metrics) if args.metrics else None
         features = [f.strip() for f in args.features.split(",")] if args.features else None
+        report = []
         card = publish(args.artifact, name=args.name, version=args.version, features=features,
                        out_dir=args.out, force=args.force, metrics=metrics,
                        sample=args.sample, upload=args.upload, code=args.code or (),
-                       trust=args.trust, onnx=args.runtime == "auto")
+                       trust=args.trust, onnx=args.runtime == "auto", report=report)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
-    print("published %s %s (%s, %d features) to %s, served by %s%s"
-          % (card["name"], card["version"], card["estimator"], len(card["features"]), args.out,
-             card["runtime"] if card["runtime"] != SCIKIT_LEARN else
-             "scikit-learn (not compiled to ONNX: %s)" % card["onnx"]["not_used"],
-             "; artifact in %s (the function needs s3:GetObject on it: "
-             "python -m tools.ops.model_policy)" % args.upload if args.upload else ""))
+    for line in report:
+        print(line)
+    if args.upload:
+        print("the artifact is in %s (the function needs s3:GetObject on it: "
+              "python -m tools.ops.model_policy)" % args.upload)
+    out = args.out or model_dir.directory_for(args.name, MODELS_DIR)
+    rel = os.path.relpath(os.path.abspath(out), PROJECT_DIR)
+    if not rel.startswith(".."):
+        print("serve it: make serve MODEL=%s (locally), or MODEL_DIR=%s in a stage of "
+              ".chalice/config.json" % (os.path.basename(out), rel.replace(os.sep, "/"))
+              if os.path.dirname(rel) == "model" else
+              "serve it: MODEL_DIR=%s in a stage of .chalice/config.json" % rel)
     return 0
 
 

@@ -166,10 +166,19 @@ def _from_encoder(spec, encoder, position):
     elif categories.dtype.kind in "iu" and spec["type"] == "number":
         spec["type"] = "integer"
     spec["categories"] = values
-    unknown = getattr(encoder, "handle_unknown", "error")
-    spec["unknown_categories"] = "ignore" if unknown in (
-        "ignore", "infrequent_if_exist", "use_encoded_value") else "error"
+    spec["unknown_categories"] = "ignore" if accepts_unknown(encoder) else "error"
     spec.pop("range", None)
+
+
+def accepts_unknown(encoder):
+    """Whether ``encoder`` transforms a category it did not see in fit.
+    TargetEncoder has no ``handle_unknown``: it always maps an unseen
+    category to the target mean. The others say so in ``handle_unknown``
+    (OneHotEncoder's "warn" encodes it like "infrequent_if_exist")."""
+    if type(encoder).__name__ == "TargetEncoder":
+        return True
+    return getattr(encoder, "handle_unknown", "error") in (
+        "ignore", "infrequent_if_exist", "use_encoded_value", "warn")
 
 
 def _from_hist_gradient_boosting(estimator, specs, names):

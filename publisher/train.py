@@ -1,6 +1,9 @@
 """Rebuild the bundled demo model: a scikit-learn Pipeline on iris.
 
-    python -m publisher.train [--out model/] [--replace]
+    python -m publisher.train [--out model/iris] [--replace]
+
+It writes ``model/iris/`` only: whatever other models ``model/`` holds stay
+as they are.
 
 What "reproducible" means here (docs/model-card.md):
 
@@ -55,7 +58,7 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from chalicelib.schema.card import ARTIFACT_FILE, CARD_FILE, sha256_of  # noqa: E402
-from publisher.publish import DEFAULT_OUT, publish  # noqa: E402
+from publisher.publish import BUNDLED_MODEL_DIR, publish  # noqa: E402
 
 NAME = "iris-classifier"
 VERSION = "1.0.0"
@@ -124,6 +127,22 @@ def compare(committed_dir, rebuilt_dir):
     return problems, largest
 
 
+def _foreign_model(out_dir):
+    """What ``out_dir`` holds when it is not the bundled model (another
+    model's card, or files without a card); None when it is the bundled one
+    or empty."""
+    if not os.path.isdir(out_dir) or not os.listdir(out_dir):
+        return None
+    try:
+        with open(os.path.join(out_dir, CARD_FILE)) as f:
+            card = json.load(f)
+    except (OSError, ValueError):
+        return "files without a readable model card"
+    if not isinstance(card, dict) or card.get("name") != NAME:
+        return "the model %r" % (card.get("name") if isinstance(card, dict) else card,)
+    return None
+
+
 def _graph_fields(onnx):
     """What two builds' ``onnx`` sections must share: all but the digest and
     the measured differences (each within the stated rtol, or no graph)."""
@@ -137,7 +156,7 @@ def _graph_fields(onnx):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m publisher.train")
-    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--out", default=BUNDLED_MODEL_DIR)
     parser.add_argument("--created-at", help="ISO timestamp for the card (default: now)")
     parser.add_argument("--replace", action="store_true",
                         help="write the rebuilt artifact even if a different one is in --out")
@@ -157,14 +176,22 @@ def main(argv=None):
         print("trained %s %s: test accuracy %.4f, sha256 %s"
               % (NAME, VERSION, metrics["accuracy_test"], card["sha256"]))
         existing = os.path.join(args.out, ARTIFACT_FILE)
-        if os.path.isfile(existing) and os.path.isfile(os.path.join(args.out, CARD_FILE)):
+        foreign = _foreign_model(args.out)
+        if foreign:
+            print("%s holds %s, not the bundled %s%s" % (
+                args.out, foreign, NAME, ": replaced (--replace)" if args.replace else
+                "; publish your own models under their own --name (model/NAME/), or "
+                "--replace to put the bundled one back"), file=sys.stderr)
+            if not args.replace:
+                return 1
+        elif os.path.isfile(existing) and os.path.isfile(os.path.join(args.out, CARD_FILE)):
             if sha256_of(existing) == card["sha256"]:
                 print("%s is byte-identical to the rebuild: left as it is" % existing)
                 committed = json.load(open(os.path.join(args.out, CARD_FILE)))
                 if {**committed, "created_at": None} != {**card, "created_at": None}:
                     publish(artifact, name=NAME, version=VERSION, features=FEATURES,
                             sample=sample, out_dir=args.out, metrics=metrics,
-                            created_at=committed["created_at"])
+                            created_at=committed["created_at"], force=True)
                     print("the card was out of date: rewritten (created_at kept)")
                 return 0
             problems, largest = compare(args.out, rebuilt_dir)
@@ -179,8 +206,7 @@ def main(argv=None):
                       "(--replace writes the rebuilt one)" % (RTOL, ATOL))
                 return 0
         publish(artifact, name=NAME, version=VERSION, features=FEATURES, sample=sample,
-                out_dir=args.out,
-                metrics=metrics, created_at=card["created_at"])
+                out_dir=args.out, metrics=metrics, created_at=card["created_at"], force=True)
         print("wrote %s" % args.out)
     return 0
 

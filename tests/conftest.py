@@ -18,7 +18,7 @@ import app as app_module
 from chalicelib.protocols import service
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUNDLED_MODEL = os.path.join(PROJECT_DIR, "model")
+BUNDLED_MODEL = os.path.join(PROJECT_DIR, "model", "iris")
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -112,13 +112,16 @@ def chalice_local(log_path, stage=None, **env):
     (``stage``: the config stage whose variables it applies; default dev).
     No autoreload, so edits elsewhere in the tree do not restart it mid-run;
     its output goes to ``log_path`` (a pipe nobody reads would fill and stall
-    it)."""
+    it). It runs in a copy of the project beside ``log_path`` that serves the
+    bundled model: the user's own models and stage settings stay out of it."""
+    from tools.build.project_copy import copy_project
     port = free_port()
+    project = copy_project(os.path.join(os.path.dirname(str(log_path)), "project-%d" % port))
     environ = dict(os.environ, AWS_DEFAULT_REGION="us-east-1", **env)
     with open(log_path, "w+b") as log:
         proc = subprocess.Popen([CHALICE, "local", "--no-autoreload", "--host", "127.0.0.1",
                                  "--port", str(port)] + (["--stage", stage] if stage else []),
-                                cwd=PROJECT_DIR, env=environ, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=project, env=environ, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -193,6 +196,8 @@ MODULE_TIERS = {
     "test_user_code.py": ("slow",),           # publishes a pipeline with user code per test
     "test_publish.py": ("slow",),             # the publisher end to end; BLAS-kernel rebuilds
     "test_boosting.py": ("slow",),            # xgboost and lightgbm trained, published, packaged
+    "test_model_dirs.py": ("slow",),          # publishes into project copies, rebuilds the bundled model
+    "test_publish_everyday.py": ("slow",),    # DataFrame pipelines trained, published and served
     "test_protocol_fuzz.py": ("slow",),       # hypothesis over every protocol
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or

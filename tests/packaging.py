@@ -167,3 +167,29 @@ def least_privilege_grants(function_name: str) -> set[tuple[str, str]]:
         ("logs:CreateLogStream", f"{group}:*"),
         ("logs:PutLogEvents", f"{group}:*"),
     }
+
+
+def serve_in_stage(project_dir, model_rel: str, stage: str = "prod") -> None:
+    """Make ``stage`` of the project serve ``model_rel`` (``model/NAME``), as a
+    user would in ``.chalice/config.json``."""
+    config_file = Path(project_dir) / ".chalice" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["stages"][stage].setdefault("environment_variables", {})["MODEL_DIR"] = model_rel
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def stage_model_rel(project_dir, stage: str = "prod") -> str:
+    """The model directory ``stage`` serves (``model/NAME``), from the
+    project's config (default: the bundled ``model/iris``)."""
+    config = json.loads((Path(project_dir) / ".chalice" / "config.json").read_text())
+    env = dict(config.get("environment_variables") or {})
+    env.update(config["stages"][stage].get("environment_variables") or {})
+    return env.get("MODEL_DIR") or "model/iris"
+
+
+def packaged_model_rel(package_dir) -> str:
+    """The one model directory an unzipped package holds (``model/NAME``)."""
+    root = Path(package_dir) / "model"
+    found = sorted(d.name for d in root.iterdir() if (d / "model.json").is_file())
+    assert len(found) == 1, found
+    return "model/" + found[0]

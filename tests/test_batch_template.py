@@ -251,7 +251,8 @@ def test_the_api_handlers_grant_is_still_only_its_committed_policy(sam, built_pr
     committed = json.loads((built_project.path / ".chalice" / "policy-prod.json").read_text())
     [policy] = _props(sam, "ApiHandlerRole")["Policies"]
     assert policy["PolicyDocument"] == committed
-    card = json.loads((built_project.path / "vendor" / "model" / "model.json").read_text())
+    card = json.loads((built_project.path / model_policy.stage_card(built_project.path, "prod"))
+                      .read_text())
     model_policy.check(policy["PolicyDocument"], card)  # the build's check still holds
 
 

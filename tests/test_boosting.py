@@ -15,6 +15,7 @@ from chalicelib.safeload import boosting
 from chalicelib.safeload import safe_pickle
 from chalicelib.http.errors import ModelLoadError
 from tests.conftest import body_of
+from tests.packaging import serve_in_stage
 from tests.test_package import CHALICE, PYTHON, build, run, run_isolated
 from tools.ops import lambda_events as ev
 from tools.build.package import extract_read_only
@@ -81,14 +82,14 @@ def test_publish_refuses_them_unpinned_then_the_app_serves_them(artifact, tmp_pa
     library, path, model = artifact
     project = copy_project(str(tmp_path / "project"))
     args = [PYTHON, "-m", "publisher.publish", path, "--name", library, "--version", "1.0.0",
-            "--features", FEATURES, "--out", os.path.join(project, "model")]
+            "--features", FEATURES, "--out", os.path.join(project, "model", library)]
     refused = run(args, cwd=project)
     assert refused.returncode == 2 and "which requirements.txt does not pin" in refused.stdout
     with open(os.path.join(project, "requirements.txt"), "a") as f:
         f.write(PINS[library] + "\n")
     done = run(args, cwd=project)
     assert done.returncode == 0, done.stdout
-    response = serve(MODEL_DIR=os.path.join(project, "model")).post(
+    response = serve(MODEL_DIR=os.path.join(project, "model", library)).post(
         {"instances": ROWS, "probabilities": True})
     assert response.status_code == 200, response.body
     body = body_of(response)
@@ -101,8 +102,9 @@ def packaged(artifact, project_factory):
     library, path, model = artifact
     base, project = project_factory(library)
     done = run([PYTHON, "-m", "publisher.publish", path, "--name", library, "--version", "1.0.0",
-                "--features", FEATURES, "--out", os.path.join(project, "model")], cwd=project)
+                "--features", FEATURES], cwd=project)
     assert done.returncode == 0, done.stdout
+    serve_in_stage(project, "model/" + library)
     built = build(project)
     assert built.returncode == 0, built.stdout
     out = str(base / "out")

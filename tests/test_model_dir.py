@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from chalicelib.protocols import model_api, service
-from tests.conftest import IRIS_ROWS, PROJECT_DIR, body_of
+from tests.conftest import BUNDLED_MODEL, IRIS_ROWS, PROJECT_DIR, body_of
 
 
 def assert_unavailable(api, *fragments):
@@ -84,9 +84,9 @@ def test_model_loads_once_not_per_request(api, monkeypatch):
 
 
 def test_loaded_at_start_unless_chalice_cli_imports(tmp_path):
-    eager = service.from_environment({"MODEL_DIR": os.path.join(PROJECT_DIR, "model")})
+    eager = service.from_environment({"MODEL_DIR": BUNDLED_MODEL})
     assert eager.model.estimator is not None
-    lazy = service.from_environment({"MODEL_DIR": os.path.join(PROJECT_DIR, "model"),
+    lazy = service.from_environment({"MODEL_DIR": BUNDLED_MODEL,
                                      "AWS_CHALICE_CLI_MODE": "true"})
     assert lazy.model.estimator is None
     model_api.health(lazy, None)

@@ -14,7 +14,7 @@ import pytest
 
 from publisher.publish import publish
 from tools.fixtures import fixtures_families as families
-from tests.conftest import body_of
+from tests.conftest import BUNDLED_MODEL, body_of
 
 
 def published(tmp_path, family, **options):
@@ -264,5 +264,5 @@ def test_pandas_output_pipeline_and_no_warnings_per_request(serve, tmp_path, rec
     assert body_of(response)["predictions"] == model.predict(notebook).tolist()
     assert [str(w.message) for w in recwarn if issubclass(w.category, UserWarning)] == []
     assert model_uses_pandas(str(tmp_path / "p" / "model.joblib"), card)
-    iris = json.load(open("model/model.json"))
-    assert not model_uses_pandas("model/model.joblib", iris)
+    iris = json.load(open(os.path.join(BUNDLED_MODEL, "model.json")))
+    assert not model_uses_pandas(os.path.join(BUNDLED_MODEL, "model.joblib"), iris)

@@ -28,6 +28,7 @@ import pytest
 from tools.ops import lambda_events as ev
 from tools.build.package import extract_read_only
 from tools.build.project_copy import copy_project, make_writable
+from tests.packaging import packaged_model_rel, serve_in_stage, stage_model_rel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -99,8 +100,10 @@ class Built:
         self.build_output = build_output
         self.package_output = package_output
         self.zip_path = os.path.join(out_dir, "deployment.zip")
-        self.card = json.load(open(os.path.join(project, "model", "model.json")))
-        self.estimator = joblib.load(os.path.join(project, "model", "model.joblib"))
+        self.model_rel = stage_model_rel(project)
+        model_dir = os.path.join(project, *self.model_rel.split("/"))
+        self.card = json.load(open(os.path.join(model_dir, "model.json")))
+        self.estimator = joblib.load(os.path.join(model_dir, "model.joblib"))
         self.unzipped = None
 
     def unzip_read_only(self, dest):
@@ -130,6 +133,7 @@ def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS, extra_env=None):
            "AWS_LAMBDA_FUNCTION_NAME": "sklearn-serverless-prod", "LAMBDA_TASK_ROOT": package}
     env.update(config.get("environment_variables", {}))
     env.update(config["stages"]["prod"].get("environment_variables", {}))
+    env["MODEL_DIR"] = packaged_model_rel(package)
     env["MAX_ROWS"] = str(max_rows)
     env.update(extra_env or {})
     proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", ISOLATED_RUNNER, package,
@@ -200,9 +204,9 @@ def byo(tmp_path_factory):
     # served by scikit-learn (the bundled model proves the ONNX Runtime path)
     published = run([PYTHON, "-m", "publisher.publish", artifact, "--name", "diabetes-forest",
                      "--version", "2.0.0", "--features", ",".join(DIABETES_FEATURES),
-                     "--runtime", "scikit-learn",
-                     "--out", os.path.join(project, "model")], cwd=project)
+                     "--runtime", "scikit-learn"], cwd=project)
     assert published.returncode == 0, published.stdout
+    serve_in_stage(project, "model/diabetes-forest")
     built = build_and_package(project, str(base / "out"))
     built.unzip_read_only(str(base / "task"))
     yield built
@@ -219,9 +223,9 @@ def _packaged_tabular(tmp_path_factory, where, version, *publish_options):
     artifact = str(base / "tabular.joblib")
     joblib.dump(model, artifact)
     published = run([PYTHON, "-m", "publisher.publish", artifact, "--name", "churn",
-                     "--version", version, *publish_options,
-                     "--out", os.path.join(project, "model")], cwd=project)
+                     "--version", version, *publish_options], cwd=project)
     assert published.returncode == 0, published.stdout
+    serve_in_stage(project, "model/churn")
     built = build_and_package(project, str(base / "out"))
     built.unzip_read_only(str(base / "task"))
     built.notebook = notebook
@@ -393,18 +397,23 @@ def check_zip(built, direct_upload=True):
         assert zf.testzip() is None
         unzipped = sum(i.file_size for i in infos.values())
         assert unzipped <= 250 * MiB
-        for name in ("model/model.json", "app.py", "chalice/app.py", "chalicelib/protocols/service.py"):
+        model = built.model_rel
+        for name in (model + "/model.json", "app.py", "chalice/app.py",
+                     "chalicelib/protocols/service.py"):
             assert name in infos, name
-        card = json.loads(zf.read("model/model.json"))
+        # the stage's model only: no other model directory ships
+        assert {n.split("/")[1] for n in infos if n.startswith("model/")} == \
+            {model.split("/")[1]}
+        card = json.loads(zf.read(model + "/model.json"))
         assert card == built.card
         # only the artifact the served runtime opens ships
         if card.get("runtime") == "onnxruntime":
-            assert hashlib.sha256(zf.read("model/model.onnx")).hexdigest() == \
+            assert hashlib.sha256(zf.read(model + "/model.onnx")).hexdigest() == \
                 card["onnx"]["sha256"]
-            assert "model/model.joblib" not in infos
+            assert model + "/model.joblib" not in infos
         else:
-            assert hashlib.sha256(zf.read("model/model.joblib")).hexdigest() == card["sha256"]
-            assert "model/model.onnx" not in infos
+            assert hashlib.sha256(zf.read(model + "/model.joblib")).hexdigest() == card["sha256"]
+            assert model + "/model.onnx" not in infos
         assert "chalicelib/__pycache__/gone.cpython-312.pyc" not in infos
         # test suites stay out (numpy/_core/tests/_natype.py ships if imported)
         assert not [n for n in infos if "/tests/" in n and "_natype." not in n]
@@ -667,7 +676,7 @@ def project_copy(tmp_path):
 
 
 def test_build_refuses_a_model_whose_sha_does_not_match(project_copy):
-    card_path = os.path.join(project_copy, "model", "model.json")
+    card_path = os.path.join(project_copy, "model", "iris", "model.json")
     card = json.load(open(card_path))
     card["sha256"] = "0" * 64
     os.chmod(card_path, 0o644)
@@ -684,7 +693,7 @@ def test_build_refuses_a_package_without_the_model(project_copy):
     shutil.rmtree(os.path.join(project_copy, "vendor"))
     result = build(project_copy)
     assert result.returncode == 2, result.stdout
-    assert "no model card model/model.json" in result.stdout
+    assert "no model card model/iris/model.json" in result.stdout
 
 
 def test_build_refuses_a_pin_without_a_compatible_wheel(project_copy, tmp_path):

@@ -34,7 +34,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from chalicelib.page import page as page_module
-from tests.conftest import FEATURES, IRIS_ROWS, PROJECT_DIR, chalice_local
+from tests.conftest import BUNDLED_MODEL, FEATURES, IRIS_ROWS, PROJECT_DIR, chalice_local
 from tests.test_page import TEXT_CARD, TYPED_CARD
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,7 +42,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = os.path.join(PROJECT_DIR, "build", "try-it.png")
 API_KEY = "test-key-0123456789"
-with open(os.path.join(PROJECT_DIR, "model", "model.json")) as _f:
+with open(os.path.join(BUNDLED_MODEL, "model.json")) as _f:
     EXAMPLE = json.load(_f)["example"]["instances"][0]
 
 

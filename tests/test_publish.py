@@ -70,7 +70,7 @@ def test_bring_your_own_regressor_end_to_end(serve, regressor_file, tmp_path):
 
 def test_features_inferred_from_n_features_in(tmp_path, regressor_file):
     path, _ = regressor_file
-    card = publish(str(path), name="d", version="1", out_dir=str(tmp_path))
+    card = publish(str(path), name="d", version="1", out_dir=str(tmp_path / "m"))
     assert [f["name"] for f in card["features"]] == ["x%d" % i for i in range(10)]
 
 
@@ -190,7 +190,8 @@ def test_a_rebuild_that_is_not_equivalent_is_refused(tmp_path):
     joblib.dump(make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(iris.data, y), other)
     card = json.loads((committed / "model.json").read_text())
     publish(str(other), name=card["name"], version=card["version"], features=FEATURES,
-            out_dir=str(committed), metrics=card["metrics"], created_at=card["created_at"])
+            out_dir=str(committed), metrics=card["metrics"], created_at=card["created_at"],
+            force=True)
     before = (committed / "model.joblib").read_bytes()
     result = run_train("--out", committed)
     assert result.returncode == 1

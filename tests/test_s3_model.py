@@ -31,6 +31,7 @@ from tools.ops import lambda_events as ev
 from tools.ops import model_policy
 from tools.build.package import extract_read_only
 from tools.build.project_copy import copy_project, make_writable
+from tests.packaging import packaged_model_rel, serve_in_stage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -257,6 +258,7 @@ def run_packaged(package, runtime, cases, tmp_path, env):
                 MODEL_CACHE_DIR=str(tmp_path / "tmp"))  # a fresh /tmp: a cold start
     full.update(config.get("environment_variables", {}))
     full.update(config["stages"]["prod"].get("environment_variables", {}))
+    full["MODEL_DIR"] = packaged_model_rel(package)
     proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", RUNNER, package, runtime,
                            str(events), str(out)], cwd=package, env=full,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -286,9 +288,10 @@ def packaged(emulator, forest, tmp_path_factory):
     base = tmp_path_factory.mktemp("s3pkg")
     project = copy_project(str(base / "project"))
     artifact = forest[0]
-    done = publish(emulator, artifact, os.path.join(project, "model"), project)
+    done = publish(emulator, artifact, os.path.join(project, "model", "s3-forest"), project)
     assert done.returncode == 0, done.stderr
-    assert not os.path.lexists(os.path.join(project, "vendor", "model", "model.joblib"))
+    assert not os.path.lexists(os.path.join(project, "model", "s3-forest", "model.joblib"))
+    serve_in_stage(project, "model/s3-forest")
     env = build_env(emulator)
     refused = subprocess.run(
         [PYTHON, "-m", "tools.build.package", "--project-dir", project, "--wheels-dir", WHEELS],
@@ -318,11 +321,11 @@ def packaged(emulator, forest, tmp_path_factory):
 
 def test_packaged_lambda_serves_the_forest_from_s3(packaged, emulator, forest, tmp_path):
     artifact, model, rows = forest
-    card = json.load(open(os.path.join(packaged["project"], "model", "model.json")))
+    card = json.load(open(os.path.join(packaged["project"], "model", "s3-forest", "model.json")))
     with zipfile.ZipFile(packaged["zip"]) as zf:
         names = set(zf.namelist())
-        assert json.loads(zf.read("model/model.json")) == card  # the card ships
-    assert "model/model.joblib" not in names  # the artifact does not
+        assert json.loads(zf.read("model/s3-forest/model.json")) == card  # the card ships
+    assert "model/s3-forest/model.joblib" not in names  # the artifact does not
     assert not [n for n in names if n.startswith(("boto3/", "botocore/", "s3transfer/"))]
     print("s3 forest: %.2f MiB zipped (artifact %.2f MiB in S3)"
           % (os.path.getsize(packaged["zip"]) / MiB, os.path.getsize(artifact) / MiB))

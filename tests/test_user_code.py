@@ -24,6 +24,7 @@ from tests.test_package import CHALICE, build, run, run_isolated
 from tools.build.package import extract_read_only
 from tools.ops import lambda_events as ev
 from tools.build.project_copy import copy_project, make_writable
+from tests.packaging import serve_in_stage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -178,8 +179,10 @@ def packaged(tmp_path_factory):
     module = write_module(str(src), "pkg_features")
     artifact, expected = train(base, "pkg_features", src)
     project = copy_project(str(base / "project"))
-    done = publish(artifact, os.path.join(project, "model"), "--code", module, cwd=project)
+    done = publish(artifact, os.path.join(project, "model", "usercode"), "--code", module,
+                   cwd=project)
     assert done.returncode == 0, done.stderr
+    serve_in_stage(project, "model/usercode")
     # Not test_package.build_and_package: its Built loads the artifact in
     # this process, which has no pkg_features to import (on purpose).
     built = build(project)
@@ -199,8 +202,8 @@ def packaged(tmp_path_factory):
 def test_packaged_lambda_serves_the_user_code_pipeline(packaged, tmp_path):
     with zipfile.ZipFile(packaged.zip_path) as zf:
         names = set(zf.namelist())
-        assert json.loads(zf.read("model/model.json"))["code"] == ["pkg_features"]
-    assert "model/code/pkg_features.py" in names
+        assert json.loads(zf.read("model/usercode/model.json"))["code"] == ["pkg_features"]
+    assert "model/usercode/code/pkg_features.py" in names
     cases = [("predict", ev.post_model(json.dumps({"instances": ROWS})))]
     result = run_isolated(packaged.unzipped, cases, tmp_path)
     answer = result["answers"]["predict"]

@@ -82,8 +82,18 @@ class Setting:
         return self.read(self.name, raw)
 
 
-MODEL_DIR = Setting("MODEL_DIR", None, _text,
-                    "the model directory served (unset: the bundled model)")
+# The project root locally, /var/task in the Lambda (chalicelib/http/ is two
+# levels below it): a relative MODEL_DIR ("model/iris") names the same model
+# in both, whatever the working directory.
+APP_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _model_dir(name, raw):
+    return os.path.join(APP_ROOT, raw.strip())
+
+
+MODEL_DIR = Setting("MODEL_DIR", None, _model_dir,
+                    "the model directory served, model/NAME (unset: the bundled model/iris)")
 MODEL_RUNTIME = Setting("MODEL_RUNTIME", None, _text,
                         "scikit-learn or onnxruntime; unset: the card's runtime")
 MAX_ROWS = Setting("MAX_ROWS", 10_000, _positive_int, "rows per request (413 above)")

@@ -13,7 +13,7 @@ from chalicelib.schema.card import CardError, ModelCard
 
 # The project root: chalicelib/protocols/ is two levels below it.
 BUNDLED_MODEL_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "model")
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "model", "iris")
 
 
 class Service:

@@ -75,6 +75,11 @@ ALLOWED_GLOBALS = frozenset({
     ("builtins", "frozenset"),
     ("builtins", "range"),
     ("collections", "OrderedDict"),
+    # sklearn.compose's estimator-free helper a ColumnTransformer keeps as a
+    # column selection: a dtype filter and a regular expression over the
+    # DataFrame's column names (make_column_transformer returns a
+    # ColumnTransformer and is never pickled).
+    ("sklearn.compose._column_transformer", "make_column_selector"),
     # NumPy arrays, dtypes, scalars and protocol-5 buffers.
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
@@ -182,6 +187,14 @@ SKLEARN_CLASS_BASES = frozenset({
     ("sklearn.model_selection._split", "BaseShuffleSplit"),
     ("sklearn.model_selection._split", "_RepeatedSplits"),
 })
+
+#: Types an artifact may hold as *values* only: make_column_selector's dtype
+#: filter (``dtype_include=object``, ``bool``, ``int``, ``float``).
+#: :func:`resolve` returns them, but they are not allowed classes
+#: (:func:`is_allowed_class` is False), so pickle_guard never calls, creates
+#: or sets the state of one.
+VALUE_GLOBALS = frozenset({("builtins", "object"), ("builtins", "bool"), ("builtins", "int"),
+                           ("builtins", "float")})
 
 #: Globals that are dangerous in general and allowed only because
 #: :mod:`chalicelib.safeload.pickle_guard` checks each use: ``functools.partial`` may
@@ -318,7 +331,7 @@ def resolve(module, name):
         return obj
     if not (_MODULE.match(module) and _IDENTIFIER.match(name)):
         _refuse(module, name)               # dotted names, odd characters
-    if key in ALLOWED_GLOBALS or key in GUARDED_GLOBALS:
+    if key in ALLOWED_GLOBALS or key in GUARDED_GLOBALS or key in VALUE_GLOBALS:
         try:
             obj = vars(importlib.import_module(module))[name]
         except (ImportError, KeyError):
@@ -375,7 +388,7 @@ def is_allowed_class(cls):
     """True if ``cls`` is a class an artifact may name (by its own module and
     name): what pickle_guard lets the stream create and BUILD."""
     module, name = getattr(cls, "__module__", None), getattr(cls, "__qualname__", None)
-    if not (isinstance(module, str) and isinstance(name, str)):
+    if not (isinstance(module, str) and isinstance(name, str)) or (module, name) in VALUE_GLOBALS:
         return False
     try:
         return resolve(module, name) is cls

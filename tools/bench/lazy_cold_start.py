@@ -71,12 +71,14 @@ def main(argv=None):
         config = json.load(f)
     stage_env = dict(config.get("environment_variables", {}),
                      **config["stages"]["prod"].get("environment_variables", {}))
-    with open(os.path.join(package, "model", "model.json")) as f:
+    from tools.build.model import model_dir_in_package
+    model_dir = os.path.join(package, *model_dir_in_package(stage_env).split("/"))
+    with open(os.path.join(model_dir, "model.json")) as f:
         card = json.load(f)
     names = [feature["name"] for feature in card["features"]]
     example = card.get("example", {}).get("instances", [[0.0] * len(names)])[0]
     row = [example[n] for n in names] if isinstance(example, dict) else example
-    artifact = os.path.join(package, "model", card.get("artifact", "model.joblib"))
+    artifact = os.path.join(model_dir, card.get("artifact", "model.joblib"))
     threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **stage_env,
             "LOG_REQUESTS": "false", "LAMBDA_TASK_ROOT": package, **threads}

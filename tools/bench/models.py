@@ -83,7 +83,7 @@ def models(wanted):
     out = []
     if "iris" in wanted:
         out.append(Model("iris", "iris pipeline (StandardScaler+LogisticRegression)",
-                         os.path.join(REPO, "model", "model.joblib")))
+                         os.path.join(REPO, "model", "iris", "model.joblib")))
     if "rf200" in wanted:
         path = os.path.join(BENCH_DIR, "models", "rf200.joblib")
         if not os.path.isfile(path):

@@ -126,6 +126,13 @@ def run_or_die(cmd, cwd, env, what):
     return proc.stdout, time.perf_counter() - started
 
 
+def served_model_dir(project):
+    """Where a project serves its model from by default: ``model/iris``
+    (one directory per model) or ``model/`` (an older, single-model layout)."""
+    bundled = os.path.join(project, "model", "iris")
+    return bundled if os.path.isdir(bundled) else os.path.join(project, "model")
+
+
 def prepare_project(model, dest, source=REPO):
     """A copy of the project at ``source`` with the model published into it
     by that project's own ``publisher.publish``."""
@@ -137,7 +144,7 @@ def prepare_project(model, dest, source=REPO):
                    else "model.publish")
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         out, _ = run_or_die([PYTHON, "-m", publish, model.artifact, "--name", name,
-                             "--version", version, "--out", os.path.join(dest, "model")],
+                             "--version", version, "--out", served_model_dir(dest), "--force"],
                             source, env, "%s of %s (%s)" % (publish, model.key, source))
         if source == REPO:
             for line in out.splitlines():
@@ -240,9 +247,13 @@ def _build(model, variant, cache, keyed):
 
 
 def model_rel(stage_env):
-    configured = stage_env.get("MODEL_DIR") or "/var/task/model"
-    return configured[len("/var/task/"):].strip("/") if configured.startswith("/var/task/") \
-        else "model"
+    """The model's directory in a package: the stage's MODEL_DIR (relative,
+    or under /var/task), else ``model`` (the package holds one model, in
+    ``model/`` or in ``model/NAME/``, whichever layout the project had)."""
+    configured = (stage_env.get("MODEL_DIR") or "").strip("/")
+    if configured.startswith("var/task/"):
+        configured = configured[len("var/task/"):]
+    return configured or "model"
 
 
 def served_runtime(task, meta):

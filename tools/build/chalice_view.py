@@ -7,7 +7,7 @@ import py_compile
 import shutil
 import sys
 
-from tools.build.common import SKIP_DIRS, SKIP_SUFFIXES, VENDOR_DIR, BuildError
+from tools.build.common import SKIP_DIRS, SKIP_SUFFIXES, VENDOR_DIR, BuildError, log
 
 class ChaliceView:
     """The parts of Chalice's packager this build must agree with, computed
@@ -116,17 +116,32 @@ def _pyc_is_fresh(source, cfile):
             and int.from_bytes(header[12:16], "little") == st.st_size & 0xFFFFFFFF)
 
 
-def stage_app(view, app_dir):
+def stage_app(view, app_dir, model_rel=None):
     """Copy what Chalice takes from the project (app files + vendor/) into
-    ``app_dir``; return {zip path: source}."""
+    ``app_dir``; return {zip path: source}. ``vendor/model`` links to every
+    published model; with ``model_rel`` (``model/NAME``, the stage's) only
+    that one ships, the others stay out of the package."""
     if os.path.isdir(app_dir):
         shutil.rmtree(app_dir)
     entries = {}
+    others = set()
     for source, zip_path in list(view.app_files()) + list(vendor_files(view.project_dir)):
+        if model_rel and _is_other_model(zip_path, model_rel):
+            others.add("/".join(zip_path.split("/")[:2]))
+            continue
         if zip_path in entries:
             raise BuildError("%s is both an app file and in vendor/" % zip_path)
         entries[zip_path] = source
         target = os.path.join(app_dir, *zip_path.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copyfile(source, target)  # follows symlinks, as Chalice does
+    if others:
+        log("model: the stage serves %s; %s stay out of the package"
+            % (model_rel, ", ".join(sorted(others))))
     return entries
+
+
+def _is_other_model(zip_path, model_rel):
+    top = model_rel.split("/", 1)[0]
+    return (zip_path.startswith(top + "/")
+            and not zip_path.startswith(model_rel.rstrip("/") + "/"))

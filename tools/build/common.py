@@ -18,7 +18,8 @@ ZIP_WARN = 40 * MiB
 UNZIPPED_LIMIT = 250 * MiB  # Lambda: function + layers, unzipped
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 VENDOR_DIR = "vendor"
-MODEL_DIR = "model"          # where the app looks for its model, in the package
+MODELS_ROOT = "model"        # every published model: model/NAME/ (vendor/model links here)
+MODEL_DIR = "model/iris"     # the bundled model: a stage without MODEL_DIR serves it
 SKIP_DIRS = {"__pycache__"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 

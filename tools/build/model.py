@@ -9,17 +9,27 @@ from chalicelib.schema.card import CardError, ModelCard
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE, RUNTIME as ONNX_RUNTIME
 from chalicelib.runtimes.choice import chosen_runtime
-from tools.build.common import MODEL_DIR, REPO_DIR, BuildError, MiB, _sha256, log
+from tools.build.common import MODEL_DIR, MODELS_ROOT, REPO_DIR, BuildError, MiB, _sha256, log
 
 
 def model_dir_in_package(environment):
+    """The stage's model directory, relative to the package root (the
+    project root locally, /var/task in the Lambda): its ``MODEL_DIR``, as
+    ``model/NAME`` or ``/var/task/model/NAME``; the bundled model without one."""
     configured = environment.get("MODEL_DIR")
     if not configured:
         return MODEL_DIR
-    if not configured.startswith("/var/task/"):
-        raise BuildError("MODEL_DIR=%s is outside the package (/var/task); the build "
-                         "can only check a model inside it" % configured)
-    return configured[len("/var/task/"):].strip("/")
+    rel = configured
+    if configured.startswith("/"):
+        if not configured.startswith("/var/task/"):
+            raise BuildError("MODEL_DIR=%s is outside the package (/var/task); the build "
+                             "can only check a model inside it" % configured)
+        rel = configured[len("/var/task/"):]
+    parts = [p for p in rel.replace(os.sep, "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or parts[0] != MODELS_ROOT:
+        raise BuildError("MODEL_DIR=%s: a stage serves one of the project's models, "
+                         "%s/NAME (default %s)" % (configured, MODELS_ROOT, MODEL_DIR))
+    return "/".join(parts)
 
 
 def check_model(root, model_rel, left_out=()):
@@ -30,8 +40,8 @@ def check_model(root, model_rel, left_out=()):
     card_path = os.path.join(model_dir, "model.json")
     if not os.path.isfile(card_path):
         raise BuildError("the package has no model card %s/model.json: publish a model "
-                         "(python -m publisher.publish) and keep vendor/model/ linking to it"
-                         % model_rel)
+                         "there (python -m publisher.publish --name NAME writes model/NAME/) "
+                         "and keep vendor/model linking to ../model" % model_rel)
     try:
         with open(card_path, "rb") as f:
             card = json.loads(f.read().decode("utf-8"))

@@ -20,8 +20,10 @@ leaving a broken or stale zip behind:
    pin needs a compatible wheel and every dependency of a wheel needs a pin;
 2. the wheels are unpacked into ``build/site``; the app files (the same ones
    Chalice packages: ``chalice/app.py``, ``chalice/__init__.py``, ``app.py``,
-   ``chalicelib/``) and the contents of ``vendor/`` (the model) into
-   ``build/app``; the model's sha256 must match its card;
+   ``chalicelib/``) and the stage's model (``MODEL_DIR``, default
+   ``model/iris``: ``vendor/model`` links to ``model/``, so Chalice puts it
+   at the Lambda's root; the other models stay out) into ``build/app``; the
+   model's sha256 must match its card;
 3. **trace**: a fresh isolated interpreter (``-I -S -B``: no site-packages,
    nothing but those two directories and the standard library) imports the
    app under the stage's environment variables and calls ``app.app(event,
@@ -80,8 +82,8 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     settle_bytecode(project_dir)
     package_path = view.package_filename()
     app_dir = os.path.join(build_dir, "app")
-    stage_app(view, app_dir)
     model_rel = model_dir_in_package(view.environment)
+    stage_app(view, app_dir, model_rel)
     card = check_model(app_dir, model_rel)
     log("model: %s %s (%s) sha256 %s… %s"
         % (card.get("name"), card.get("version"), card.get("estimator"), card["sha256"][:12],

@@ -6,7 +6,7 @@ The function's IAM policy is a committed file (``.chalice/policy-<stage>.json``,
 ``autogen_policy`` off). A model published with ``--upload s3://BUCKET/KEY``
 needs exactly one more grant: ``s3:GetObject`` on ``arn:aws:s3:::BUCKET/KEY``.
 This tool writes that statement (Sid :data:`SID`) from the card that ships
-(``vendor/model/model.json``), replacing an earlier one, or removes it when
+(the stage's ``MODEL_DIR``/model.json, default ``model/iris``), replacing an earlier one, or removes it when
 the model is local again; every other statement is left as it is.
 ``--check`` only says whether the policy is right.
 
@@ -21,7 +21,6 @@ import os
 import sys
 
 SID = "ReadModelArtifact"
-CARD = os.path.join("vendor", "model", "model.json")
 
 
 class PolicyError(Exception):
@@ -111,6 +110,19 @@ def updated(policy, card):
     return dict(policy, Statement=statements)
 
 
+def stage_card(project_dir, stage):
+    """The card of the model ``stage`` serves (its ``MODEL_DIR``, default the
+    bundled ``model/iris``), relative to the project."""
+    with open(os.path.join(project_dir, ".chalice", "config.json")) as f:
+        config = json.load(f)
+    env = dict(config.get("environment_variables") or {})
+    env.update(config.get("stages", {}).get(stage, {}).get("environment_variables") or {})
+    rel = (env.get("MODEL_DIR") or "model/iris").strip("/")
+    if rel.startswith("var/task/"):
+        rel = rel[len("var/task/"):]
+    return os.path.join(rel, "model.json")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tools.ops.model_policy",
                                      description=__doc__.split("\n\n")[0])
@@ -122,7 +134,7 @@ def main(argv=None):
         path = policy_path(args.project_dir, args.stage)
         with open(path) as f:
             policy = json.load(f)
-        with open(os.path.join(args.project_dir, CARD)) as f:
+        with open(os.path.join(args.project_dir, stage_card(args.project_dir, args.stage))) as f:
             card = json.load(f)
         if not args.check:
             policy = updated(policy, card)
