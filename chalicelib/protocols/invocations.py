@@ -46,7 +46,7 @@ def _invoke(service, request):
     body = body_bytes(service, request)
     query = request.query_params or {}
     if media == sagemaker.NPY_TYPE:
-        result = run_payload(service, sagemaker.npy_payload(body), _flag(query),
+        result = run_payload(service, sagemaker.npy_payload(body, service.settings.max_rows), _flag(query),
                              ("instances", "npy"))
     elif media == sagemaker.CSV_TYPE:
         model = service.model.ready()
