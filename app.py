@@ -32,7 +32,12 @@ app.api.binary_types.append("application/x-npy")
 
 
 def _respond(reply):
-    return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
+    headers = reply.headers
+    if reply.status == 503:
+        wait = SERVICE.model.retry_after()
+        if wait is not None:  # a model load failure that is tried again
+            headers = dict(headers, **{"Retry-After": str(wait)})
+    return Response(body=reply.body, status_code=reply.status, headers=headers)
 
 
 @app.route("/model", methods=["POST"], content_types=["application/json", "text/csv"],

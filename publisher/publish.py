@@ -215,6 +215,10 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             remote_artifact.parse_s3_uri(upload)
         except ValueError as exc:
             raise PublishError("--upload: %s" % exc) from None
+        if "*" in upload or "?" in upload:
+            # IAM reads them as wildcards: no grant could name this object alone.
+            raise PublishError("--upload: %s has a wildcard character (* or ?); name one "
+                               "object, which the stage policy can grant exactly" % upload)
     try:    # in a child process with limits, before this process unpickles it
         audit = audit_artifact(artifact_path, trust=trust, code_dir=code_dir,
                                code_names=code_names)
