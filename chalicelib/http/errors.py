@@ -75,6 +75,13 @@ class ModelUnavailable(ServiceError):
     code = "ServiceUnavailable"
 
 
+class DeadlineExceeded(ServiceError):
+    """The model did not answer within the request's deadline."""
+
+    status = 504
+    code = "GatewayTimeout"
+
+
 class ModelLoadError(Exception):
     """Raised while loading a model directory; the message is the reason
     (for the log and ``publisher.publish``); ``public`` is the part a client may

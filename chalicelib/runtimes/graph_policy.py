@@ -36,8 +36,10 @@ _OPERATORS = {
          "Not", "Or", "Pow", "Reciprocal", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
          "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "SequenceConstruct",
          "Shape", "Sigmoid", "Sign", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Sum",
-         "TopK", "Transpose", "Where"),
-    "ai.onnx.ml": ("ArrayFeatureExtractor", "Binarizer", "Imputer", "LabelEncoder",
+         "TopK", "Transpose", "Where",
+         # not emitted, harmless: its value is in the graph's own bytes
+         "Constant"),
+    "ai.onnx.ml": ("ArrayFeatureExtractor", "Binarizer", "Imputer", "LabelEncoder", "OneHotEncoder",
                    "LinearClassifier", "LinearRegressor", "Normalizer", "SVMClassifier",
                    "SVMRegressor", "Scaler", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
                    "ZipMap"),
