@@ -9,6 +9,10 @@ would refuse is refused here first. With ``--upload`` the artifact goes to S3
 instead of the model directory (a model too large for the deployment
 package): the card names it by URI and keeps its sha256, and the function
 downloads and verifies it when it starts (``chalicelib/runtimes/s3_artifact.py``).
+
+A model saved by another scikit-learn release (read from the pickle) is
+published in an environment of that release and served by ONNX Runtime
+(``publisher/other_version.py``), or refused with the choices left.
 """
 import argparse
 import datetime
@@ -33,7 +37,7 @@ from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import check_estimator, load_artifact
 from chalicelib.schema.features import Schema
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE
-from publisher import dependencies, onnx_export, schema_inference
+from publisher import dependencies, onnx_export, other_version, saved_version, schema_inference
 from publisher.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,6 +192,47 @@ def check_predicts(estimator, schema, rows):
         return prediction, False
 
 
+def mark_string_columns_taking_missing(estimator, schema, specs, rows):
+    """Mark (``accepts_missing_values`` on the feature) each string column
+    that has its own rule for a missing value (an imputer before its
+    encoder), when the model as a whole does not take missing values: the
+    app then hands it NaN for a null or an empty CSV field, as
+    ``pandas.read_csv`` would. A column whose missing value the model treats
+    as an unseen category (an encoder ignoring unknowns) is not marked: a
+    missing value stays a 422 there, and the model can still be compiled."""
+    if schema.input_kind != "dataframe":
+        return
+    for j, spec in enumerate(specs):
+        if spec.get("type") != "string":
+            continue
+        missing = _answer_with(estimator, schema, specs, rows, j, None)
+        if missing is None:
+            continue
+        unseen = _answer_with(estimator, schema, specs, rows, j, "\x00an unseen category")
+        if unseen is None or unseen.shape != missing.shape or not np.array_equal(unseen, missing):
+            spec["accepts_missing_values"] = True
+
+
+def _answer_with(estimator, schema, specs, rows, j, value):
+    """The estimator's answer (probabilities when it has them) for the
+    example row with feature ``j`` set to ``value`` (None: missing), or None
+    when it fails or is not finite."""
+    row = [value if k == j else v for k, v in enumerate(rows[0])]
+    trial = [dict(f, accepts_missing_values=True, unknown_categories="ignore") if k == j else f
+             for k, f in enumerate(specs)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            X = Schema(trial, False, schema.input_kind).build([row], lambda i, k: "")
+            answer = np.asarray(estimator.predict_proba(X) if hasattr(estimator, "predict_proba")
+                                else estimator.predict(X))
+    except Exception:
+        return None
+    if answer.dtype.kind in "fc" and not np.isfinite(answer).all():
+        return None
+    return answer
+
+
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
             trust=False, onnx=True):
@@ -219,6 +264,18 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             # IAM reads them as wildcards: no grant could name this object alone.
             raise PublishError("--upload: %s has a wildcard character (* or ?); name one "
                                "object, which the stage policy can grant exactly" % upload)
+    saved = saved_version.read(artifact_path)  # from the opcodes: nothing is unpickled
+    if saved is not None and saved != sklearn.__version__:
+        card = _publish_other_version(
+            artifact_path, saved, out_dir=out_dir, force=force, code_dir=code_dir,
+            code_names=code_names, name=name, version=version, features=features,
+            metrics=metrics, created_at=created_at, sample=sample, trust=trust, onnx=onnx,
+            upload=upload)
+        if card is not None:
+            return card
+        # --force: a graph compiled here would re-interpret the pickle with our
+        # release and hide the skew from the app; the pickle keeps it visible
+        onnx = None
     try:    # in a child process with limits, before this process unpickles it
         audit = audit_artifact(artifact_path, trust=trust, code_dir=code_dir,
                                code_names=code_names)
@@ -250,6 +307,8 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         raise PublishError(str(exc)) from None
     rows = example_rows(schema, specs, frame)
     prediction, accepts_missing = check_predicts(estimator, schema, rows)
+    if not accepts_missing:
+        mark_string_columns_taking_missing(estimator, schema, specs, rows)
     classes = getattr(estimator, "classes_", None)
     if isinstance(classes, list):
         classes = [np.asarray(c).tolist() for c in classes]
@@ -280,7 +339,10 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
     graph = None
-    if not onnx:
+    if onnx is None:
+        card["onnx"] = {"not_used": "saved by scikit-learn %s and published with --force: "
+                                    "served from its pickle, under ALLOW_VERSION_SKEW" % saved}
+    elif not onnx:
         card["onnx"] = {"not_used": "publish was asked not to compile the model (--runtime "
                                     "scikit-learn)"}
     elif code_names:
@@ -301,6 +363,33 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     else:
         _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
     _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names), graph=graph is not None)
+    return card
+
+
+def _publish_other_version(artifact_path, saved, *, out_dir, force, code_dir, code_names,
+                           **options):
+    """Publish a model saved by another scikit-learn as its own release
+    compiles it (:mod:`publisher.other_version`); None when it cannot be
+    and ``force`` asks for the pickle to be published as it is."""
+    code_paths = [os.path.join(code_dir, n if os.path.isdir(os.path.join(code_dir, n))
+                               else n + ".py") for n in code_names]
+    try:
+        card, graph = other_version.publish(artifact_path, saved, code_paths=code_paths,
+                                            **options)
+    except other_version.Refused as exc:
+        raise PublishError(str(exc)) from None
+    except other_version.NotServable as exc:
+        if force:
+            return None
+        ours = sklearn.__version__
+        raise PublishError(
+            "the estimator was saved with scikit-learn %s, the Lambda ships %s, and it cannot be "
+            "served without scikit-learn %s: %s. Either retrain (or re-save) it with "
+            "scikit-learn %s, or publish it with --force and serve it with "
+            "ALLOW_VERSION_SKEW=true at your own risk (scikit-learn %s may answer differently "
+            "or not load it)" % (saved, ours, saved, exc, ours, ours)) from None
+    _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
+    _sync_vendor_link(out_dir, remote=False, code=bool(code_names), graph=True)
     return card
 
 
@@ -422,7 +511,9 @@ def main(argv=None):
                         "Runtime when the graph agrees with scikit-learn; scikit-learn: serve "
                         "the pickle")
     parser.add_argument("--force", action="store_true",
-                        help="publish even if saved with another scikit-learn version")
+                        help="a model saved by another scikit-learn that cannot be compiled in "
+                        "an environment of its own release: publish its pickle anyway (the app "
+                        "then needs ALLOW_VERSION_SKEW=true)")
     parser.add_argument("--trust", action="store_true",
                         help="publish even if the audit finds code, callables or file reads")
     args = parser.parse_args(argv)
@@ -441,7 +532,7 @@ def main(argv=None):
              card["runtime"] if card["runtime"] != SCIKIT_LEARN else
              "scikit-learn (not compiled to ONNX: %s)" % card["onnx"]["not_used"],
              "; artifact in %s (the function needs s3:GetObject on it: "
-             "python -m tools.model_policy)" % args.upload if args.upload else ""))
+             "python -m tools.ops.model_policy)" % args.upload if args.upload else ""))
     return 0
 
 

@@ -75,7 +75,7 @@ def test_npy_header_is_checked_before_any_allocation():
     ("rows over the limit", npy_body({"descr": "|u1", "fortran_order": False,
                                       "shape": (20_000, 0)}), 413, "20000 rows"),
     ("three dimensions", npy_body({"descr": "<f8", "fortran_order": False,
-                                   "shape": (2 ** 30, 2 ** 30, 2 ** 30)}), 422, "3 dimensions"),
+                                   "shape": (2 ** 30, 2 ** 30, 2 ** 30)}), 400, "3 dimensions"),
     ("negative dimension", npy_body({"descr": "<f8", "fortran_order": False, "shape": (-1, 4)}),
      400, "readable"),
     ("header over the header limit", npy_body({"descr": "<f8", "fortran_order": False,

@@ -1,4 +1,4 @@
-"""tools/model_policy reads statements as IAM evaluates them: what it cannot
+"""tools/ops/model_policy reads statements as IAM evaluates them: what it cannot
 prove harmless is refused; ``publish --upload`` refuses wildcard URIs; the
 ARN partition follows the region."""
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from publisher.publish import PublishError, publish
-from tools import model_policy
+from tools.ops import model_policy
 
 BUCKET, KEY = "models-bucket", "models/iris.joblib"
 URI = "s3://%s/%s" % (BUCKET, KEY)

@@ -53,12 +53,17 @@ PROTECTED = ("POST /model", "GET /model",
              # the peers' protocols: predictions and model metadata
              "POST /invocations", "POST /v1/models/{segment}", "GET /v2/models/{name}",
              "POST /v2/models/{name}/infer", "GET /v2/models/{name}/versions/{version}",
-             "POST /v2/models/{name}/versions/{version}/infer")
+             "POST /v2/models/{name}/versions/{version}/infer",
+             # Triton's model configuration, statistics and repository index
+             "GET /v2/models/{name}/config", "GET /v2/models/{name}/stats",
+             "GET /v2/models/{name}/versions/{version}/config",
+             "GET /v2/models/{name}/versions/{version}/stats", "POST /v2/repository/index")
 PUBLIC = ("GET /health", "GET /openapi.json",
           # liveness, readiness and the server's identity
           "GET /ping", "GET /version", "GET /v1/models", "GET /v1/models/{segment}",
           "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
-          "GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready")
+          "GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready",
+          "GET /v2/models")
 PAGE = "GET /"  # the try-it page: open, same-origin (no CORS)
 AUTHS = [None, "none", "api_key", "iam", " API_KEY "]
 CORS_ORIGINS = [None, ORIGIN]
@@ -117,7 +122,7 @@ def test_auth_and_cors_follow_the_stage_environment(route_configs, auth, cors_or
 @pytest.mark.parametrize("auth", INVALID_AUTHS)
 def test_an_invalid_api_auth_fails_the_import(route_configs, auth):
     assert route_configs[auth, None] == {
-        "error": "ValueError: API_AUTH must be one of none, api_key, iam, got %r" % auth}
+        "error": "ConfigError: API_AUTH must be one of none, api_key, iam, got %r" % auth}
 
 
 def test_an_invalid_api_auth_fails_chalice_loudly(tmp_path):
@@ -245,9 +250,9 @@ def test_a_model_answering_nan_is_422_naming_the_rows_with_nothing_internal(api,
 
 
 def test_an_unexpected_exception_is_chalices_generic_500(api, monkeypatch):
-    def broken(request):
+    def broken():
         raise RuntimeError(LEAKY)
-    monkeypatch.setattr(api.service, "predict", broken)
+    monkeypatch.setattr(api.service.model, "ready", broken)
     assert app_module.app.debug is False  # debug would return the traceback
     body = assert_nothing_internal(api.post({"instances": IRIS_ROWS}), 500)
     assert body["Code"] == "InternalServerError"
