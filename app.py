@@ -73,7 +73,12 @@ ROUTES = [
 def _view(handler):
     def view(**path_params):
         reply = handler(SERVICE, app.current_request, **path_params)
-        return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
+        headers = reply.headers
+        if reply.status == 503:
+            wait = SERVICE.model.retry_after()
+            if wait is not None:  # a model load failure that is tried again
+                headers = dict(headers, **{"Retry-After": str(wait)})
+        return Response(body=reply.body, status_code=reply.status, headers=headers)
     return view
 
 

@@ -35,6 +35,8 @@ import warnings
 
 import numpy as np
 
+from chalicelib.http.errors import ModelLoadError
+from chalicelib.runtimes import graph_policy
 from chalicelib.schema.card import ModelCard
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE, RUNTIME, OnnxModel, session_options
 
@@ -86,6 +88,11 @@ def _export(estimator, card, rows):
     fed = schema.fed_by_columns() if mode == "columns" else schema
     X = fed.build(every, _where(schema))
     for dtype, graph in graphs:
+        try:
+            graph_policy.check(graph)
+        except ModelLoadError as exc:
+            reasons.append("%s: %s" % (dtype, exc))
+            continue
         spec = _output_spec(graph, expected)
         try:
             model = _session_model(onnxruntime, graph, card, spec)

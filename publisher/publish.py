@@ -297,6 +297,10 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             remote_artifact.parse_s3_uri(upload)
         except ValueError as exc:
             raise PublishError("--upload: %s" % exc) from None
+        if "*" in upload or "?" in upload:
+            # IAM reads them as wildcards: no grant could name this object alone.
+            raise PublishError("--upload: %s has a wildcard character (* or ?); name one "
+                               "object, which the stage policy can grant exactly" % upload)
     saved = saved_version.read(artifact_path)  # from the opcodes: nothing is unpickled
     if saved is not None and saved != sklearn.__version__:
         card = _publish_other_version(

@@ -76,11 +76,21 @@ class ModelUnavailable(ServiceError):
     code = "ServiceUnavailable"
 
 
+class DeadlineExceeded(ServiceError):
+    """The model did not answer within the request's deadline."""
+
+    status = 504
+    code = "GatewayTimeout"
+
+
 class ModelLoadError(Exception):
     """Raised while loading a model directory; the message is the reason
     (for the log and ``publisher.publish``); ``public`` is the part a client may
-    read in the 503: no file path, no runtime library version."""
+    read in the 503: no file path, no runtime library version. ``retryable``:
+    the cause may pass on its own (S3 unreachable, throttled, the object not
+    uploaded yet), so the load is tried again later in the same process."""
 
-    def __init__(self, message, public=None):
+    def __init__(self, message, public=None, retryable=False):
         super().__init__(message)
         self.public = public or message
+        self.retryable = retryable

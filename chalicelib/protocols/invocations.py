@@ -79,7 +79,8 @@ def _invoke(service, request):
     query = request.query_params or {}
     bare = False  # SageMaker's array requests get a bare array as JSON answer
     if media == sagemaker.NPY_TYPE:
-        result = run_payload(service, sagemaker.npy_payload(body), _flag(query),
+        result = run_payload(service, sagemaker.npy_payload(body, service.config.max_rows),
+                             _flag(query),
                              ("instances", "npy"))
         bare = True
     elif media == sagemaker.CSV_TYPE:

@@ -12,10 +12,11 @@ in docs/csv-headers.md.
 """
 import csv
 import io
+import math
 
 import numpy as np
 
-from chalicelib.http.errors import BadRequest, NotAcceptable, Unprocessable
+from chalicelib.http.errors import BadRequest, NotAcceptable, PayloadTooLarge, Unprocessable
 from chalicelib.schema.features import CSV_NUMBER
 from chalicelib.schema.parsing import parse_request
 from chalicelib.protocols.common import dumps, predictions_document
@@ -63,21 +64,62 @@ def csv_rows(body, content_type, schema, max_rows):
     return parse_request(body, content_type, schema, max_rows).X
 
 
-def npy_payload(body):
+# Element kinds an .npy body may hold: booleans, integers, floats, text (text
+# is refused per cell with the feature's name, like any other body).
+_NPY_KINDS = "biufU"
+_NPY_MAX_HEADER = 10_000
+
+
+def npy_payload(body, max_rows):
     """The ``instances`` payload of an ``.npy`` body: a 2-D array of rows
-    (or 1-D: one row); never unpickled (``allow_pickle=False``)."""
-    try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise BadRequest("not a readable .npy array of numbers: %s"
-                         % str(exc)[:200]) from None
-    if not isinstance(array, np.ndarray) or array.dtype.names:
-        raise BadRequest("expected a plain .npy array of rows")
+    (or 1-D: one row); never unpickled. The header is read and checked
+    before anything is allocated: the array must be exactly the bytes that
+    follow it (``prod(shape) * itemsize``) and hold at most ``max_rows``
+    rows, so a 128-byte body cannot declare a 2**36-element array."""
+    shape, fortran, dtype, offset = _npy_header(body)
+    if len(shape) not in (1, 2):
+        raise Unprocessable("npy: expected a 2-D array of rows, got %d dimensions" % len(shape))
+    rows = 1 if len(shape) == 1 else shape[0]
+    if rows > max_rows:
+        raise PayloadTooLarge("npy: %d rows, more than the limit of %d per request"
+                              % (rows, max_rows))
+    count = math.prod(shape)
+    present = len(body) - offset
+    if count * dtype.itemsize != present:
+        raise BadRequest("npy: the header declares shape %s of %s (%d bytes), the body holds "
+                         "%d bytes of data" % (shape, dtype.str, count * dtype.itemsize, present))
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    array = array.reshape(shape, order="F" if fortran else "C")
     if array.ndim == 1:
         array = array.reshape(1, -1)
-    if array.ndim != 2:
-        raise Unprocessable("npy: expected a 2-D array of rows, got %d dimensions" % array.ndim)
     return {"instances": array.tolist()}
+
+
+def _npy_header(body):
+    """(shape, fortran order, dtype, data offset) of an ``.npy`` body,
+    read with NumPy's header parser (a literal, never evaluated code)."""
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                stream, max_header_size=_NPY_MAX_HEADER)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                stream, max_header_size=_NPY_MAX_HEADER)
+        else:
+            raise ValueError("format version %d.%d is not read here" % version)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise BadRequest("not a readable .npy array of numbers: %s"
+                         % str(exc)[:200]) from None
+    if any(dimension < 0 for dimension in shape):
+        raise BadRequest("not a readable .npy array of numbers: negative dimension in shape %s"
+                         % (shape,))
+    if dtype.names or dtype.hasobject or dtype.subdtype is not None:
+        raise BadRequest("expected a plain .npy array of rows")
+    if dtype.kind not in _NPY_KINDS or dtype.itemsize == 0:
+        raise BadRequest("npy: expected numbers, got elements of type %s" % dtype.str)
+    return shape, fortran, dtype, stream.tell()
 
 
 def json_rows_payload(document, schema):

@@ -9,8 +9,13 @@ serves: an object with ``predict``, ``predict_proba``, ``classes_`` and
 had. It imports numpy and onnxruntime only: a model served this way never
 imports scikit-learn, scipy or joblib, and nothing is unpickled.
 
-What a graph can and cannot do: an ONNX file is data (operators from a fixed
-set, and their tensors), not a program. ONNX Runtime runs only operators it
+What a graph can and cannot do: an ONNX file is operators from a fixed set
+and their tensors, but ``Loop`` or a data-sized ``ConstantOfShape`` make it
+a program: :mod:`chalicelib.runtimes.graph_policy` admits only the
+operators skl2onnx emits, with bounded sizes, before ONNX Runtime sees the
+graph, and every run has a deadline (:data:`DEADLINE_ENV`, default
+:data:`DEFAULT_DEADLINE_S`): ONNX Runtime's ``RunOptions.terminate`` is set
+by a timer, and the request answers 504. ONNX Runtime runs only operators it
 implements (the standard ``ai.onnx`` and ``ai.onnx.ml`` domains here: no
 custom-operator library is ever registered), so a graph naming anything else
 fails to load (a 503). The one way a graph can reach outside itself is
@@ -21,10 +26,12 @@ external data path then (absolute, ``..`` or plain: tested in
 """
 import hashlib
 import os
+import threading
 
 import numpy as np
 
-from chalicelib.http.errors import ModelLoadError
+from chalicelib.http.errors import DeadlineExceeded, ModelLoadError
+from chalicelib.runtimes import graph_policy
 
 RUNTIME = "onnxruntime"
 ONNX_FILE = "model.onnx"
@@ -33,6 +40,38 @@ COLUMN_TYPES = dict(INPUT_TYPES, **{"tensor(string)": object, "tensor(int64)": n
 # A graph bigger than this is not a model this product ships in a Lambda zip.
 MAX_GRAPH_BYTES = 512 * 1024 * 1024
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+DEADLINE_ENV = "PREDICT_DEADLINE_S"
+# Below the function's 10 s timeout: the client hears 504, not a dropped call.
+DEFAULT_DEADLINE_S = 5.0
+
+
+def deadline_seconds():
+    try:
+        value = float(os.environ.get(DEADLINE_ENV, DEFAULT_DEADLINE_S))
+    except ValueError:
+        return DEFAULT_DEADLINE_S
+    return value if value > 0 else DEFAULT_DEADLINE_S
+
+
+def run_with_deadline(session, names, feed, seconds=None):
+    """``session.run`` stopped by ONNX Runtime after ``seconds`` (it checks
+    ``RunOptions.terminate`` between operators): DeadlineExceeded then."""
+    import onnxruntime
+    options = onnxruntime.RunOptions()
+    timer = threading.Timer(deadline_seconds() if seconds is None else seconds,
+                            lambda: setattr(options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        return session.run(names, feed, options)
+    except Exception:
+        if options.terminate:
+            raise DeadlineExceeded("the model did not answer within its deadline of %g s"
+                                   % (deadline_seconds() if seconds is None else seconds)) \
+                from None
+        raise
+    finally:
+        timer.cancel()
 
 
 class OnnxModel:
@@ -76,14 +115,15 @@ class OnnxModel:
         FloatingPointError, as numpy does for the scikit-learn runtime under
         ``np.errstate(over="raise")``, so both answer the same 422."""
         if self.by_columns:
-            return self.session.run(names, self._column_feed(X))
+            return run_with_deadline(self.session, names, self._column_feed(X))
         X = np.asarray(X)
         if self.input_dtype is np.float32:
             # A tree ensemble compiled for float32 thresholds, as scikit-learn's
             # trees cast their input to float32: a larger value is no number there.
             if X.size and np.nanmax(np.abs(X)) > _FLOAT32_MAX:
                 raise FloatingPointError("value beyond float32")
-        return self.session.run(names, {self.input_name: X.astype(self.input_dtype, copy=False)})
+        return run_with_deadline(self.session, names,
+                                 {self.input_name: X.astype(self.input_dtype, copy=False)})
 
     def _column_feed(self, X):
         """One ``(rows, 1)`` array per input from the schema's
@@ -222,6 +262,7 @@ def load(model_dir, card):
     """An :class:`OnnxModel` for ``card`` in ``model_dir``, or ModelLoadError."""
     spec = card.onnx
     data = read_graph(model_dir, spec)
+    graph_policy.check(data)
     try:
         import onnxruntime
     except ImportError:

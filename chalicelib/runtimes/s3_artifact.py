@@ -52,9 +52,13 @@ def parse_s3_uri(uri):
 
 
 def object_arn(uri):
-    """The ARN of the object ``uri`` names (what the function may read)."""
+    """The ARN of the object ``uri`` names (what the function may read), in
+    the partition of the function's region (aws-cn, aws-us-gov or aws)."""
     bucket, key = parse_s3_uri(uri)
-    return "arn:aws:s3:::%s/%s" % (bucket, key)
+    region = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "").lower()
+    partition = "aws-cn" if region.startswith("cn-") else \
+        "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return "arn:%s:s3:::%s/%s" % (partition, bucket, key)
 
 
 def cache_dir():
@@ -110,7 +114,8 @@ def _download(bucket, key, uri, sha256, path):
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".download-")
     except OSError as exc:
         raise ModelLoadError("cannot write the artifact to %s: %s" % (directory, exc.strerror),
-                             public="no room to download the model artifact") from None
+                             public="no room to download the model artifact",
+                             retryable=True) from None
     digest = hashlib.sha256()
     size = 0
     try:
@@ -130,7 +135,7 @@ def _download(bucket, key, uri, sha256, path):
         _remove(tmp)
         raise ModelLoadError("model artifact %s cannot be downloaded: %s" % (uri, exc),
                              public="the model artifact cannot be downloaded from S3 (%s)"
-                             % type(exc).__name__) from None
+                             % type(exc).__name__, retryable=True) from None
     finally:
         if fd is not None:
             os.close(fd)
@@ -147,18 +152,26 @@ def _download(bucket, key, uri, sha256, path):
 
 
 def _client_error(exc, uri):
+    """The ModelLoadError for an S3 error answer; all are retryable: an
+    object not uploaded yet, a policy still propagating, throttling and S3's
+    own errors can each pass without a new instance."""
     code = str(exc.response.get("Error", {}).get("Code", "")) or "error"
     if code in ("NoSuchKey", "404", "NoSuchBucket", "NotFound"):
         return ModelLoadError("model artifact %s does not exist (%s)" % (uri, code),
                               public="the model artifact does not exist in S3 (%s); "
-                              "republish the model" % code)
+                              "republish the model" % code, retryable=True)
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        # Without s3:ListBucket on the bucket, S3 also answers 403 (not 404)
+        # for an object that does not exist.
         return ModelLoadError(
             "model artifact %s: access denied; the function's role needs s3:GetObject on "
-            "%s (python -m tools.ops.model_policy)" % (uri, object_arn(uri)),
-            public="the function may not read the model artifact in S3 (AccessDenied)")
+            "%s (python -m tools.ops.model_policy); S3 answers the same for a missing object "
+            "when the role may not list the bucket" % (uri, object_arn(uri)),
+            public="the function may not read the model artifact in S3, or it does not "
+            "exist (AccessDenied)", retryable=True)
     return ModelLoadError("model artifact %s cannot be downloaded: %s" % (uri, exc),
-                          public="the model artifact cannot be downloaded from S3 (%s)" % code)
+                          public="the model artifact cannot be downloaded from S3 (%s)" % code,
+                          retryable=True)
 
 
 def _remove(path):

@@ -3,10 +3,16 @@
 It is loaded once per process (Lambda's init phase, or lazily on the first
 request under ``chalice local``), never per request. A model that fails to
 load leaves the app up: ``error`` says why, and every prediction answers 503.
+A failure that may pass on its own (a remote artifact S3 could not serve) is
+tried again by a later request, after a delay that doubles from
+:data:`RETRY_FIRST_S` up to :data:`RETRY_MAX_S`; each 503 meanwhile says
+when (:meth:`ServedModel.retry_after`, also the ``Retry-After`` header).
 """
 import json
 import logging
+import math
 import threading
+import time
 
 import numpy as np
 
@@ -15,6 +21,8 @@ from chalicelib.http.errors import (ModelLoadError, ModelUnavailable, Prediction
 from chalicelib.runtimes.choice import load_model_dir
 
 log = logging.getLogger(__name__)
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
 
 
 class ServedModel:
@@ -36,6 +44,8 @@ class ServedModel:
         self._json_of_label = {}
         self._loaded = False
         self._lock = threading.Lock()
+        self._failures = 0  # consecutive retryable load failures
+        self._retry_at = None  # time.monotonic() of the next attempt, if any
 
     def load(self):
         """Load the model directory once; later calls return at once."""
@@ -48,14 +58,24 @@ class ServedModel:
         return self
 
     def _load(self):
+        self._retry_at = None
         try:
             loaded = load_model_dir(self.model_dir, self.runtime_choice)
             self.runtime, self._context = loaded.runtime, loaded.context
             self._prepare(loaded.card, loaded.estimator)
+            self.error = None
+            self._failures = 0
         except ModelLoadError as exc:
             self.card = self.estimator = self.headers = None
             self.error = "model not available: %s" % exc.public
-            log.error("model load failed for %s: %s", self.model_dir, exc)
+            if exc.retryable:
+                self._failures += 1
+                delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
+                self._retry_at = time.monotonic() + delay
+                log.error("model load failed for %s (attempt %d, next in %.0f s): %s",
+                          self.model_dir, self._failures, delay, exc)
+            else:
+                log.error("model load failed for %s: %s", self.model_dir, exc)
         except Exception as exc:  # whatever the artifact holds: never out of the init phase
             self.card = self.estimator = self.headers = None
             self.error = "model not available: the estimator cannot be served (%s)" \
@@ -103,10 +123,31 @@ class ServedModel:
         self.error = reason
         self._loaded = True
 
+    def retry_after(self):
+        """Whole seconds until the next load attempt, or None when none is due."""
+        if self._retry_at is None or not self.error:
+            return None
+        return max(1, math.ceil(self._retry_at - time.monotonic()))
+
+    def _retry_if_due(self):
+        if self._retry_at is None or time.monotonic() < self._retry_at:
+            return
+        with self._lock:
+            if self._retry_at is not None and time.monotonic() >= self._retry_at:
+                log.info("model %s: load attempt %d", self.model_dir, self._failures + 1)
+                self._load()
+
     def ready(self):
-        """The loaded model, or ModelUnavailable saying why not."""
+        """The loaded model, or ModelUnavailable saying why not (and, for a
+        failure that may pass, when the next attempt is; a due attempt is
+        made first)."""
         self.load()
+        self._retry_if_due()
         if self.error:
+            wait = self.retry_after()
+            if wait is not None:
+                raise ModelUnavailable("%s; the next attempt to load it is in %d s"
+                                       % (self.error, wait))
             raise ModelUnavailable(self.error)
         return self
 

@@ -95,11 +95,12 @@ def _check_estimator(estimator, card):
                                      % type(labels).__name__)
 
 
-def load_artifact(path, trust=None):
+def load_artifact(path, trust=None, n_features=None):
     """Unpickle an artifact with the restricted unpickler of
     :mod:`chalicelib.safeload.safe_pickle` (only the scientific stack's classes and
     reconstruction helpers), or, when ``TRUST_MODEL_PICKLE`` is true, with
-    plain ``joblib.load``, saying so in the log every time."""
+    plain ``joblib.load``, saying so in the log every time. ``n_features``
+    is the card's feature count, the width native state is checked against."""
     if trust is None:
         trust = _setting(config.TRUST_MODEL_PICKLE)
     # A bomb nobody predicted fails as MemoryError, not an OOM-killed process.
@@ -115,7 +116,7 @@ def load_artifact(path, trust=None):
     # Indices native code trusts (trees, sparse, neighbors, libsvm): a crafted
     # state is a 503 here, not a segfault on the first request.
     try:
-        validate_native.validate(estimator)
+        validate_native.validate(estimator, n_features)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -164,7 +165,7 @@ def load_pickled(model_dir, card):
     modules = user_code.load_modules(code_dir, card.code)
     try:
         with user_code.allowing(code_dir, modules):
-            estimator = load_artifact(artifact)
+            estimator = load_artifact(artifact, n_features=card.n_features)
     except ModelLoadError:
         raise
     except MemoryError:

@@ -60,6 +60,23 @@ def refuse(what, why):
     raise ModelLoadError("artifact %s: %s; %s" % (what, why, OPT_OUT))
 
 
+# The memory a set or a range costs per item once built (a boxed int and
+# a hash slot), charged to the load's budget before it is built.
+_BYTES_PER_ITEM = 64
+# Integers a constructor may be given: sizes, counts and seeds, never more.
+_MAX_INT_BITS = 128
+
+
+def _small_ints(args, what):
+    """Refuse a big integer among ``args``: a constructor's arguments are
+    sizes, counts and seeds, and a million-bit one costs C time no budget
+    check between opcodes can interrupt."""
+    for arg in args:
+        if type(arg) is int and arg.bit_length() > _MAX_INT_BITS:
+            refuse(what, "an integer of %d bits (at most %d)" % (arg.bit_length(),
+                                                                 _MAX_INT_BITS))
+
+
 class _PendingArray:
     """What ``_reconstruct`` returns: an array that does not exist yet."""
 
@@ -286,7 +303,43 @@ class Guard:
             self.budget.allocate(len(args[0]), "a bytearray")
             return bytearray(args[0])
 
-        table = {np.dtype: dtype_call, codecs.encode: encode, bytearray: copy_bytes, multiarray._reconstruct: reconstruct(False),
+        def bounded_range(args):
+            if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
+                refuse("builtins.range", "arguments are not integers")
+            _small_ints(args, "builtins.range")
+            built = range(*args)
+            # What iterating it will build, charged before anything is built.
+            self.budget.allocate(len(built) * _BYTES_PER_ITEM, "a range")
+            return built
+
+        def bounded_set(kind):
+            def build(args):
+                if len(args) > 1:
+                    refuse("builtins.%s" % kind.__name__, "more than one argument")
+                items = args[0] if args else ()
+                if type(items) not in (list, tuple, set, frozenset, range):
+                    refuse("builtins.%s" % kind.__name__,
+                           "built from a %s, not a list, tuple, set or range"
+                           % type(items).__name__)
+                self.budget.allocate(len(items) * _BYTES_PER_ITEM, "a %s" % kind.__name__)
+                return kind(items)
+            return build
+
+        def seed_sequence(args):
+            # Its constructor converts the entropy to 32-bit words in
+            # quadratic time: 2**1_400_000 would run for minutes in C.
+            _small_ints(args, "numpy SeedSequence")
+            for arg in args:
+                if type(arg) in (list, tuple):
+                    if len(arg) > 1024:
+                        refuse("numpy SeedSequence", "more than 1024 entropy words")
+                    _small_ints(arg, "numpy SeedSequence")
+            return SeedSequence(*args)
+
+        from numpy.random.bit_generator import SeedSequence
+        table = {np.dtype: dtype_call, codecs.encode: encode, range: bounded_range,
+                 set: bounded_set(set), frozenset: bounded_set(frozenset),
+                 SeedSequence: seed_sequence, bytearray: copy_bytes, multiarray._reconstruct: reconstruct(False),
                  np.ma.core._mareconstruct: reconstruct(True), multiarray.scalar: scalar,
                  numeric._frombuffer: frombuffer, functools.partial: partial}
         for name in ("__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor"):
@@ -310,6 +363,9 @@ class Guard:
         if name.startswith("__pyx_unpickle_") or name == "newObj":
             return self._cython_helper(func, name, args)
         if isinstance(func, type) and self._constructible(func):
+            # A constructor of an allowed class: its integer arguments are
+            # sizes and counts to native code, never big integers.
+            _small_ints(args, "calls %s" % _name_of(func))
             return func(*args)
         refuse("calls %s" % _name_of(func),
                "only reconstruction helpers and constructors are called while loading "

@@ -4,16 +4,24 @@
 
 The function's IAM policy is a committed file (``.chalice/policy-<stage>.json``,
 ``autogen_policy`` off). A model published with ``--upload s3://BUCKET/KEY``
-needs exactly one more grant: ``s3:GetObject`` on ``arn:aws:s3:::BUCKET/KEY``.
+needs exactly one more grant: ``s3:GetObject`` on ``arn:PARTITION:s3:::BUCKET/KEY``
+(the partition from the region: ``aws-cn`` for ``cn-*``, ``aws-us-gov`` for
+``us-gov-*``, else ``aws``).
 This tool writes that statement (Sid :data:`SID`) from the card that ships
 (the stage's ``MODEL_DIR``/model.json, default ``model/iris``), replacing an earlier one, or removes it when
 the model is local again; every other statement is left as it is.
 ``--check`` only says whether the policy is right.
 
 ``tools.build.package`` runs :func:`check` and refuses to build when the
-policy lacks the grant or grants S3 on anything else: the package and its
-role are then never out of step. Standard library only (the build imports
-this).
+policy lacks the grant or allows anything it cannot prove harmless: the
+package and its role are then never out of step. Statements are read as
+IAM evaluates them: an ``Allow`` with ``NotAction`` or ``NotResource`` allows
+everything it does not name, an action pattern is a case-insensitive
+wildcard, and a condition can only narrow an ``Allow``. So an ``Allow`` passes
+only if it is the model's exact grant or names, without wildcards, only
+actions of :data:`HARMLESS_ACTIONS` (writing the function's own logs and
+traces); a ``Deny`` only takes away, and always passes. Standard library
+only (the build imports this).
 """
 import argparse
 import json
@@ -27,21 +35,45 @@ class PolicyError(Exception):
     """The stage policy does not grant what the model needs, or more."""
 
 
-def object_arn(uri):
-    """``arn:aws:s3:::bucket/key`` for ``s3://bucket/key`` (no wildcard: a
-    ``*`` or ``?`` in the key would widen the grant, so it is refused)."""
+# Actions the function may be allowed besides the model's grant: they
+# write its logs, traces and metrics and read nothing.
+HARMLESS_ACTIONS = frozenset({
+    "logs:createloggroup", "logs:createlogstream", "logs:putlogevents",
+    "xray:puttracesegments", "xray:puttelemetryrecords", "cloudwatch:putmetricdata"})
+_STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource",
+                   "Condition", "Principal", "NotPrincipal"}
+
+
+def partition(region):
+    """The ARN partition of an AWS region."""
+    region = (region or "").lower()
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def default_region():
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def object_arn(uri, region=None):
+    """``arn:PARTITION:s3:::bucket/key`` for ``s3://bucket/key`` (no
+    wildcard: a ``*`` or ``?`` in the key would widen the grant, so it is
+    refused)."""
     if not (isinstance(uri, str) and uri.startswith("s3://") and "/" in uri[5:]):
         raise PolicyError("%r is not an s3://bucket/key URI" % (uri,))
     bucket, key = uri[5:].split("/", 1)
     if not bucket or not key or "*" in uri or "?" in uri:
         raise PolicyError("%r cannot be granted exactly (empty bucket or key, or a wildcard)"
                           % uri)
-    return "arn:aws:s3:::%s/%s" % (bucket, key)
+    return "arn:%s:s3:::%s/%s" % (partition(region or default_region()), bucket, key)
 
 
-def statement(uri):
+def statement(uri, region=None):
     return {"Sid": SID, "Effect": "Allow", "Action": "s3:GetObject",
-            "Resource": object_arn(uri)}
+            "Resource": object_arn(uri, region)}
 
 
 def remote_uri(card):
@@ -62,51 +94,90 @@ def policy_path(project_dir, stage):
     return os.path.join(project_dir, ".chalice", name)
 
 
-def _s3_grants(policy):
-    """(sid, actions, resources) of every statement that mentions S3."""
-    found = []
-    statements = policy.get("Statement", [])
+def _as_list(value):
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else None
+
+
+def _statements(policy):
+    statements = policy.get("Statement", []) if isinstance(policy, dict) else None
     if isinstance(statements, dict):
         statements = [statements]
-    for st in statements:
-        actions = st.get("Action", st.get("NotAction", []))
-        actions = [actions] if isinstance(actions, str) else list(actions)
-        resources = st.get("Resource", st.get("NotResource", []))
-        resources = [resources] if isinstance(resources, str) else list(resources)
-        if any(a == "*" or a.lower().startswith("s3:") for a in actions) or \
-                any(r == "*" or ":s3:" in r for r in resources):
-            found.append((st.get("Sid"), st, actions, resources))
-    return found
+    if not isinstance(statements, list) or not all(isinstance(st, dict) for st in statements):
+        raise PolicyError("the stage policy's Statement is not a list of statements")
+    return statements
 
 
-def check(policy, card):
-    """Raise PolicyError unless ``policy`` grants S3 exactly what ``card``
-    needs: s3:GetObject on its artifact's object, or nothing for a local one."""
+def _is_exact_grant(st, wanted):
+    """Whether ``st`` is the model's grant, however spelled (a one-item
+    list, the action's case), with nothing that could widen or void it."""
+    if wanted is None or set(st) - {"Sid", "Effect", "Action", "Resource"}:
+        return False
+    actions, resources = _as_list(st.get("Action")), _as_list(st.get("Resource"))
+    return (st.get("Effect") == "Allow" and actions is not None and resources is not None
+            and [a.lower() for a in actions if isinstance(a, str)] == ["s3:getobject"]
+            and resources == [wanted["Resource"]])
+
+
+def why_unsafe(st, wanted):
+    """None when statement ``st`` is provably harmless (or the model's exact
+    grant), else the reason it is refused."""
+    unknown = set(st) - _STATEMENT_KEYS
+    if unknown:
+        return "unknown statement keys %s" % sorted(unknown)
+    if "Principal" in st or "NotPrincipal" in st:
+        return "a Principal in an identity policy"
+    effect = st.get("Effect")
+    if effect == "Deny":
+        return None  # a Deny only takes away
+    if effect != "Allow":
+        return "Effect %r is neither Allow nor Deny" % (effect,)
+    if "NotAction" in st:
+        return "an Allow with NotAction allows every action it does not name"
+    if "NotResource" in st:
+        return "an Allow with NotResource allows every resource it does not name"
+    if _is_exact_grant(st, wanted):
+        return None
+    actions, resources = _as_list(st.get("Action")), _as_list(st.get("Resource"))
+    if not actions or not resources or not all(isinstance(a, str) for a in actions) \
+            or not all(isinstance(r, str) for r in resources):
+        return "Action and Resource must be strings or lists of strings"
+    for action in actions:
+        if "*" in action or "?" in action:
+            return "the action pattern %r matches actions beyond the model's grant" % action
+        if action.lower() not in HARMLESS_ACTIONS:
+            return "the action %r is not one the function needs" % action
+    return None
+
+
+def check(policy, card, region=None):
+    """Raise PolicyError unless ``policy`` grants exactly what ``card`` needs
+    (s3:GetObject on its artifact's object, or no S3 for a local one) and
+    every other statement is provably harmless (:func:`why_unsafe`)."""
     uri = remote_uri(card)
-    wanted = statement(uri) if uri else None
-    grants = _s3_grants(policy)
-    extra = [st for _, st, _, _ in grants if st != wanted]
-    if extra:
+    wanted = statement(uri, region) if uri else None
+    statements = _statements(policy)
+    refused = [(st, why) for st in statements for why in [why_unsafe(st, wanted)] if why]
+    if refused:
         raise PolicyError(
-            "the stage policy grants S3 beyond the model artifact%s: %s; run "
+            "the stage policy grants beyond the model artifact%s: %s; run "
             "`python -m tools.ops.model_policy` to leave only the model's grant"
             % (" (" + uri + ")" if uri else " (the model ships in the package)",
-               json.dumps(extra)))
-    if wanted and wanted not in [st for _, st, _, _ in grants]:
+               "; ".join("%s (%s)" % (json.dumps(st), why) for st, why in refused)))
+    if wanted and not any(_is_exact_grant(st, wanted) for st in statements):
         raise PolicyError(
             "the model artifact is %s but the stage policy does not grant s3:GetObject on "
             "%s; run `python -m tools.ops.model_policy` (it adds %s)"
             % (uri, wanted["Resource"], json.dumps(wanted)))
 
 
-def updated(policy, card):
+def updated(policy, card, region=None):
     """``policy`` with the model's grant (Sid :data:`SID`) set or removed."""
     statements = policy.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else list(statements)
     statements = [st for st in statements if st.get("Sid") != SID]
     uri = remote_uri(card)
     if uri:
-        statements.append(statement(uri))
+        statements.append(statement(uri, region))
     return dict(policy, Statement=statements)
 
 
@@ -129,6 +200,9 @@ def main(argv=None):
     parser.add_argument("--project-dir", default=os.getcwd())
     parser.add_argument("--stage", default="prod")
     parser.add_argument("--check", action="store_true", help="check only, write nothing")
+    parser.add_argument("--region", default=None,
+                        help="the stage's region, for the ARN partition (default: "
+                             "AWS_REGION, AWS_DEFAULT_REGION, us-east-1)")
     args = parser.parse_args(argv)
     try:
         path = policy_path(args.project_dir, args.stage)
@@ -137,17 +211,17 @@ def main(argv=None):
         with open(os.path.join(args.project_dir, stage_card(args.project_dir, args.stage))) as f:
             card = json.load(f)
         if not args.check:
-            policy = updated(policy, card)
+            policy = updated(policy, card, args.region)
             with open(path, "w") as f:
                 json.dump(policy, f, indent=2)
                 f.write("\n")
-        check(policy, card)
+        check(policy, card, args.region)
     except (PolicyError, OSError, ValueError) as exc:
         print("model_policy: %s" % exc, file=sys.stderr)
         return 2
     uri = remote_uri(card)
     print("%s: %s" % (os.path.relpath(path, args.project_dir),
-                      "s3:GetObject on %s only" % object_arn(uri) if uri
+                      "s3:GetObject on %s only" % object_arn(uri, args.region) if uri
                       else "no S3 grant (the model ships in the package)"))
     return 0
 
