@@ -6,7 +6,7 @@ size comes from data, run for as long or allocate as much as the graph
 says. The graphs this app serves are the ones skl2onnx writes for
 scikit-learn models, so :func:`check` accepts exactly those operators
 (:data:`ALLOWED`, collected from the converters by
-``python -m tools.onnx_operators``; no ``Loop``/``Scan``/``If``, no
+``python -m tools.build.onnx_operators``; no ``Loop``/``Scan``/``If``, no
 ``Expand``/``Tile``/``Range``, which the converters do not emit) in the two
 standard domains, no subgraph, local function, training section or
 external data, and ``ConstantOfShape`` only with a shape computed from
@@ -22,7 +22,7 @@ import struct
 from chalicelib.http.errors import ModelLoadError
 
 # The operators skl2onnx 1.20 emits for the scikit-learn estimators it
-# converts (``python -m tools.onnx_operators`` prints this set from the
+# converts (``python -m tools.build.onnx_operators`` prints this set from the
 # estimator zoo's graphs), as (domain, op_type); "" is ai.onnx.
 # Left out although skl2onnx emits them: Scan (control flow: its
 # k-neighbors and Gaussian-process graphs), com.microsoft's Solve and the
