@@ -3,7 +3,7 @@
 
     .venv/bin/python -m tools.onnx_operators [--json PATH]
 
-Converts every estimator of ``tests/estimator_zoo.py`` that skl2onnx
+Converts every estimator of ``tools/fixtures/estimator_zoo.py`` that skl2onnx
 converts, as ``publisher/onnx_export.py`` does (double and float input, no
 ZipMap, its target opset), and prints the set of ``(domain, op_type)`` the
 graphs use, with how size-making operators (ConstantOfShape, Expand, Tile,
@@ -24,7 +24,7 @@ def graphs():
     import skl2onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
     from publisher.onnx_export import TARGET_OPSET
-    from tests import estimator_zoo
+    from tools.fixtures import estimator_zoo
     for name, est, X in estimator_zoo.all_estimator_models():
         if getattr(X, "ndim", 0) != 2 or X.dtype.kind not in "fiu":
             continue
