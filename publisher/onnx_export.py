@@ -78,7 +78,7 @@ def _export(estimator, card, rows):
     parsed = ModelCard(card)
     schema = parsed.schema
     compilable(schema)
-    blocks = onnx_validation.answered_blocks(estimator, schema, card["features"], rows)
+    blocks = None  # computed once a graph converts: its reason comes first otherwise
     fed = schema.fed_by_columns() if schema.input_kind == "dataframe" else schema
     reasons = []
     for layout in onnx_layouts.layouts(estimator, schema):
@@ -91,6 +91,9 @@ def _export(estimator, card, rows):
                 reasons.append("%s: skl2onnx cannot convert %s: %s" % (
                     tag, type(estimator).__name__, _first_line(exc)))
                 continue
+            if blocks is None:
+                blocks = onnx_validation.answered_blocks(estimator, schema, card["features"],
+                                                         rows)
             spec = _output_spec(graph, blocks[0][1])
             spec["feed"] = onnx_layouts.feed_spec(graph, groups)
             stages = float32_stages(graph)
@@ -216,6 +219,10 @@ MOVES = ("Reshape", "Concat", "Cast", "Identity", "Gather", "Flatten", "Squeeze"
          "Transpose", "ArrayFeatureExtractor")
 
 
+FLOAT_ML_OPS = ("Scaler", "Normalizer", "LinearClassifier", "LinearRegressor", "SVMClassifier",
+                "SVMRegressor", "FeatureVectorizer", "Imputer")
+
+
 def float32_stages(graph):
     """Operators of ``graph`` that compute or output float32 values that
     may be rounded: their types as a sorted list (empty for a graph in
@@ -239,8 +246,9 @@ def float32_stages(graph):
                                               for i in node.input[:1 if node.op_type != "Concat"
                                                                   else None])):
             exact.update(node.output)
-        if node.domain == "ai.onnx.ml" and node.op_type.startswith("TreeEnsemble"):
-            stages.add(node.op_type)  # their outputs are float32 in ai.onnx.ml 3
+        if node.domain == "ai.onnx.ml" and (node.op_type.startswith("TreeEnsemble")
+                                            or node.op_type in FLOAT_ML_OPS):
+            stages.add(node.op_type)  # they compute or answer in float32 whatever their input
         elif any(o in floats and o not in exact for o in node.output) or any(
                 i in floats and i not in exact for i in node.input):
             stages.add(node.op_type)
@@ -314,7 +322,7 @@ def compare(expected, answers, task, tolerance=FLOAT_TOLERANCE):
         worst, problem = _per_value(want, got, rtol, atol)
         agreement["values_max_error"] = worst
         if problem:
-            return agreement, "values: " + problem
+            return agreement, "values differ: " + problem
     else:
         same = _same_labels(want, got)
         differing = int(np.size(same) - np.count_nonzero(same))
@@ -329,14 +337,14 @@ def compare(expected, answers, task, tolerance=FLOAT_TOLERANCE):
         worst, problem = _per_value(want_p, got_p, rtol, atol)
         agreement["probabilities_max_error"] = worst
         if problem:
-            return agreement, "probabilities: " + problem
+            return agreement, "probabilities differ: " + problem
     return agreement, None
 
 
 def _json_kinds(values):
     """What JSON a label array renders as: numbers, booleans or strings."""
     kind = values.dtype.kind
-    return "number" if kind in "iuf" else "boolean" if kind == "b" else "string"
+    return "integer" if kind in "iu" else "float" if kind == "f" else "boolean" if kind == "b" else "string"
 
 
 def _same_labels(want, got):
@@ -367,7 +375,7 @@ def _per_value(want, got, rtol, atol):
     bad = error > allowed
     if bad.any():
         k = np.unravel_index(int(np.argmax(error - allowed)), error.shape)
-        return worst, ("%d of %d differ beyond rtol %g, atol %g (worst: %.17g against "
+        return worst, ("%d of %d beyond rtol %g, atol %g (worst: %.17g against "
                        "scikit-learn's %.17g)" % (int(bad.sum()), error.size, rtol, atol,
                                                   got[k], want[k]))
     return worst, None

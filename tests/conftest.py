@@ -165,3 +165,7 @@ def built_project(tmp_path_factory):
     stray.mkdir(exist_ok=True)
     (stray / "gone.cpython-312.pyc").write_bytes(b"stale")
     return BuiltProject(project, build_package(project))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: publishes real models (tens of seconds each)")

@@ -179,7 +179,8 @@ class OnnxModel:
 
 
 def _check_float32(X):
-    if X.size and np.nanmax(np.abs(X)) > _FLOAT32_MAX:
+    # NaN compares false: a missing value is no overflow
+    if X.size and (np.abs(X) > _FLOAT32_MAX).any():
         raise FloatingPointError("value beyond float32")
 
 
