@@ -241,10 +241,13 @@ def float32_stages(graph):
     exact = set()
     stages = set()
     for node in model.graph.node:  # in topological order
-        if node.op_type in EXACT_SOURCES or (
-                node.op_type in MOVES and all(i in exact or i not in floats
-                                              for i in node.input[:1 if node.op_type != "Concat"
-                                                                  else None])):
+        to_float = node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT
+                                                  for a in node.attribute)
+        if to_float:
+            floats.update(node.output)  # known even where shape inference gave up
+        moved = node.input[:1] if node.op_type != "Concat" else node.input
+        if node.op_type in EXACT_SOURCES or (node.op_type in MOVES and all(
+                i in exact or (i not in floats and not to_float) for i in moved)):
             exact.update(node.output)
         if node.domain == "ai.onnx.ml" and (node.op_type.startswith("TreeEnsemble")
                                             or node.op_type in FLOAT_ML_OPS):
