@@ -17,8 +17,27 @@ import numpy as np
 MODULES = ("decision_tree", "random_forest", "gradient_boosting", "isolation_forest")
 
 
+class _FiniteThresholds:
+    """A tree's arrays as skl2onnx reads them, an infinite threshold (a split
+    that sends the missing values one way and every number the other)
+    replaced by float32's largest value: every finite input is below both,
+    and skl2onnx's threshold adjustment never ends on an infinity."""
+
+    def __init__(self, tree):
+        for name in ("node_count", "value", "children_left", "children_right", "feature",
+                     "missing_go_to_left", "n_outputs", "n_classes", "weighted_n_node_samples",
+                     "n_node_samples", "impurity"):
+            if hasattr(tree, name):
+                setattr(self, name, getattr(tree, name))
+        threshold = np.asarray(tree.threshold, dtype=np.float64)
+        biggest = float(np.finfo(np.float32).max)
+        self.threshold = np.clip(threshold, -biggest, biggest)
+
+
 def _routed(original):
     def add_tree(attr_pairs, is_classifier, tree, *args, **kwargs):
+        if hasattr(tree, "threshold") and not np.isfinite(tree.threshold).all():
+            tree = _FiniteThresholds(tree)
         before = len(attr_pairs["nodes_missing_value_tracks_true"])
         result = original(attr_pairs, is_classifier, tree, *args, **kwargs)
         left = getattr(tree, "missing_go_to_left", None)
