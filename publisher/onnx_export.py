@@ -1,50 +1,53 @@
 """Compile a published estimator to ONNX, and keep the graph only when it
-answers what scikit-learn answers.
+answers what scikit-learn answers, value by value.
 
 ``publisher.publish`` calls :func:`export`. The estimator is converted with
-skl2onnx (double precision first; for tree ensembles, which scikit-learn
-itself evaluates on float32 inputs against float32 thresholds, float32 is
-tried next), the graph is run by the same :class:`~chalicelib.runtimes.onnx_runtime.OnnxModel`
-the app serves it with, and both runtimes answer the same rows: the rows of
-``--sample`` (up to ``MAX_SAMPLE_ROWS``; else the card's example row) plus a
-generated validation set (``VALIDATION_ROWS`` rows drawn with a fixed seed
-from each feature's training range, widened by a tenth of its span on each
-side, or from a wide normal spread where the card has no range).
+skl2onnx (plus the converters of ``publisher/converters/``) for each input
+layout that fits its card (:mod:`publisher.onnx_layouts`), double precision
+first, then float32 (tree ensembles, which scikit-learn itself evaluates on
+float32 inputs against float32 thresholds). Each graph is run by the same
+:class:`~chalicelib.runtimes.onnx_runtime.OnnxModel` the app serves it with,
+and both runtimes answer the same rows (:mod:`publisher.onnx_validation`):
+the ``--sample`` rows and the card's example, every feature's edges and
+categories, generated rows, and, where the model accepts missing values,
+rows with a missing value in each feature and in all of them.
 
 Agreement, as the card records it under ``onnx.agreement``:
 
-* predictions of a classifier, clusterer or outlier detector identical
-  (same labels, same JSON);
-* probabilities and regression values within ``RTOL`` of scikit-learn's,
-  relative to the larger of the value's magnitude and a floor (1 for
-  probabilities, the largest magnitude in the validation set for values):
-  ``|onnx - sklearn| <= RTOL * max(|sklearn|, floor)``.
+* labels of a classifier, clusterer or outlier detector identical (same
+  labels, same JSON);
+* every probability and regression value ``v`` within
+  ``|onnx - sklearn| <= rtol * |sklearn| + atol``; ``rtol`` and ``atol`` are
+  on the card with the largest error seen. A graph computed in double end to
+  end is held to :data:`DOUBLE_TOLERANCE`; a graph with a float32 stage (the
+  tree operators' outputs, a float32 input) to :data:`FLOAT_TOLERANCE`, and
+  the card names the stage (``agreement.float32_stages``).
 
-What is compiled: a model of a numeric matrix (one float input), and a
-DataFrame model whose columns are numbers, integers and strings with known
-categories (one input per column, fed by the app without pandas). Anything
-else (texts, missing values, category dtypes, an estimator the converter does
-not know, a graph that disagrees) leaves the model to scikit-learn, and the
-card says why under ``onnx.not_used``.
+Anything that does not compile or agree leaves the model to scikit-learn, and
+the card says why under ``onnx.not_used``.
 """
 import contextlib
 import hashlib
 import io
-import json
 import warnings
 
 import numpy as np
 
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.runtimes import graph_policy
-from chalicelib.schema.card import ModelCard
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE, RUNTIME, OnnxModel, session_options
+from chalicelib.schema.card import ModelCard
+from publisher import onnx_layouts, onnx_validation
+from publisher.onnx_validation import VALIDATION_ROWS, validation_matrix  # noqa: F401
 
-RTOL = 1e-5
-VALIDATION_ROWS = 2000
+# (rtol, atol) of a graph computed in double end to end: far below float32's
+# resolution (1.2e-7), so a float32 stage hidden in it cannot pass.
+DOUBLE_TOLERANCE = (1e-9, 1e-12)
+# (rtol, atol) of a graph with a float32 stage: a few float32 roundings.
+FLOAT_TOLERANCE = (1e-5, 1e-6)
+RTOL = FLOAT_TOLERANCE[0]  # the loosest relative tolerance a card may state
 MAX_SAMPLE_ROWS = 1000
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
-SEED = 0
 VALUE_TASKS = ("regression", "multioutput")
 
 
@@ -72,48 +75,72 @@ def _export(estimator, card, rows):
         import skl2onnx
     except ImportError as exc:
         raise NotExported("%s is not installed here (requirements-dev.txt)" % exc.name) from None
+    from publisher import converters
+    converters.register()
     parsed = ModelCard(card)
     schema = parsed.schema
-    mode = compilable(schema)
-    reasons, graphs = [], []
-    for dtype in ("double", "float"):
-        try:
-            graphs.append((dtype, _convert(skl2onnx, estimator, schema, mode, dtype)))
-        except Exception as exc:  # the converter knows nothing of this estimator, or fails
-            reasons.append("%s: skl2onnx cannot convert %s: %s" % (
-                dtype, type(estimator).__name__, _first_line(exc)))
-    if not graphs:
-        raise NotExported("; ".join(reasons))
-    every, expected = _validation_answers(estimator, schema, card["features"], rows)
-    fed = schema.fed_by_columns() if mode == "columns" else schema
-    X = fed.build(every, _where(schema))
-    for dtype, graph in graphs:
-        try:
-            graph_policy.check(graph)
-        except ModelLoadError as exc:
-            reasons.append("%s: %s" % (dtype, exc))
-            continue
-        spec = _output_spec(graph, expected)
-        try:
-            model = _session_model(onnxruntime, graph, card, spec)
-            answers = _onnx_answers(model, X, expected)
-        except Exception as exc:
-            reasons.append("%s: ONNX Runtime cannot run the graph: %s" % (dtype, _first_line(exc)))
-            continue
-        agreement, problem = compare(expected, answers, parsed.task)
-        if problem:
-            reasons.append("%s: disagrees with scikit-learn: %s" % (dtype, problem))
-            continue
-        agreement["input"] = dtype
-        spec.update({
-            "artifact": ONNX_FILE,
-            "sha256": hashlib.sha256(graph).hexdigest(),
-            "converter": "skl2onnx %s" % skl2onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "agreement": agreement,
-        })
-        return graph, spec
-    raise NotExported("; ".join(reasons))
+    compilable(schema)
+    blocks = None  # computed once a graph converts: its reason comes first otherwise
+    fed = schema.fed_by_columns() if schema.input_kind == "dataframe" else schema
+    reasons = []
+    for layout in onnx_layouts.layouts(estimator, schema):
+        for dtype in ("double", "float"):
+            groups = onnx_layouts.typed(layout, dtype)
+            tag = "%s %s" % (onnx_layouts.describe(groups), dtype)
+            try:
+                graph = _convert(skl2onnx, estimator, schema, groups, dtype)
+            except Exception as exc:  # the converter knows nothing of this estimator, or fails
+                reasons.append("%s: skl2onnx cannot convert %s: %s" % (
+                    tag, type(estimator).__name__, _first_line(exc)))
+                continue
+            try:
+                graph_policy.check(graph)
+            except ModelLoadError as exc:
+                reasons.append("%s: %s" % (tag, exc))
+                continue
+            if blocks is None:
+                blocks = onnx_validation.answered_blocks(estimator, schema, card["features"],
+                                                         rows)
+            spec = _output_spec(graph, blocks[0][1])
+            spec["feed"] = onnx_layouts.feed_spec(graph, groups)
+            stages = float32_stages(graph)
+            tolerance = DOUBLE_TOLERANCE if not stages else FLOAT_TOLERANCE
+            try:
+                model = _session_model(onnxruntime, graph, card, spec)
+                agreement, problem = _agreement(model, fed, blocks, parsed.task, tolerance)
+            except NotExported as exc:
+                reasons.append("%s: %s" % (tag, exc))
+                continue
+            except Exception as exc:
+                reasons.append("%s: ONNX Runtime cannot run the graph: %s"
+                               % (tag, _first_line(exc)))
+                continue
+            if problem:
+                reasons.append("%s: disagrees with scikit-learn: %s" % (tag, problem))
+                continue
+            agreement["input"] = dtype
+            if stages:
+                agreement["float32_stages"] = stages
+            spec.update({
+                "artifact": ONNX_FILE,
+                "sha256": hashlib.sha256(graph).hexdigest(),
+                "converter": "skl2onnx %s" % skl2onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "agreement": agreement,
+            })
+            if reasons:  # the attempts that came first, and why they were not kept
+                spec["tried"] = _unique(reasons)
+            return graph, spec
+    raise NotExported("; ".join(_unique(reasons)) or "no input layout fits this model")
+
+
+def _unique(reasons):
+    seen, out = set(), []
+    for reason in reasons:
+        if reason not in seen:
+            seen.add(reason)
+            out.append(reason)
+    return out
 
 
 def _first_line(exc):
@@ -121,46 +148,124 @@ def _first_line(exc):
 
 
 def compilable(schema):
-    """``"matrix"`` (one float input) or ``"columns"`` (one input per card
-    column, a DataFrame model) when the schema's model may be compiled;
-    NotExported saying why not otherwise."""
+    """NotExported saying why when no graph of this schema can be served."""
     if schema.input_kind == "texts":
         # ONNX Runtime's tokenizer (StringNormalizer) needs the machine's
         # locales, which differ between this machine and Lambda's
         raise NotExported("text models are not compiled: ONNX Runtime's string normalizer "
                           "depends on the machine's locales")
-    if schema.input_kind == "matrix":
-        if all(f.type in ("number", "integer", "boolean") for f in schema.features):
-            return "matrix"
-        raise NotExported("a matrix of strings is not compiled")
-    if schema.takes_any_missing:
-        raise NotExported("a DataFrame model that accepts missing values is not compiled")
+    if any(f.type == "string" and f.missing for f in schema.features):
+        # The app hands such a column NaN for its imputer; a string tensor has no NaN.
+        raise NotExported("a string column that takes missing values is not compiled")
     for f in schema.features:
-        if f.type not in ("number", "integer", "string") or f.dtype == "category" or (
-                f.type == "string" and not f.categories):
-            raise NotExported("a DataFrame model is compiled when its columns are numbers, "
-                              "integers and strings with known categories; %s is %s%s"
-                              % (f.name, f.type, " of category dtype" if f.dtype == "category"
-                                 else " without known categories" if f.type == "string" else ""))
-    return "columns"
+        if f.dtype == "category":
+            raise NotExported("a column of category dtype (%s) is not compiled: scikit-learn "
+                              "reads its codes, which a graph does not see" % f.name)
+        if f.type == "string" and not f.categories:
+            raise NotExported("a string column without known categories (%s) is not compiled"
+                              % f.name)
+        if f.type == "text":
+            raise NotExported("a text column (%s) is not compiled" % f.name)
+    if schema.input_kind == "matrix" and any(f.type == "string" for f in schema.features):
+        raise NotExported("a matrix of strings is not compiled")
 
 
-def _convert(skl2onnx, estimator, schema, mode, dtype):
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
-    tensor = DoubleTensorType if dtype == "double" else FloatTensorType
-    if mode == "matrix":
-        inputs = [("X", tensor([None, schema.n_features]))]
-    else:
-        inputs = [(f.name, StringTensorType([None, 1]) if f.type == "string"
-                   else tensor([None, 1])) for f in schema.features]
-    options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+def _convert(skl2onnx, estimator, schema, groups, dtype):
+    """The graph's bytes for ``estimator`` fed by ``groups``
+    (:mod:`publisher.onnx_layouts`). For compatibility a layout may also be
+    given as ``"matrix"``: one input of every column."""
+    from publisher import converters
+    converters.register()
+    if isinstance(groups, str):
+        groups = onnx_layouts.typed(onnx_layouts.single(schema), dtype)
+    prepared = onnx_layouts.positional_copy(estimator, schema, groups)
+    converters.prepare(prepared)
+    inputs = [(name, onnx_layouts.tensor_type(kind, len(columns)))
+              for name, columns, kind in groups]
+    final = _final(estimator)
+    options = {id(prepared): {"zipmap": False}} if hasattr(final, "predict_proba") else None
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            converters.tree_missing_routes():
         warnings.simplefilter("ignore")
         # ai.onnx.ml 3: the tree ensembles' float32 form; a newer one is not
         # supported by every converter (IsolationForest)
-        onx = skl2onnx.to_onnx(estimator, initial_types=inputs, options=options,
+        onx = skl2onnx.to_onnx(prepared, initial_types=inputs, options=options,
                                target_opset=TARGET_OPSET)
+    _declare_computed_output_types(onx)
     return onx.SerializeToString()
+
+
+def _declare_computed_output_types(model):
+    """Declare each graph output with the type its node computes where
+    skl2onnx declared another (a binary classifier's double probabilities
+    declared float32, which ONNX Runtime refuses to load)."""
+    import onnx
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for output in probe.graph.output:
+        output.type.tensor_type.elem_type = 0
+    try:
+        inferred = {o.name: o.type.tensor_type.elem_type
+                    for o in onnx.shape_inference.infer_shapes(probe).graph.output}
+    except Exception:
+        return
+    for output in model.graph.output:
+        computed = inferred.get(output.name, 0)
+        if computed and computed != output.type.tensor_type.elem_type:
+            output.type.tensor_type.elem_type = computed
+
+
+def _final(estimator):
+    while hasattr(estimator, "steps"):
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+# Operators whose float32 output holds exact values (0 and 1 of a one-hot
+# encoding), and those that only move values: a float32 tensor made by them
+# from exact values loses nothing.
+EXACT_SOURCES = ("OneHotEncoder",)
+MOVES = ("Reshape", "Concat", "Cast", "Identity", "Gather", "Flatten", "Squeeze", "Unsqueeze",
+         "Transpose", "ArrayFeatureExtractor")
+
+
+FLOAT_ML_OPS = ("Scaler", "Normalizer", "LinearClassifier", "LinearRegressor", "SVMClassifier",
+                "SVMRegressor", "FeatureVectorizer", "Imputer")
+
+
+def float32_stages(graph):
+    """Operators of ``graph`` that compute or output float32 values that
+    may be rounded: their types as a sorted list (empty for a graph in
+    double end to end, one-hot encodings aside)."""
+    import onnx
+    from onnx import TensorProto
+    model = onnx.load_from_string(graph)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:
+        inferred = model.graph
+    floats = {v.name for v in list(inferred.value_info) + list(inferred.output)
+              + list(inferred.input)
+              if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    floats |= {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT}
+    exact = set()
+    stages = set()
+    for node in model.graph.node:  # in topological order
+        to_float = node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT
+                                                  for a in node.attribute)
+        if to_float:
+            floats.update(node.output)  # known even where shape inference gave up
+        moved = node.input[:1] if node.op_type != "Concat" else node.input
+        if node.op_type in EXACT_SOURCES or (node.op_type in MOVES and all(
+                i in exact or (i not in floats and not to_float) for i in moved)):
+            exact.update(node.output)
+        if node.domain == "ai.onnx.ml" and (node.op_type.startswith("TreeEnsemble")
+                                            or node.op_type in FLOAT_ML_OPS):
+            stages.add(node.op_type)  # they compute or answer in float32 whatever their input
+        elif any(o in floats and o not in exact for o in node.output) or any(
+                i in floats and i not in exact for i in node.input):
+            stages.add(node.op_type)
+    return sorted(stages)
 
 
 def _output_spec(graph, expected):
@@ -182,80 +287,30 @@ def _session_model(onnxruntime, graph, card, spec):
         spec, sha256="0" * 64))), spec)
 
 
-def _validation_answers(estimator, schema, specs, rows):
-    """The validation rows (JSON values) and scikit-learn's answers to them.
-    Rows beyond the training range can be outside the model's domain (log1p
-    of a negative number): then the range itself is used."""
-    for widen in (True, False):
-        every = validation_rows(schema, specs, rows, widen)
-        try:
-            expected = _sklearn_answers(estimator, schema.build(every, _where(schema)))
-        except Exception as exc:
-            problem = exc
-            continue
-        return every, expected
-    raise NotExported("scikit-learn itself cannot answer the validation rows: %s: %s"
-                      % (type(problem).__name__, _first_line(problem)))
+def _agreement(model, fed, blocks, task, tolerance):
+    """Compare the graph with scikit-learn over every block of rows; the
+    agreement over all of them, or the first problem."""
+    total = None
+    for rows, expected in blocks:
+        X = fed.build(rows, onnx_validation.where(fed))
+        answers = _onnx_answers(model, X, expected)
+        agreement, problem = compare(expected, answers, task, tolerance)
+        if problem:
+            return agreement, problem
+        total = agreement if total is None else _merge(total, agreement)
+    return total, None
 
 
-def _where(schema):
-    return lambda i, j: "validation row %d, feature %s" % (i, schema.feature_names[j])
+def _merge(a, b):
+    merged = dict(a)
+    merged["rows"] = a["rows"] + b["rows"]
+    for key, value in b.items():
+        if key.endswith("_max_error"):
+            merged[key] = max(a.get(key, 0.0), value)
+    return merged
 
 
-def validation_matrix(schema, specs, rows, widen=True):
-    """:func:`validation_rows` as scikit-learn is handed them."""
-    return schema.build(validation_rows(schema, specs, rows, widen), _where(schema))
-
-
-def validation_rows(schema, specs, rows, widen=True):
-    """The rows both runtimes answer: the example and sample rows, then
-    generated ones. A third of the generated values are rounded to one
-    decimal and a third to two, like the data models are trained on: a
-    tree's thresholds are midpoints between such values, where a graph that
-    compares at another precision than scikit-learn answers differently.
-    String columns take their categories, and one value in twenty is an
-    unseen one where the card says unknown categories are ignored."""
-    rng = np.random.default_rng(SEED)
-    columns = []
-    for feature, spec in zip(schema.features, specs):
-        if feature.type == "boolean":
-            column = rng.integers(0, 2, VALIDATION_ROWS).astype(bool).tolist()
-        elif feature.type == "string":
-            choices = list(feature.categories or ()) + (
-                ["an unseen category"] if feature.unknown == "ignore" else [])
-            weights = np.full(len(choices), 1.0)
-            if feature.unknown == "ignore":
-                weights[-1] = (len(choices) - 1) / 19 or 1.0
-            column = [choices[k] for k in rng.choice(len(choices), VALIDATION_ROWS,
-                                                     p=weights / weights.sum())]
-        else:
-            if "range" in spec:
-                low, high = spec["range"]
-                pad = ((high - low) / 10 or 1.0) if widen else 0.0
-                column = rng.uniform(low - pad, high + pad, VALIDATION_ROWS)
-            else:
-                column = rng.normal(0, 1, VALIDATION_ROWS) * 10.0 ** rng.integers(
-                    0, 4, VALIDATION_ROWS)
-            third = VALIDATION_ROWS // 3
-            column[:third] = np.round(column[:third], 1)
-            column[third:2 * third] = np.round(column[third:2 * third], 2)
-            column = np.round(column).astype(int).tolist() if feature.type == "integer" \
-                else column.tolist()
-        columns.append(column)
-    return [list(r) for r in rows] + [list(row) for row in zip(*columns)]
-
-
-def _sklearn_answers(estimator, X):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        predictions = np.asarray(estimator.predict(X))
-        proba = None
-        if hasattr(estimator, "predict_proba"):
-            proba = estimator.predict_proba(X)
-            if isinstance(proba, list):
-                proba = np.stack([np.asarray(p) for p in proba], axis=1) \
-                    if len({np.shape(p) for p in proba}) == 1 else None
-    return {"predictions": predictions, "probabilities": proba}
+_sklearn_answers = onnx_validation.sklearn_answers
 
 
 def _onnx_answers(model, X, expected):
@@ -268,22 +323,23 @@ def _onnx_answers(model, X, expected):
     return {"predictions": predictions, "probabilities": proba}
 
 
-def compare(expected, answers, task):
+def compare(expected, answers, task, tolerance=FLOAT_TOLERANCE):
     """``(agreement, problem or None)`` between scikit-learn's answers and
     the graph's, by the rules in this module's docstring."""
-    agreement = {"rows": int(len(expected["predictions"])), "rtol": RTOL}
+    rtol, atol = tolerance
+    agreement = {"rows": int(len(expected["predictions"])), "rtol": rtol, "atol": atol}
     want, got = expected["predictions"], answers["predictions"]
     if want.shape != got.shape:
         return agreement, "predictions of shape %s, scikit-learn's %s" % (got.shape, want.shape)
     if task in VALUE_TASKS:
-        worst = _relative(want, got, max(float(np.max(np.abs(want))), 1e-300))
-        agreement["values_max_relative_difference"] = worst
-        if not worst <= RTOL:
-            return agreement, "values differ by %.3g relative (more than %g)" % (worst, RTOL)
+        worst, problem = _per_value(want, got, rtol, atol)
+        agreement["values_max_error"] = worst
+        if problem:
+            return agreement, "values differ: " + problem
     else:
         same = _same_labels(want, got)
         differing = int(np.size(same) - np.count_nonzero(same))
-        if differing or json.dumps(want.tolist()) != json.dumps(got.tolist()):
+        if differing or _json_kinds(want) != _json_kinds(got):
             return agreement, "%d of %d predictions differ" % (max(differing, 1), len(want))
         agreement["predictions_identical"] = True
     if expected["probabilities"] is not None:
@@ -291,11 +347,17 @@ def compare(expected, answers, task):
         if want_p.shape != got_p.shape:
             return agreement, "probabilities of shape %s, scikit-learn's %s" % (
                 got_p.shape, want_p.shape)
-        worst = _relative(want_p, got_p, 1.0)
-        agreement["probabilities_max_difference"] = worst
-        if not worst <= RTOL:
-            return agreement, "probabilities differ by %.3g (more than %g)" % (worst, RTOL)
+        worst, problem = _per_value(want_p, got_p, rtol, atol)
+        agreement["probabilities_max_error"] = worst
+        if problem:
+            return agreement, "probabilities differ: " + problem
     return agreement, None
+
+
+def _json_kinds(values):
+    """What JSON a label array renders as: numbers, booleans or strings."""
+    kind = values.dtype.kind
+    return "integer" if kind in "iu" else "float" if kind == "f" else "boolean" if kind == "b" else "string"
 
 
 def _same_labels(want, got):
@@ -310,14 +372,23 @@ def _same_labels(want, got):
     return np.zeros(want.shape, bool)
 
 
-def _relative(want, got, floor):
-    """The largest ``|got - want| / max(|want|, floor)``, as a float (NaN
-    where either side is not finite, which fails every comparison)."""
+def _per_value(want, got, rtol, atol):
+    """``(largest |got - want|, problem or None)``: every value must meet
+    ``|got - want| <= rtol * |want| + atol``; NaN or infinity on one side
+    only is a problem."""
     want = np.asarray(want, dtype=np.float64)
     got = np.asarray(got, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        ratio = np.abs(got - want) / np.maximum(np.abs(want), floor)
-    if not np.isfinite(ratio).all():
-        return float("nan")
-    return float(ratio.max()) if ratio.size else 0.0
-
+    both_nan = np.isnan(want) & np.isnan(got)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.where(both_nan, 0.0, np.abs(got - want))
+        allowed = rtol * np.abs(want) + atol
+    if not np.isfinite(error).all():
+        return float("nan"), "a value is not finite on one side only"
+    worst = float(error.max()) if error.size else 0.0
+    bad = error > allowed
+    if bad.any():
+        k = np.unravel_index(int(np.argmax(error - allowed)), error.shape)
+        return worst, ("%d of %d beyond rtol %g, atol %g (worst: %.17g against "
+                       "scikit-learn's %.17g)" % (int(bad.sum()), error.size, rtol, atol,
+                                                  got[k], want[k]))
+    return worst, None

@@ -51,19 +51,22 @@ COMPILED = {
     "forest": (_iris_forest, "classification", None),
     "multiclass_gradient_boosting": (families.multiclass_gradient_boosting, "classification",
                                      "float"),
-    "multilabel_forest": (families.multilabel_forest, "multilabel", "float"),
     "clustering": (families.clustering_pipeline, "clustering", "double"),
     "isolation_forest": (_isolation_forest, "outlier_detection", "float"),
-    # a DataFrame of string categories and numbers: one graph input per column
-    "tabular_pipeline": (families.tabular_pipeline, "classification", "float"),
-    "tabular_ignoring_unknown": (lambda: _tabular_ignoring_unknown(), "classification", "float"),
+    # a DataFrame of string categories and numbers: a matrix of the numbers
+    # and one of the strings, in double end to end
+    "tabular_pipeline": (families.tabular_pipeline, "classification", "double"),
+    "tabular_ignoring_unknown": (lambda: _tabular_ignoring_unknown(), "classification", "double"),
     "ordinal_with_an_integer_column": (lambda: _ordinal_with_an_integer_column(),
                                        "classification", None),
 }
 # And those served by scikit-learn, with the reason the card gives.
 NOT_COMPILED = {
     "hist_gradient_boosting_categorical": (families.hist_gradient_boosting_categorical,
-                                           "accepts missing values"),
+                                           "category dtype"),
+    # a forest fitted without missing values sends NaN to its larger child;
+    # the multi-output graph does not, and the rows with NaN show it
+    "multilabel_forest": (families.multilabel_forest, "disagrees with scikit-learn"),
     "text_pipeline": (families.text_pipeline, "text models are not compiled"),
     "log1p_ridge": (families.log1p_ridge, "FunctionTransformer is not supported"),
     # HistGradientBoosting compares float64 values with float64 thresholds;
@@ -151,13 +154,15 @@ def test_a_compiled_family_is_served_by_onnx_runtime_with_its_agreement_on_the_c
     assert onnx["sha256"] == hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
     agreement = onnx["agreement"]
     assert agreement["input"] == (precision or agreement["input"])
-    # + the --sample rows, or the card's example row
-    assert agreement["rows"] == onnx_export.VALIDATION_ROWS + (
+    # + the --sample rows or the card's example row, each feature's edges,
+    # and rows with missing values where the model accepts them
+    assert agreement["rows"] >= onnx_export.VALIDATION_ROWS + (
         len(rows) if hasattr(rows, "columns") else 1)
-    assert agreement["rtol"] == onnx_export.RTOL
-    for key, value in agreement.items():
-        if key.endswith("difference"):
-            assert 0 <= value <= onnx_export.RTOL
+    tolerance = (agreement["rtol"], agreement["atol"])
+    assert tolerance == (onnx_export.FLOAT_TOLERANCE if agreement.get("float32_stages")
+                         else onnx_export.DOUBLE_TOLERANCE)
+    if "probabilities_max_error" in agreement:
+        assert 0 <= agreement["probabilities_max_error"] <= sum(tolerance)
 
 
 def test_both_runtimes_give_the_same_answers(compiled, serve):

@@ -30,13 +30,14 @@ import threading
 
 import numpy as np
 
-from chalicelib.http.errors import DeadlineExceeded, ModelLoadError
+from chalicelib.http.errors import DeadlineExceeded, ModelLoadError, Unprocessable
 from chalicelib.runtimes import graph_policy
 
 RUNTIME = "onnxruntime"
 ONNX_FILE = "model.onnx"
 INPUT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32}
 COLUMN_TYPES = dict(INPUT_TYPES, **{"tensor(string)": object, "tensor(int64)": np.int64})
+FEED_TYPES = {"double": np.float64, "float": np.float32, "string": object, "int64": np.int64}
 # A graph bigger than this is not a model this product ships in a Lambda zip.
 MAX_GRAPH_BYTES = 512 * 1024 * 1024
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -80,15 +81,20 @@ class OnnxModel:
     def __init__(self, session, card, spec):
         self.session = session
         self.spec = spec
-        # Either one float matrix of the card's width, or (a DataFrame model)
-        # one input per card column, named and ordered as the card's.
+        # A DataFrame model is always handed the schema's Columns (no pandas);
+        # the card's ``feed`` says which columns make each graph input.
         self.by_columns = card.schema.input_kind == "dataframe"
-        if self.by_columns:
+        if "feed" in spec:
+            self.feed = _feed(session.get_inputs(), card, spec["feed"])
+            self.input_types = None
+        elif self.by_columns:
+            self.feed = None
             self.input_types = _column_inputs(session.get_inputs(), card)
-            self.input_dtype = None
         else:
+            self.feed = None
             self.input_name, self.input_dtype = _matrix_input(session.get_inputs(), card)
         self.n_features_in_ = card.n_features
+        self.feature_names = card.feature_names
         outputs = [o.name for o in session.get_outputs()]
         self._predictions = spec.get("predictions")
         self._probabilities = spec.get("probabilities")
@@ -114,24 +120,62 @@ class OnnxModel:
         """The named outputs for ``X``. Arithmetic that overflows raises
         FloatingPointError, as numpy does for the scikit-learn runtime under
         ``np.errstate(over="raise")``, so both answer the same 422."""
+        if self.feed is not None:
+            return run_with_deadline(self.session, names, self._fed(X))
         if self.by_columns:
             return run_with_deadline(self.session, names, self._column_feed(X))
         X = np.asarray(X)
         if self.input_dtype is np.float32:
             # A tree ensemble compiled for float32 thresholds, as scikit-learn's
             # trees cast their input to float32: a larger value is no number there.
-            if X.size and np.nanmax(np.abs(X)) > _FLOAT32_MAX:
-                raise FloatingPointError("value beyond float32")
+            _check_float32(X)
         return run_with_deadline(self.session, names,
                                  {self.input_name: X.astype(self.input_dtype, copy=False)})
+
+    def _fed(self, X):
+        """The graph's inputs by the card's feed, from the schema's Columns
+        (a DataFrame model) or a matrix."""
+        arrays = X.arrays if hasattr(X, "arrays") else None
+        if arrays is None:
+            X = np.asarray(X)
+        feed = {}
+        for name, columns, dtype, whole in self.feed:
+            if arrays is None:
+                block = X if whole else X[:, columns]
+            elif len(columns) == 1:
+                block = arrays[columns[0]].reshape(-1, 1)
+            else:
+                block = np.column_stack([arrays[j] for j in columns])
+            if dtype is object:
+                block = self._strings(block, columns)
+            else:
+                if dtype is np.float32:
+                    _check_float32(block)
+                elif dtype is np.int64 and block.dtype.kind == "f" and np.isnan(block).any():
+                    k = int(np.argwhere(np.isnan(block).any(axis=0))[0][0])
+                    raise Unprocessable("feature %s: expected an integer, got a missing value"
+                                        % self.feature_names[columns[k]])
+                block = block.astype(dtype, copy=False)
+            feed[name] = block
+        return feed
+
+    def _strings(self, block, columns):
+        """A string input: a missing value (NaN) has no place in a string
+        tensor, so it is the client's error naming the column."""
+        block = block.astype(object, copy=False)
+        for k, j in enumerate(columns):
+            if not all(type(value) is str for value in block[:, k]):
+                raise Unprocessable("feature %s: expected a string, got a missing value"
+                                    % self.feature_names[j])
+        return block
 
     def _column_feed(self, X):
         """One ``(rows, 1)`` array per input from the schema's
         :class:`~chalicelib.schema.features.Columns`, in the graph's types."""
         feed = {}
         for (name, dtype), column in zip(self.input_types, X.arrays):
-            if dtype is np.float32 and column.size and np.abs(column).max() > _FLOAT32_MAX:
-                raise FloatingPointError("value beyond float32")
+            if dtype is np.float32:
+                _check_float32(column)
             feed[name] = column.astype(dtype, copy=False).reshape(-1, 1)
         return feed
 
@@ -172,6 +216,47 @@ class OnnxModel:
         if out.ndim == 3:  # multi-output: (outputs, rows, classes) -> per row
             out = out.transpose(1, 0, 2)
         return out
+
+
+def _check_float32(X):
+    # NaN compares false: a missing value is no overflow
+    if X.size and (np.abs(X) > _FLOAT32_MAX).any():
+        raise FloatingPointError("value beyond float32")
+
+
+def _feed(inputs, card, feed):
+    """``[(input name, card column indices, numpy dtype, whole)]`` from the
+    card's ``onnx.feed``; ``whole``: the input is every column in card order."""
+    if not isinstance(feed, list) or len(feed) != len(inputs):
+        raise ModelLoadError("the card's onnx feed names %s inputs; the graph has %d"
+                             % (len(feed) if isinstance(feed, list) else "no", len(inputs)))
+    by_name = {i.name: i for i in inputs}
+    seen, out = [], []
+    for entry in feed:
+        if not isinstance(entry, dict):
+            raise ModelLoadError("every onnx feed entry must be an object")
+        name, columns, kind = entry.get("input"), entry.get("columns"), entry.get("type")
+        graph_input = by_name.get(name)
+        if graph_input is None:
+            raise ModelLoadError("the card's onnx feed names input %r, which the graph lacks"
+                                 % (name,))
+        if not (isinstance(columns, list) and columns and all(
+                type(j) is int and 0 <= j < card.n_features for j in columns)):
+            raise ModelLoadError("onnx feed input %s: columns must be card column indices"
+                                 % name)
+        dtype = FEED_TYPES.get(kind)
+        if dtype is None or COLUMN_TYPES.get(graph_input.type) is not dtype:
+            raise ModelLoadError("onnx feed input %s: type %r does not match the graph's %s"
+                                 % (name, kind, graph_input.type))
+        shape = list(graph_input.shape)
+        if len(shape) != 2 or shape[1] != len(columns):
+            raise ModelLoadError("the ONNX graph's input %s has shape %s, not %d columns"
+                                 % (name, shape, len(columns)))
+        seen += columns
+        out.append((name, columns, dtype, columns == list(range(card.n_features))))
+    if sorted(seen) != list(range(card.n_features)):
+        raise ModelLoadError("the card's onnx feed must take every card column once")
+    return out
 
 
 def _column_inputs(inputs, card):
