@@ -3,6 +3,8 @@ model directory (``model.joblib`` + the card ``model.json``).
 
     python -m publisher.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
                             [--upload s3://BUCKET/KEY] [--code my_features.py]
+    python -m publisher.publish models:/NAME@ALIAS   (or models:/NAME/3, runs:/ID/PATH, an
+                            MLmodel directory: publisher/mlflow_source.py)
 
 The artifact is loaded with the same loader the app uses, so anything the app
 would refuse is refused here first. With ``--upload`` the artifact goes to S3
@@ -190,7 +192,7 @@ def check_predicts(estimator, schema, rows):
 
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
-            trust=False, onnx=True):
+            trust=False, onnx=True, schema=None, source=None):
     """See :func:`_publish`; ``code``: paths of the user's modules to ship;
     ``onnx``: try to compile the model to ONNX (``publisher/onnx_export.py``)."""
     staging = tempfile.mkdtemp(prefix="publish-code-")
@@ -199,17 +201,68 @@ def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
         return _publish(artifact_path, name=name, version=version, features=features,
                         out_dir=out_dir, force=force, metrics=metrics, created_at=created_at,
                         sample=sample, upload=upload, code_dir=code_dir,
-                        code_names=code_names, trust=trust, onnx=onnx)
+                        code_names=code_names, trust=trust, onnx=onnx, schema=schema,
+                        source=source)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def publish_mlflow(model_uri, *, name=None, version=None, tracking_uri=None, **options):
+    """Publish an MLflow model (an MLmodel directory, ``runs:/``, ``models:/``):
+    its signature is the typed schema, its input example the card's example,
+    its requirements checked against ours, its provenance on the card under
+    ``"mlflow"``; everything else is :func:`publish` unchanged. ``name`` and
+    ``version`` default to the registered model's."""
+    from publisher import mlflow_source
+    staging = tempfile.mkdtemp(prefix="publish-mlflow-")
+    try:
+        try:
+            model = mlflow_source.resolve(model_uri, staging, tracking_uri)
+            differ = mlflow_source.check_requirements(
+                model.requirements(), REQUIREMENTS, model.serialization_format)
+            artifact = mlflow_source.joblib_artifact(model, staging)
+            name = name or model.provenance.get("registered_model")
+            version = version or model.provenance.get("registry_version")
+            if not name or not version:
+                raise PublishError("%s is not a registered model version: give --name and "
+                                   "--version" % model_uri)
+            signature_schema = mlflow_source.typed_schema(model.signature)
+            logged_example = model.input_example()
+            source = dict(model.provenance, signature="typed schema" if signature_schema
+                          else "none (features inferred from the estimator)")
+            if differ:
+                source["requirements_differ"] = differ
+
+            def schema(estimator):
+                specs, kind = (signature_schema or _inferred)(estimator)
+                return specs, kind, mlflow_source.example_frame(logged_example, specs)
+        except mlflow_source.MlflowSourceError as exc:
+            raise PublishError(str(exc)) from None
+        return publish(artifact, name=name, version=version, schema=schema,
+                       source={"mlflow": source}, **options)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_mlflow_uri(text):
+    """An MLflow model URI or a directory holding an MLmodel file."""
+    return text.startswith(("runs:/", "models:/")) or os.path.isfile(
+        os.path.join(text[len("file://"):] if text.startswith("file://") else text, "MLmodel"))
+
+
+def _inferred(estimator):
+    return schema_inference.infer(estimator)
+
+
 def _publish(artifact_path, *, name, version, features, out_dir, force, metrics, created_at,
-             sample, upload, code_dir, code_names, trust, onnx):
+             sample, upload, code_dir, code_names, trust, onnx, schema=None, source=None):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
     ``sample``: path of a CSV of a few training rows (types and ranges).
     ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
-    card names it instead of a model.joblib beside it."""
+    card names it instead of a model.joblib beside it. ``schema``: a function
+    of the loaded estimator returning (card features, input kind, example
+    DataFrame or None) instead of inferring them; ``source``: card fields
+    saying where the model came from."""
     if upload is not None:
         try:
             remote_artifact.parse_s3_uri(upload)
@@ -239,12 +292,18 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             "not have it; pin it there (name==version) or use only the pinned packages"
             % ", ".join("%s (module %s)" % item for item in sorted(missing.items())))
     frame = read_sample(sample)
+    example = None
     try:
-        specs, input_kind = schema_inference.infer(estimator, features, frame)
+        if schema is not None:
+            specs, input_kind, example = schema(estimator)
+        else:
+            specs, input_kind = schema_inference.infer(estimator, features, frame)
         schema = Schema(specs, False, input_kind)
     except ValueError as exc:
         raise PublishError(str(exc)) from None
-    rows = example_rows(schema, specs, frame)
+    if example is not None:
+        frame = example
+    rows = example_rows(schema, specs, frame, n=1 if example is None else len(example))
     prediction, accepts_missing = check_predicts(estimator, schema, rows)
     classes = getattr(estimator, "classes_", None)
     if isinstance(classes, list):
@@ -268,7 +327,8 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
         extra=dict({"artifact": upload} if upload else {},
-                   **({"code": list(code_names)} if code_names else {})) or None,
+                   **({"code": list(code_names)} if code_names else {}), **(source or {}))
+        or None,
     )
     card["audit"] = audit
     try:
@@ -398,9 +458,13 @@ def _sync_vendor_link(out_dir, remote, code=False, graph=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m publisher.publish", description=__doc__.split("\n\n")[0])
-    parser.add_argument("artifact", help="a joblib file holding a fitted estimator")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--version", required=True)
+    parser.add_argument("artifact", help="a joblib file holding a fitted estimator, or an "
+                        "MLflow model: models:/NAME/VERSION, models:/NAME@ALIAS, "
+                        "runs:/RUN_ID/PATH or an MLmodel directory")
+    parser.add_argument("--name", help="required, except for a registered MLflow model")
+    parser.add_argument("--version", help="required, except for a registered MLflow model")
+    parser.add_argument("--tracking-uri", help="the MLflow tracking server (default: "
+                        "MLFLOW_TRACKING_URI)")
     parser.add_argument("--features", help="comma-separated feature names, in order")
     parser.add_argument("--out", default=DEFAULT_OUT, help="model directory (default: model/)")
     parser.add_argument("--metrics", help="JSON object of evaluation metrics to record")
@@ -425,10 +489,19 @@ def main(argv=None):
     try:
         metrics = json.loads(args.metrics) if args.metrics else None
         features = [f.strip() for f in args.features.split(",")] if args.features else None
-        card = publish(args.artifact, name=args.name, version=args.version, features=features,
-                       out_dir=args.out, force=args.force, metrics=metrics,
-                       sample=args.sample, upload=args.upload, code=args.code or (),
-                       trust=args.trust, onnx=args.runtime == "auto")
+        options = dict(out_dir=args.out, force=args.force, metrics=metrics, upload=args.upload,
+                       code=args.code or (), trust=args.trust, onnx=args.runtime == "auto")
+        if is_mlflow_uri(args.artifact):
+            if features or args.sample:
+                raise PublishError("an MLflow model's signature and input example give its "
+                                   "features: --features and --sample do not apply")
+            card = publish_mlflow(args.artifact, name=args.name, version=args.version,
+                                  tracking_uri=args.tracking_uri, **options)
+        elif not (args.name and args.version):
+            raise PublishError("--name and --version are required")
+        else:
+            card = publish(args.artifact, name=args.name, version=args.version,
+                           features=features, sample=args.sample, **options)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
