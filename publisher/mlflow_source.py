@@ -36,6 +36,7 @@ MLFLOW_TOOLING = frozenset({"mlflow", "mlflow-skinny", "mlflow-tracing", "psutil
 SKOPS_TOOLING = frozenset({"skops", "pytest"})
 EXAMPLE_ROWS = 5
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))/?$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
 
 # MLflow's column types -> the card's; the ones the card has no type for
@@ -114,7 +115,7 @@ def resolve(uri, dst_dir, tracking_uri=None):
     return an :class:`MlflowModel`. ``tracking_uri``: the tracking server
     (default: MLflow's own resolution, ``MLFLOW_TRACKING_URI``)."""
     local = uri[len("file://"):] if uri.startswith("file://") else uri
-    if "://" not in local and ":/" not in local.split(os.sep)[0]:
+    if not _SCHEME.match(local):
         if not os.path.isfile(os.path.join(local, "MLmodel")):
             raise MlflowSourceError("%s is not an MLflow model directory (no MLmodel file)" % uri)
         return MlflowModel(uri, os.path.abspath(local), {})
@@ -239,6 +240,8 @@ def _disagree(message):
 def _from_columns(inputs, estimator):
     columns = inputs.inputs
     names = [c.name for c in columns]
+    if len(names) == 1 and names[0] is None and _is_text_model(estimator):
+        names = ["text"]  # a list of strings: MLflow names no column
     if any(n is None for n in names):
         raise MlflowSourceError("the signature has unnamed columns; the card needs a name for "
                                 "every feature")

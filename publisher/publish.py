@@ -227,7 +227,6 @@ def publish_mlflow(model_uri, *, name=None, version=None, tracking_uri=None, **o
                 raise PublishError("%s is not a registered model version: give --name and "
                                    "--version" % model_uri)
             signature_schema = mlflow_source.typed_schema(model.signature)
-            logged_example = model.input_example()
             source = dict(model.provenance, signature="typed schema" if signature_schema
                           else "none (features inferred from the estimator)")
             if differ:
@@ -235,7 +234,9 @@ def publish_mlflow(model_uri, *, name=None, version=None, tracking_uri=None, **o
 
             def schema(estimator):
                 specs, kind = (signature_schema or _inferred)(estimator)
-                return specs, kind, mlflow_source.example_frame(logged_example, specs)
+                # read after the signature is checked: MLflow converts the
+                # example to the signature's types, failing on a mismatch
+                return specs, kind, mlflow_source.example_frame(model.input_example(), specs)
         except mlflow_source.MlflowSourceError as exc:
             raise PublishError(str(exc)) from None
         return publish(artifact, name=name, version=version, schema=schema,
