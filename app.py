@@ -9,10 +9,10 @@ import re  # noqa: E402
 
 from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
 
-from chalicelib.protocols import service  # noqa: E402
-from chalicelib.ops import snapstart
-from chalicelib.protocols import invocations, kserve_v1, open_inference  # noqa: E402
-from chalicelib.http.access import public_access  # noqa: E402
+from chalicelib.http.config import BatchConfig  # noqa: E402
+from chalicelib.ops import snapstart  # noqa: E402
+from chalicelib.protocols import (invocations, kserve_v1, model_api, open_inference,  # noqa: E402
+                                  service)
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()
@@ -20,7 +20,7 @@ SERVICE = service.from_environment()
 snapstart.register(SERVICE)
 # Chalice imports this module with the stage's environment variables when it
 # packages or deploys, so the stage's config decides auth and CORS here.
-ACCESS = public_access()
+ACCESS = SERVICE.config.access
 AUTH = ({"api_key_required": True} if ACCESS.auth == "api_key"
         else {"authorizer": IAMAuthorizer()} if ACCESS.auth == "iam" else {})
 CORS = CORSConfig(allow_origin=ACCESS.cors_origin, allow_headers=["X-Api-Key"],
@@ -31,39 +31,19 @@ CORS = CORSConfig(allow_origin=ACCESS.cors_origin, allow_headers=["X-Api-Key"],
 app.api.binary_types.append("application/x-npy")
 
 
-def _respond(reply):
-    return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
-
-
-@app.route("/model", methods=["POST"], content_types=["application/json", "text/csv"],
-           cors=CORS, **AUTH)
-def predict():
-    return _respond(SERVICE.predict(app.current_request))
-
-
-@app.route("/model", methods=["GET"], cors=CORS, **AUTH)
-def model_card():
-    return _respond(SERVICE.card())
-
-
-@app.route("/health", methods=["GET"], cors=CORS)
-def health():
-    return _respond(SERVICE.health())
-
-
-@app.route("/openapi.json", methods=["GET"], cors=CORS)
-def openapi():
-    return _respond(SERVICE.openapi())
-
-
-# The peers' protocols (chalicelib/protocols): MLflow's scoring server,
-# SageMaker's container contract, KServe V1 and the Open Inference Protocol
-# (V2). (method, path, handler, behind the stage's auth). Predictions and
-# model metadata are protected like /model; liveness, readiness and the
-# server's identity stay open like /health. `GET /` is the try-it page, so
-# KServe V1's liveness probe of the base URL is not served. `{segment}` is KServe V1's
-# `name:predict`: API Gateway only allows a variable as a whole segment.
-PROTOCOL_ROUTES = [
+# Every route, (method, path, handler, behind the stage's auth): the app's
+# own protocol (chalicelib/protocols/model_api.py) and the peers' (MLflow's
+# scoring server, SageMaker's container contract, KServe V1 and the Open
+# Inference Protocol, V2). Predictions and model metadata are protected;
+# liveness, readiness, the server's identity, the OpenAPI document and the
+# try-it page (it holds nothing secret) stay open. `{segment}` is KServe
+# V1's `name:predict`: API Gateway only allows a variable as a whole segment.
+ROUTES = [
+    ("POST", "/model", model_api.predict, True),
+    ("GET", "/model", model_api.card, True),
+    ("GET", "/health", model_api.health, False),
+    ("GET", "/openapi.json", model_api.openapi, False),
+    ("GET", "/", model_api.page, False),
     ("GET", "/ping", invocations.ping, False),
     ("GET", "/version", invocations.version, False),
     ("POST", "/invocations", invocations.invocations, True),
@@ -82,25 +62,56 @@ PROTOCOL_ROUTES = [
 ]
 
 
-def _protocol_view(handler):
+def _view(handler):
     def view(**path_params):
-        return _respond(handler(SERVICE, app.current_request, **path_params))
+        reply = handler(SERVICE, app.current_request, **path_params)
+        return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
     return view
 
 
-for _method, _path, _handler, _protected in PROTOCOL_ROUTES:
-    # "*/*": every body reaches the handler, which answers an unreadable
-    # type with 415 in its protocol's error shape.
+for _method, _path, _handler, _protected in ROUTES:
     _options = dict(AUTH if _protected else {})
     if _method == "POST":
+        # Every body reaches the handler, which answers an unreadable type
+        # (or none) with 415 in its protocol's error shape.
         _options["content_types"] = ["*/*"]
-    app.route(_path, methods=[_method], cors=CORS,
-              name=_method.lower() + re.sub(r"\W+", "_", _path).rstrip("_"),
-              **_options)(_protocol_view(_handler))
+    # The page is same-origin with the API: no CORS.
+    app.route(_path, methods=[_method], cors=CORS if _path != "/" else False,
+              name=_method.lower() + (re.sub(r"\W+", "_", _path).rstrip("_") or "_root"),
+              **_options)(_view(_handler))
 
 
-# The try-it page: open on every stage (it holds nothing secret; predictions
-# stay behind the stage's auth), same origin as /model, so no CORS.
-@app.route("/", methods=["GET"])
-def try_it_page():
-    return _respond(SERVICE.page())
+# Batch transform (chalicelib/batch): an S3 object of rows in, one scored
+# object out, fanned out over an SQS queue of line-aligned range tasks. The
+# stage's BATCH_EVENTS says how the splitter hears of new objects: "chalice"
+# declares the S3 notification here (`chalice deploy` adds it to an existing
+# bucket); "template" declares a plain function that the packaged template's
+# bucket notifies (CloudFormation can only set the notifications of a bucket
+# it creates, and Chalice refuses to package on_s3_event); "off" declares
+# neither function.
+BATCH = BatchConfig.from_env()
+if BATCH.events != "off":
+    from chalicelib.batch.jobs import Batch
+
+    BATCH_JOBS = Batch(BATCH, SERVICE.model)
+
+    def _split(event):
+        BATCH_JOBS.split(event)
+
+    if BATCH.events == "chalice":
+        @app.on_s3_event(bucket=BATCH.bucket, events=["s3:ObjectCreated:*"],
+                         prefix=BATCH.input_prefix, name="batch_split")
+        def batch_split(event):
+            _split(event.to_dict())
+    else:
+        @app.lambda_function(name="batch_split")
+        def batch_split(event, context):
+            _split(event)
+
+    @app.on_sqs_message(queue=BATCH.queue, batch_size=BATCH.sqs_batch_size,
+                        maximum_concurrency=BATCH.max_concurrency, name="batch_work")
+    def batch_work(event):
+        # A task that raises returns the whole batch to the queue; with the
+        # default batch size of one, only itself.
+        for record in event:
+            BATCH_JOBS.work(record.to_dict()["messageId"], record.body)

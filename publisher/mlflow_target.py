@@ -7,7 +7,7 @@ Owned here: what a deployment is and where it lives. Each deployment NAME of
 a stage is a copy of this project under ``$SKLEARN_SERVERLESS_HOME/STAGE/NAME/``
 (default ``mlflow-deployments/`` in the project), whose Chalice app is
 ``sklearn-serverless-NAME``: the model is published into the copy with
-:func:`publisher.publish.publish_mlflow`, built with ``tools.build_package``
+:func:`publisher.publish.publish_mlflow`, built with ``tools.build.package``
 and deployed with ``chalice deploy --stage STAGE``; Chalice's own record of
 what it created stays in the copy, so ``update`` updates in place and
 ``delete`` runs ``chalice delete``. ``deployment.json`` beside the copy
@@ -179,7 +179,7 @@ def prepare(deployment, project, model_uri, config):
     ``config``; Chalice's deploy state of an earlier copy is carried over.
     Returns the published card."""
     from publisher.publish import PublishError, publish_mlflow
-    from tools.project_copy import copy_project
+    from tools.build.project_copy import copy_project
     os.makedirs(deployment.dir, exist_ok=True)
     fresh = tempfile.mkdtemp(dir=deployment.dir, prefix=".project-")
     os.rmdir(fresh)
@@ -242,18 +242,18 @@ def _chalice(project, *args):
 
 def build_and_deploy(deployment, config):
     wheels = config.get("wheels_dir") or os.path.join(PROJECT_DIR, "build", "wheels")
-    _run([sys.executable, "-m", "tools.build_package", "--project-dir", deployment.project,
+    _run([sys.executable, "-m", "tools.build.package", "--project-dir", deployment.project,
           "--stage", deployment.stage, "--wheels-dir", wheels, "--direct-upload"],
-         PROJECT_DIR, "the build (tools.build_package)")
+         PROJECT_DIR, "the build (tools.build.package)")
     _chalice(deployment.project, "deploy", "--stage", deployment.stage)
 
 
 def _api_key(deployment, config):
     """The id of the stage's API key for this deployment (made once, with
-    its usage plan, by tools.api_keys), or None when the stage has no keys."""
+    its usage plan, by tools.ops.api_keys), or None when the stage has no keys."""
     if stage_auth(deployment.project, deployment.stage) != "api_key":
         return None
-    from tools.api_keys import ApiKeyError, Keys, Project
+    from tools.ops.api_keys import ApiKeyError, Keys, Project
     name = config.get("api_key_name") or "mlflow"
     try:
         keys = Keys(Project(deployment.project, deployment.stage))
@@ -396,7 +396,7 @@ def _key_value(record):
 
 
 def _delete_key(deployment, record):
-    from tools.api_keys import Keys, Project
+    from tools.ops.api_keys import Keys, Project
     keys = Keys(Project(deployment.project, deployment.stage))
     plan = keys.find_plan()
     if plan is not None:

@@ -11,6 +11,10 @@ would refuse is refused here first. With ``--upload`` the artifact goes to S3
 instead of the model directory (a model too large for the deployment
 package): the card names it by URI and keeps its sha256, and the function
 downloads and verifies it when it starts (``chalicelib/runtimes/s3_artifact.py``).
+
+A model saved by another scikit-learn release (read from the pickle) is
+published in an environment of that release and served by ONNX Runtime
+(``publisher/other_version.py``), or refused with the choices left.
 """
 import argparse
 import datetime
@@ -35,7 +39,7 @@ from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import check_estimator, load_artifact
 from chalicelib.schema.features import Schema
 from chalicelib.runtimes.onnx_runtime import ONNX_FILE
-from publisher import dependencies, onnx_export, schema_inference
+from publisher import dependencies, onnx_export, other_version, saved_version, schema_inference
 from publisher.audit import AuditRefused, audit_artifact
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -269,6 +273,18 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             remote_artifact.parse_s3_uri(upload)
         except ValueError as exc:
             raise PublishError("--upload: %s" % exc) from None
+    saved = saved_version.read(artifact_path)  # from the opcodes: nothing is unpickled
+    if saved is not None and saved != sklearn.__version__:
+        card = _publish_other_version(
+            artifact_path, saved, out_dir=out_dir, force=force, code_dir=code_dir,
+            code_names=code_names, name=name, version=version, features=features,
+            metrics=metrics, created_at=created_at, sample=sample, trust=trust, onnx=onnx,
+            upload=upload)
+        if card is not None:
+            return card
+        # --force: a graph compiled here would re-interpret the pickle with our
+        # release and hide the skew from the app; the pickle keeps it visible
+        onnx = None
     try:    # in a child process with limits, before this process unpickles it
         audit = audit_artifact(artifact_path, trust=trust, code_dir=code_dir,
                                code_names=code_names)
@@ -337,7 +353,10 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     except (ModelLoadError, CardError) as exc:
         raise PublishError(str(exc)) from None
     graph = None
-    if not onnx:
+    if onnx is None:
+        card["onnx"] = {"not_used": "saved by scikit-learn %s and published with --force: "
+                                    "served from its pickle, under ALLOW_VERSION_SKEW" % saved}
+    elif not onnx:
         card["onnx"] = {"not_used": "publish was asked not to compile the model (--runtime "
                                     "scikit-learn)"}
     elif code_names:
@@ -358,6 +377,33 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
     else:
         _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
     _sync_vendor_link(out_dir, remote=bool(upload), code=bool(code_names), graph=graph is not None)
+    return card
+
+
+def _publish_other_version(artifact_path, saved, *, out_dir, force, code_dir, code_names,
+                           **options):
+    """Publish a model saved by another scikit-learn as its own release
+    compiles it (:mod:`publisher.other_version`); None when it cannot be
+    and ``force`` asks for the pickle to be published as it is."""
+    code_paths = [os.path.join(code_dir, n if os.path.isdir(os.path.join(code_dir, n))
+                               else n + ".py") for n in code_names]
+    try:
+        card, graph = other_version.publish(artifact_path, saved, code_paths=code_paths,
+                                            **options)
+    except other_version.Refused as exc:
+        raise PublishError(str(exc)) from None
+    except other_version.NotServable as exc:
+        if force:
+            return None
+        ours = sklearn.__version__
+        raise PublishError(
+            "the estimator was saved with scikit-learn %s, the Lambda ships %s, and it cannot be "
+            "served without scikit-learn %s: %s. Either retrain (or re-save) it with "
+            "scikit-learn %s, or publish it with --force and serve it with "
+            "ALLOW_VERSION_SKEW=true at your own risk (scikit-learn %s may answer differently "
+            "or not load it)" % (saved, ours, saved, exc, ours, ours)) from None
+    _write_model_dir(out_dir, artifact_path, card, code_dir if code_names else None, graph)
+    _sync_vendor_link(out_dir, remote=False, code=bool(code_names), graph=True)
     return card
 
 
@@ -483,7 +529,9 @@ def main(argv=None):
                         "Runtime when the graph agrees with scikit-learn; scikit-learn: serve "
                         "the pickle")
     parser.add_argument("--force", action="store_true",
-                        help="publish even if saved with another scikit-learn version")
+                        help="a model saved by another scikit-learn that cannot be compiled in "
+                        "an environment of its own release: publish its pickle anyway (the app "
+                        "then needs ALLOW_VERSION_SKEW=true)")
     parser.add_argument("--trust", action="store_true",
                         help="publish even if the audit finds code, callables or file reads")
     args = parser.parse_args(argv)
@@ -511,7 +559,7 @@ def main(argv=None):
              card["runtime"] if card["runtime"] != SCIKIT_LEARN else
              "scikit-learn (not compiled to ONNX: %s)" % card["onnx"]["not_used"],
              "; artifact in %s (the function needs s3:GetObject on it: "
-             "python -m tools.model_policy)" % args.upload if args.upload else ""))
+             "python -m tools.ops.model_policy)" % args.upload if args.upload else ""))
     return 0
 
 

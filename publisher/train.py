@@ -2,7 +2,7 @@
 
     python -m publisher.train [--out model/] [--replace]
 
-What "reproducible" means here (README, "The model directory"):
+What "reproducible" means here (docs/model-card.md):
 
 * **Bit for bit, given the same BLAS kernel.** Training runs with OpenBLAS
   pinned to its ``Haswell`` kernel (AVX2 + FMA, which every x86-64 machine of

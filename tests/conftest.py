@@ -151,7 +151,7 @@ class BuiltProject:
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory):
-    """A copy of the project built once by ``tools.build_package`` (what
+    """A copy of the project built once by ``tools.build.package`` (what
     ``make build`` runs), shared by the package, template and deploy tests.
     A stale cached zip and a stray .pyc are planted first: the build must not
     ship them."""
@@ -165,3 +165,93 @@ def built_project(tmp_path_factory):
     stray.mkdir(exist_ok=True)
     (stray / "gone.cpython-312.pyc").write_bytes(b"stale")
     return BuiltProject(project, build_package(project))
+
+
+# ---------------------------------------------------------------------------
+# Test tiers (the markers are declared in pyproject.toml). `make test` runs
+# the tests that carry none of them, `make test-all` (what CI runs) all.
+# Assigned here rather than in each module, so that the tiers can be read in
+# one place; the figures are single-test durations measured on 2 shared cores.
+
+#: Modules whose every test is in a tier.
+MODULE_TIERS = {
+    "test_package.py": ("package",),          # builds the Lambda package, unzips, replays
+    "test_templates.py": ("package",),        # chalice package on the built project
+    "test_prod_template.py": ("package",),    # the merge template on the built project
+    "test_s3_model.py": ("package", "aws"),   # builds with a model in S3 on moto
+    "test_deploy_emulator.py": ("package", "aws"),  # chalice deploy against moto
+    "test_api_keys.py": ("package", "aws"),   # the key verbs after a deploy to moto
+    "test_batch.py": ("aws",),                # S3 and SQS on moto
+    "test_page_browser.py": ("browser",),     # Chromium through Playwright
+    "test_every_estimator.py": ("slow",),     # every scikit-learn estimator, published and served
+    "test_soak.py": ("slow",),
+    "test_fuzz.py": ("slow",),                # hypothesis; `make harden` runs it at full size
+    "test_fuzz_typed.py": ("slow",),          # hypothesis over the typed model families
+    "test_hostile_artifacts.py": ("slow",),   # each technique in its own child interpreter
+    "test_model_families.py": ("slow",),      # each family trained and published (20-30 s each)
+    "test_user_code.py": ("slow",),           # publishes a pipeline with user code per test
+    "test_publish.py": ("slow",),             # the publisher end to end; BLAS-kernel rebuilds
+    "test_boosting.py": ("slow",),            # xgboost and lightgbm trained, published, packaged
+    "test_protocol_fuzz.py": ("slow",),       # hypothesis over every protocol
+    "test_mlflow_publish.py": ("slow",),      # a real mlflow server; models logged and published
+    "test_mlflow_target.py": ("package", "aws", "slow"),  # mlflow deployments to moto, run-local
+}
+#: Fixtures that put a test in a tier wherever it is used (directly or
+#: through another fixture).
+FIXTURE_TIERS = {
+    "built_project": "package",
+    "packaged": "package",                    # test_boosting, test_user_code: their own builds
+    # models trained and published (publisher.publish, ONNX compilation) for a module
+    "compiled": "slow",                       # test_onnx_runtime: every compiled family
+    "byo_model_dir": "slow",                  # test_openapi
+    "byo_files": "slow",                      # test_safe_loading: five models trained
+}
+#: Single tests over about 5 s in modules that are otherwise fast
+#: (module -> test function names; every parameter of one).
+#: Most publish a freshly trained model (publisher.publish: audit, ONNX
+#: compilation, the agreement check: 20-80 s each here) or run a child
+#: interpreter that imports scikit-learn.
+SLOW_TESTS = {
+    "test_load_budget_and_audit.py": {"test_publish_refuses_findings_unless_trusted",
+                                      "test_the_app_refuses_the_same_findings_unless_trust_model_pickle",
+                                      "test_publish_stores_the_audit_on_the_card"},
+    "test_onnx_runtime.py": {"test_a_regressor_agrees_within_the_stated_tolerance",
+                             "test_what_does_not_compile_is_served_by_scikit_learn_and_the_card_says_why",
+                             "test_the_agreement_check_catches_a_graph_that_disagrees",
+                             "test_publish_can_be_told_not_to_compile",
+                             "test_a_compiled_dataframe_model_is_served_without_pandas"},
+    "test_openapi.py": {"test_schemathesis_finds_no_5xx_and_no_nonconformance"},
+    "test_safe_loading.py": {"test_every_payload_runs_under_plain_joblib_load",
+                             "test_publish_refuses_without_side_effects",
+                             "test_publish_cli_subprocess_refuses",
+                             "test_legitimate_models_publish_and_serve"},
+    "test_public_endpoint.py": {"test_an_invalid_api_auth_fails_chalice_loudly"},
+    "test_protocols.py": {"test_multilabel_model_outputs_are_tensors",
+                          "test_text_model_in_every_protocol",
+                          "test_typed_dataframe_model_in_every_protocol"},
+}
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _in_ci():
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    chromium = os.access(CHROMIUM, os.X_OK)
+    for item in items:
+        module = item.path.name
+        tiers = set(MODULE_TIERS.get(module, ()))
+        tiers.update(tier for name, tier in FIXTURE_TIERS.items()
+                     if name in getattr(item, "fixturenames", ()))
+        if item.originalname in SLOW_TESTS.get(module, ()):
+            tiers.add("slow")
+        for tier in sorted(tiers):
+            item.add_marker(tier)
+        # Elsewhere (a Mac, a laptop without Debian's Chromium) the browser
+        # test says why it did not run; in CI it must run, so it fails there.
+        if "browser" in tiers and not chromium and not _in_ci():
+            item.add_marker(pytest.mark.skip(
+                reason="%s is missing (apt-get install chromium; CI=1 makes this a failure)"
+                % CHROMIUM))

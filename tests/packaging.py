@@ -3,7 +3,7 @@
 Tests never run ``chalice`` in the working tree: ``chalice deploy`` writes
 ``.chalice/deployed/<stage>.json`` (and ``delete`` rewrites it), and
 ``chalice package`` writes its dependency cache to ``.chalice/deployments/``.
-``copy_project`` (from ``tools.project_copy``) makes a copy with what
+``copy_project`` (from ``tools.build.project_copy``) makes a copy with what
 Chalice reads (the app, ``chalicelib/``, ``vendor/`` with its symlinks, the
 model they point at, ``requirements.txt``, ``.chalice/`` config and policy
 files), without bytecode, package cache or deploy state.
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.project_copy import copy_project  # noqa: F401  (re-exported for the tests)
+from tools.build.project_copy import copy_project  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHALICE = Path(sys.executable).parent / "chalice"
@@ -62,7 +62,7 @@ def build_package(project_dir: Path, stage: str = "prod") -> str:
     """What ``make build`` does, for ``project_dir``: the trimmed package,
     written into its Chalice cache (wheels cached in this tree's build/)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tools.build_package", "--project-dir", str(project_dir),
+        [sys.executable, "-m", "tools.build.package", "--project-dir", str(project_dir),
          "--stage", stage, "--wheels-dir", str(WHEELS)],
         cwd=ROOT, env=dict(os.environ, AWS_DEFAULT_REGION=REGION),
         capture_output=True, text=True, timeout=900,

@@ -1,4 +1,4 @@
-"""`make api-key` / `api-key-list` / `api-key-revoke` (tools/api_keys.py)
+"""`make api-key` / `api-key-list` / `api-key-revoke` (tools/ops/api_keys.py)
 after a real `chalice deploy --stage prod` against moto on 127.0.0.1.
 
 The tool runs as a subprocess (as the Make verbs run it) with an environment
@@ -36,7 +36,7 @@ class Deployed:
         self.settings = stage_settings(project, STAGE)
 
     def tool(self, *args, check=True):
-        proc = subprocess.run([sys.executable, "-m", "tools.api_keys", "--project-dir",
+        proc = subprocess.run([sys.executable, "-m", "tools.ops.api_keys", "--project-dir",
                                str(self.project), *args],
                               cwd=ROOT, env=self.emulator.env(), capture_output=True,
                               text=True, timeout=120)
@@ -153,9 +153,9 @@ def test_bad_names_are_refused_before_any_call(deployed, name):
 
 def test_an_api_not_deployed_by_chalice_is_named_with_rest_api_id(deployed, tmp_path):
     """The SAM route: no .chalice/deployed record, the stack's RestAPIId."""
-    from tools.project_copy import copy_project
+    from tools.build.project_copy import copy_project
     project = copy_project(tmp_path / "project")
-    proc = subprocess.run([sys.executable, "-m", "tools.api_keys", "--project-dir", str(project),
+    proc = subprocess.run([sys.executable, "-m", "tools.ops.api_keys", "--project-dir", str(project),
                            "--rest-api-id", deployed.api_id, "list"], cwd=ROOT,
                           env=deployed.emulator.env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -164,18 +164,18 @@ def test_an_api_not_deployed_by_chalice_is_named_with_rest_api_id(deployed, tmp_
 
 
 def test_before_any_deploy_it_says_deploy_first(tmp_path):
-    from tools.project_copy import copy_project
+    from tools.build.project_copy import copy_project
     project = copy_project(tmp_path / "project")
-    proc = subprocess.run([sys.executable, "-m", "tools.api_keys", "--project-dir", str(project),
+    proc = subprocess.run([sys.executable, "-m", "tools.ops.api_keys", "--project-dir", str(project),
                            "create", "client-a"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "deploy first" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("verb, command", [
-    ("api-key", 'tools.api_keys create -- "client-a"'),
-    ("api-key-list", "tools.api_keys list"),
-    ("api-key-revoke", 'tools.api_keys revoke -- "client-a"'),
+    ("api-key", 'tools.ops.api_keys create -- "client-a"'),
+    ("api-key-list", "tools.ops.api_keys list"),
+    ("api-key-revoke", 'tools.ops.api_keys revoke -- "client-a"'),
 ])
 def test_the_make_verbs_run_the_tool(verb, command):
     # --no-print-directory: under `make test` a nested make would add its
@@ -187,4 +187,4 @@ def test_the_make_verbs_run_the_tool(verb, command):
                            "API_ID=abc123"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.stdout.rstrip().endswith(
-        command.replace("tools.api_keys", "tools.api_keys --rest-api-id abc123")), proc.stdout
+        command.replace("tools.ops.api_keys", "tools.ops.api_keys --rest-api-id abc123")), proc.stdout

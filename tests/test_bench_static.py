@@ -1,11 +1,11 @@
 """What ``make bench`` reads off a package without timing it side by side
-(tools/bench_static.py): the -X importtime parse, the zipped size per
+(tools/bench/static.py): the -X importtime parse, the zipped size per
 top-level package with the room left for the model, the Lambda estimate."""
 import os
 import sys
 import zipfile
 
-from tools.bench_static import (FULL_CORE_MB, ZIP_LIMIT, import_times, lambda_estimate,
+from tools.bench.static import (FULL_CORE_MB, ZIP_LIMIT, import_times, lambda_estimate,
                                 summarize_imports, top_level, zip_sizes)
 
 

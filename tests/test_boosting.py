@@ -16,9 +16,9 @@ from chalicelib.safeload import safe_pickle
 from chalicelib.http.errors import ModelLoadError
 from tests.conftest import body_of
 from tests.test_package import CHALICE, PYTHON, build, run, run_isolated
-from tools import lambda_events as ev
-from tools.build_package import extract_read_only
-from tools.project_copy import copy_project, make_writable
+from tools.ops import lambda_events as ev
+from tools.build.package import extract_read_only
+from tools.build.project_copy import copy_project, make_writable
 
 xgboost = pytest.importorskip("xgboost")
 lightgbm = pytest.importorskip("lightgbm")
@@ -128,7 +128,7 @@ def test_packaged_lambda_serves_them(packaged, tmp_path):
     else:  # libxgboost.so links to a vendored, renamed libgomp: the same file
         # (same name) as scikit-learn's, which ships and is loaded first
         assert "lib/libgomp.so.1" not in names
-        from tools.build_package import _needed
+        from tools.build.package import _needed
         needed = [n for n in _needed(os.path.join(task, "xgboost", "lib", "libxgboost.so"))
                   if n.startswith("libgomp")]
         assert needed and any(n.endswith(".libs/" + needed[0]) for n in names), needed

@@ -2,7 +2,7 @@
 unpickler, without ``TRUST_MODEL_PICKLE``.
 
 Each class of ``sklearn.utils.all_estimators()`` that fits on small generated
-data, plus the compositions in ``tests/estimator_zoo.py`` (searches with
+data, plus the compositions in ``tools/fixtures/estimator_zoo.py`` (searches with
 every CV splitter, calibration, stacking, voting, multi-output,
 HistGradientBoosting with pandas categoricals, DataFrame pipelines, text), is
 saved with ``joblib.dump`` and loaded with the app's loader; the loaded model
@@ -20,7 +20,7 @@ from sklearn.utils import all_estimators
 
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import TRUST_MODEL_PICKLE_ENV, load_artifact
-from tests import estimator_zoo
+from tools.fixtures import estimator_zoo
 
 METHODS = ("predict", "predict_proba", "decision_function", "transform", "score_samples")
 

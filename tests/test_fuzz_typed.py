@@ -25,7 +25,7 @@ from chalicelib.protocols import service
 from chalicelib.runtimes.choice import load_model_dir
 from chalicelib.schema.features import Columns
 from publisher.publish import publish
-from tests import fixtures_families as families
+from tools.fixtures import fixtures_families as families
 from tests.proxy_event import invoke, proxy_event
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

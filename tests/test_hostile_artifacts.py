@@ -1,6 +1,6 @@
 """Issue 10, artifact side: techniques that name only allowlisted globals.
 
-Each technique of ``tests/malicious.py`` (``TECHNIQUES``: forged-dtype
+Each technique of ``tools/fixtures/malicious.py`` (``TECHNIQUES``: forged-dtype
 pointers, stock estimators reading ``/proc/self/environ``, each segfault
 primitive, each bomb, the hang, the post-unpickling surprises) is
 
@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-from tests import malicious
+from tools.fixtures import malicious
 from tests.conftest import PROJECT_DIR
 
 NAMES = list(malicious.TECHNIQUES)
@@ -31,15 +31,16 @@ SECONDS = 90
 _APP_CHILD = textwrap.dedent("""
     import json, os, sys, time, warnings
     warnings.simplefilter("ignore")
-    from tests import malicious
+    from tools.fixtures import malicious
     d = sys.argv[1]
     malicious.build_technique(sys.argv[2], d)
     malicious.write_card(d)
     os.environ["MODEL_DIR"] = d
     started = time.perf_counter()
+    from chalicelib.protocols import model_api
     from chalicelib.protocols.service import from_environment
     service = from_environment()      # the Lambda's init phase
-    reply = service.health()
+    reply = model_api.health(service, None)
     # VmHWM, not ru_maxrss: the latter survives exec and would report the
     # peak of the pytest process that forked this one.
     with open("/proc/self/status") as f:
@@ -83,7 +84,7 @@ def test_publish_refuses(tmp_path, capsys, name):
 _CONTROL_CHILD = textwrap.dedent("""
     import sys, warnings
     warnings.simplefilter("ignore")
-    from tests import malicious
+    from tools.fixtures import malicious
     malicious.control(sys.argv[2], sys.argv[1])
 """)
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from chalicelib.ops import metrics
-from chalicelib.protocols import service
+from chalicelib.protocols import service, wrapper
 from tests import emf
 from tests.conftest import IRIS_ROWS
 
@@ -97,7 +97,8 @@ def test_init_failure_record(monkeypatch, tmp_path, capsys):
 def test_namespace_and_function_come_from_the_environment(logged, monkeypatch):
     monkeypatch.setenv(metrics.NAMESPACE_ENV, "Team/Models")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "stack-APIHandler-XYZ")
-    service._ROUTE_LOGS["POST /model"]._format = None  # rendered once per model: start afresh
+    for log in wrapper._ROUTE_LOGS.values():  # rendered once per model: start afresh
+        log._format = None
     [record] = logged({"instances": IRIS_ROWS})
     emf.validate(record)
     assert {ns for ns, *_ in emf.series(record)} == {"Team/Models"}
@@ -140,13 +141,13 @@ def test_the_validator_refuses_what_cloudwatch_would_refuse():
             emf.validate(record)
 
 
-def test_the_readme_logs_insights_query_reads_fields_the_records_have(logged):
+def test_the_docs_logs_insights_query_reads_fields_the_records_have(logged):
     """The query itself needs CloudWatch; what it reads must exist, with the
     types its functions need, in the records the app writes."""
     import re
     from pathlib import Path
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    query = readme.split("<!-- logs-insights-query -->", 1)[1].split("```")[1]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operate.md").read_text()
+    query = page.split("<!-- logs-insights-query -->", 1)[1].split("```")[1]
     [(filter_field, literal)] = re.findall(r'filter (\w+) = "([^"]+)"', query)
     numeric = re.findall(r"(?:pct|sum|avg|max|min)\((\w+)", query)
     grouped = re.findall(r"\bby (\w+)", query)
@@ -157,3 +158,31 @@ def test_the_readme_logs_insights_query_reads_fields_the_records_have(logged):
         assert isinstance(record[field], (int, float)) and not isinstance(record[field], bool)
     for field in grouped:
         assert isinstance(record[field], str)
+
+
+def test_chalice_local_writes_a_short_line_and_lambda_keeps_its_record(serve, capsys, monkeypatch):
+    """``make serve`` (Chalice's CLI, no Lambda function name): one short
+    line a person can read per request; the same CLI variable with a Lambda
+    function name set (as in the deployed function's environment) still
+    writes the EMF record."""
+    monkeypatch.setenv("AWS_CHALICE_CLI_MODE", "true")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    metrics.reset_process()
+    api = serve(LOG_REQUESTS="true")
+    capsys.readouterr()
+    api.post({"instances": IRIS_ROWS})
+    api.post("{not json")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ms")[0].rsplit(", ", 1)[0] for line in lines] == [
+        "POST /model -> 200, 3 rows", "POST /model -> 400, 0 rows"]
+    assert lines[0].endswith(" ms (first request)") and lines[1].endswith(" ms")
+    assert all(len(line) < 80 and "{" not in line for line in lines)
+    assert emf.records("\n".join(lines)) == []
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    api = serve(LOG_REQUESTS="true")
+    capsys.readouterr()
+    api.post({"instances": IRIS_ROWS})
+    [record] = emf.records(capsys.readouterr().out)
+    emf.validate(record)
+    assert record["status"] == 200 and record["function"] == FUNCTION

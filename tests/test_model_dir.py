@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from chalicelib.protocols import service
+from chalicelib.protocols import model_api, service
 from tests.conftest import IRIS_ROWS, PROJECT_DIR, body_of
 
 
@@ -89,7 +89,7 @@ def test_loaded_at_start_unless_chalice_cli_imports(tmp_path):
     lazy = service.from_environment({"MODEL_DIR": os.path.join(PROJECT_DIR, "model"),
                                      "AWS_CHALICE_CLI_MODE": "true"})
     assert lazy.model.estimator is None
-    lazy.health()
+    model_api.health(lazy, None)
     assert lazy.model.estimator is not None
 
 

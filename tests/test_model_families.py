@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from publisher.publish import publish
-from tests import fixtures_families as families
+from tools.fixtures import fixtures_families as families
 from tests.conftest import body_of
 
 
@@ -250,7 +250,7 @@ def test_pandas_output_pipeline_and_no_warnings_per_request(serve, tmp_path, rec
     """A pipeline with set_output(transform="pandas") fitted on a DataFrame:
     served with a DataFrame, no warning per request, and its package
     carries pandas (the build decides from the artifact)."""
-    from tools.build_package import model_uses_pandas
+    from tools.build.package import model_uses_pandas
     model, notebook = families.tabular_pipeline()
     model.set_params(prepare__categories__sparse_output=False).set_output(transform="pandas")
     model.fit(*families.customers())

@@ -21,7 +21,7 @@ from sklearn.ensemble import (HistGradientBoostingClassifier, IsolationForest,
 
 from publisher import onnx_export
 from publisher.publish import publish
-from tests import fixtures_families as families
+from tools.fixtures import fixtures_families as families
 from tests.conftest import BUNDLED_MODEL, IRIS_ROWS, PROJECT_DIR, body_of
 
 PYTHON = sys.executable

@@ -1,7 +1,7 @@
 """The deployment package, proven without AWS.
 
 For the bundled model and for a bring-your-own model of another family, in a
-copy of the project: ``tools.build_package`` (what ``make build`` runs), then
+copy of the project: ``tools.build.package`` (what ``make build`` runs), then
 the real ``chalice package --stage prod OUT/``, which must reuse that build.
 The zip is checked (size, model inside with a matching sha256, bytecode,
 modes), unzipped into a read-only directory and run in a fresh interpreter
@@ -25,9 +25,9 @@ import joblib
 import numpy as np
 import pytest
 
-from tools import lambda_events as ev
-from tools.build_package import extract_read_only
-from tools.project_copy import copy_project, make_writable
+from tools.ops import lambda_events as ev
+from tools.build.package import extract_read_only
+from tools.build.project_copy import copy_project, make_writable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -82,7 +82,7 @@ def run(cmd, cwd, env=None, timeout=900):
 
 
 def build(project, extra_env=None):
-    return run([PYTHON, "-m", "tools.build_package", "--project-dir", project,
+    return run([PYTHON, "-m", "tools.build.package", "--project-dir", project,
                 "--stage", "prod", "--wheels-dir", WHEELS], cwd=REPO, env=extra_env)
 
 
@@ -210,9 +210,9 @@ def byo(tmp_path_factory):
 
 
 def _packaged_tabular(tmp_path_factory, where, version, *publish_options):
-    """The DataFrame pipeline of ``tests/fixtures_families`` published with
+    """The DataFrame pipeline of ``tools/fixtures/fixtures_families`` published with
     ``publisher.publish`` into a copy of the project, built and packaged."""
-    from tests.fixtures_families import tabular_pipeline
+    from tools.fixtures.fixtures_families import tabular_pipeline
     base = tmp_path_factory.mktemp(where)
     project = copy_project(str(base / "project"))
     model, notebook = tabular_pipeline()
@@ -531,12 +531,12 @@ def test_compiled_dataframe_pipeline_package(tabular_compiled, tmp_path):
 
 
 def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
-    """Issue 10's techniques (tests/malicious.py) against the trimmed package
+    """Issue 10's techniques (tools/fixtures/malicious.py) against the trimmed package
     itself: each model directory is served by the unzipped zip, isolated,
     with a secret in the environment. The init phase survives (exit 0, no
     segfault), health and predictions are 503 with the reason, and the
     secret never comes back."""
-    from tests import malicious
+    from tools.fixtures import malicious
     held = []
     for name, (_, reason, *_) in malicious.TECHNIQUES.items():
         d = tmp_path / ("m%d" % len(held))
@@ -694,7 +694,7 @@ def test_build_refuses_a_pin_without_a_compatible_wheel(project_copy, tmp_path):
         f.write("PyYAML==5.3.1\n")
     wheels = tmp_path / "wheels"
     shutil.copytree(WHEELS, wheels, ignore=shutil.ignore_patterns(".lock"))
-    result = run([PYTHON, "-m", "tools.build_package", "--project-dir", project_copy,
+    result = run([PYTHON, "-m", "tools.build.package", "--project-dir", project_copy,
                   "--wheels-dir", str(wheels)], cwd=REPO,
                  env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)})
     assert result.returncode == 2, result.stdout
@@ -713,7 +713,7 @@ def test_build_refuses_an_unpinned_dependency(project_copy):
 
 
 def test_size_limits_are_loud():
-    from tools import build_package as bp
+    from tools.build import package as bp
     with pytest.raises(bp.BuildError, match="over Lambda's 50 MiB limit.*aws cloudformation"):
         bp.check_size({"zipped": 50 * MiB + 1, "unzipped": 100 * MiB}, direct_upload=True)
     bp.check_size({"zipped": 50 * MiB + 1, "unzipped": 100 * MiB})  # the S3 route: a warning

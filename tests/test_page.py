@@ -143,17 +143,13 @@ def test_the_page_is_built_once_per_process_and_never_loads_the_model(serve):
 
 
 def test_an_api_key_stage_asks_for_the_key_and_an_iam_stage_says_it_cannot_sign(
-        serve, monkeypatch):
-    # (the test client re-applies the dev stage's variables on every request,
-    # so the stage's API_AUTH is set around page_of itself)
-    service_ = serve().service
-    monkeypatch.setenv("API_AUTH", "api_key")
-    status, text, headers = page.page_of(service_)
+        serve):
+    # The stage's API_AUTH is read once, into the service's frozen config.
+    status, text, headers = page.page_of(serve(API_AUTH="api_key").service)
     check_self_contained(text, headers)
     assert '<input type="password" id="apikey" autocomplete="off"' in text
     assert config_of(text)["auth"] == "api_key"
-    monkeypatch.setenv("API_AUTH", "iam")
-    status, text, headers = page.page_of(service_)
+    status, text, headers = page.page_of(serve(API_AUTH="iam").service)
     assert 'id="apikey"' not in text and "IAM (SigV4) signed requests" in text
     assert config_of(text)["auth"] == "iam"
 

@@ -17,8 +17,9 @@ plainly; a hand-written card with every feature type and hostile names
 builds the requests of the shared contract; a changed script under the same
 CSP does not run (the control). A screenshot goes to build/try-it.png.
 
-Nothing here downloads a browser: a machine without /usr/bin/chromium fails
-this test (``.ci/run`` installs it).
+Nothing here downloads a browser: a machine without /usr/bin/chromium skips
+this test, saying so, and fails it under ``CI=1`` (``.ci/run`` installs it;
+tests/conftest.py decides).
 """
 import http.client
 import http.server
@@ -326,7 +327,7 @@ def test_a_csv_batch_pasted_dropped_or_chosen(open_page, local_url, tmp_path):
 
 
 def test_screenshot(open_page, local_url):
-    """The README's picture: a versicolor row predicted and a small batch."""
+    """The README's and docs/try-it-page.md's picture: a versicolor row predicted and a small batch."""
     page = open_page(local_url + "/").page
     page.wait_for_selector("#answer:not([hidden])")
     settled(page)
@@ -461,7 +462,7 @@ def publish_served(tmp_path_factory, family):
     from sklearn.preprocessing import OrdinalEncoder
 
     from publisher.publish import publish
-    from tests import fixtures_families as families
+    from tools.fixtures import fixtures_families as families
     where = tmp_path_factory.mktemp(family)
     options = {}
     if family == "customers":

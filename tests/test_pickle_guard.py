@@ -1,5 +1,5 @@
 """Each rule of chalicelib/safeload/pickle_guard.py, on a pickle assembled to break
-exactly that rule with allowlisted names only (tests/malicious.py's
+exactly that rule with allowlisted names only (tools/fixtures/malicious.py's
 assembler). Refusals happen before anything is called, so these run
 in-process; tests/test_hostile_artifacts.py runs the issue's full
 techniques in child processes."""
@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.loading import load_artifact
-from tests.malicious import Build, Call, G, Let, NewObj, Ref, SetItems, assemble
+from tools.fixtures.malicious import Build, Call, G, Let, NewObj, Ref, SetItems, assemble
 
 LR = G("sklearn.linear_model._base", "LinearRegression")
 

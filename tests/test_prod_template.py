@@ -19,7 +19,7 @@ import pytest
 
 import app as app_module
 from chalicelib.ops import metrics
-from chalicelib.protocols import service
+from chalicelib.protocols import service, wrapper
 from tests import emf
 from tests.conftest import IRIS_ROWS
 from tests.packaging import (
@@ -39,10 +39,10 @@ FN_ID = "APIHandler"  # Chalice's logical id of the API handler function
 @pytest.fixture(scope="module")
 def out_dirs(built_project, tmp_path_factory):
     """``make package``'s two steps: the merge template written from the
-    app's routes (tools.merge_template), then ``chalice package`` with it."""
+    app's routes (tools.ops.merge_template), then ``chalice package`` with it."""
     project = built_project.path
     merge = tmp_path_factory.mktemp("merge") / "merge-prod.json"
-    proc = subprocess.run([sys.executable, "-m", "tools.merge_template", str(BASE), str(merge)],
+    proc = subprocess.run([sys.executable, "-m", "tools.ops.merge_template", str(BASE), str(merge)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     plain = chalice_package(project, project.parent / "sam-plain-prod", stage=STAGE)
@@ -78,7 +78,7 @@ def _alarms(sam):
 def test_make_package_merges_the_prod_template():
     proc = subprocess.run(["make", "-n", "package"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "tools.merge_template deploy/merge-prod.json build/merge-prod.json" in proc.stdout
+    assert "tools.ops.merge_template deploy/merge-prod.json build/merge-prod.json" in proc.stdout
     assert "chalice package --stage prod --merge-template build/merge-prod.json" in proc.stdout
 
 
@@ -117,7 +117,7 @@ def test_log_group_has_a_retention_and_exists_before_the_function(sam, plain):
                       if v["Type"] == "AWS::Logs::LogGroup"]
     name = _fn(sam)["Properties"]["FunctionName"]
     assert group["Properties"]["LogGroupName"] == f"/aws/lambda/{name}"
-    assert group["Properties"]["RetentionInDays"] == 30  # README: "Operating it"
+    assert group["Properties"]["RetentionInDays"] == 30  # docs/deploy.md, docs/operate.md
     # SnapStart runs init (and logs) when the version is published, inside
     # the deployment: the group must be there first, or the function would
     # create it and CloudFormation's own create would then fail.
@@ -205,7 +205,8 @@ def emitted(sam, tmp_path_factory):
     try:
         mp.setenv("AWS_LAMBDA_FUNCTION_NAME", name)
         mp.delenv(metrics.NAMESPACE_ENV, raising=False)
-        service._ROUTE_LOGS["POST /model"]._format = None
+        for log in wrapper._ROUTE_LOGS.values():  # rendered once per model: afresh
+            log._format = None
         import io
         import contextlib
         for model_dir in (None, str(broken)):
@@ -220,7 +221,8 @@ def emitted(sam, tmp_path_factory):
             lines.append(out.getvalue())
     finally:
         mp.undo()
-        service._ROUTE_LOGS["POST /model"]._format = None
+        for log in wrapper._ROUTE_LOGS.values():  # rendered once per model: afresh
+            log._format = None
     records = emf.records("".join(lines))
     assert {r.get("status") for r in records} >= {200, 400, 503}
     found = set()

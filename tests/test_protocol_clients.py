@@ -369,7 +369,7 @@ def test_clients_keep_the_stage_path(prod_url, reference):
         assert result.as_numpy("predictions").astype(str).tolist() == expected
         # Binary tensors: tritonclient sends no Content-Type of its own (API
         # Gateway would then pass the bytes as text); with the header the
-        # README says to add, the body is a binary media type.
+        # docs/protocols.md says to add, the body is a binary media type.
         del prod_url.seen[:]
         for headers in (None, {"Content-Type": "application/octet-stream"}):
             result = triton.infer(NAME, _triton_rows(True), headers=headers)

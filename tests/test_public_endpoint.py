@@ -117,7 +117,7 @@ def test_auth_and_cors_follow_the_stage_environment(route_configs, auth, cors_or
 @pytest.mark.parametrize("auth", INVALID_AUTHS)
 def test_an_invalid_api_auth_fails_the_import(route_configs, auth):
     assert route_configs[auth, None] == {
-        "error": "ValueError: API_AUTH must be one of none, api_key, iam, got %r" % auth}
+        "error": "ConfigError: API_AUTH must be one of none, api_key, iam, got %r" % auth}
 
 
 def test_an_invalid_api_auth_fails_chalice_loudly(tmp_path):
@@ -245,9 +245,9 @@ def test_a_model_answering_nan_is_422_naming_the_rows_with_nothing_internal(api,
 
 
 def test_an_unexpected_exception_is_chalices_generic_500(api, monkeypatch):
-    def broken(request):
+    def broken():
         raise RuntimeError(LEAKY)
-    monkeypatch.setattr(api.service, "predict", broken)
+    monkeypatch.setattr(api.service.model, "ready", broken)
     assert app_module.app.debug is False  # debug would return the traceback
     body = assert_nothing_internal(api.post({"instances": IRIS_ROWS}), 500)
     assert body["Code"] == "InternalServerError"

@@ -4,9 +4,9 @@ against moto's S3 server on loopback (tests/aws_emulator.py).
 * The app (Chalice test client) downloads the artifact named by the card,
   verifies its sha256 and serves it; a changed object (wrong sha256) and a
   missing one are a 503 saying why, with nothing unpickled.
-* The stage policy: ``tools.model_policy`` adds s3:GetObject on exactly that
+* The stage policy: ``tools.ops.model_policy`` adds s3:GetObject on exactly that
   object, and the build refuses a policy without it or with more.
-* The packaged Lambda: ``tools.build_package`` + ``chalice package``, the zip
+* The packaged Lambda: ``tools.build.package`` + ``chalice package``, the zip
   unzipped read-only and run isolated (``python -I -S -B``) as in
   tests/test_package.py, with one addition: a directory holding only the
   venv's boto3, botocore and their dependencies (s3transfer, jmespath,
@@ -27,10 +27,10 @@ import pytest
 
 from tests.aws_emulator import running_emulator
 from tests.conftest import body_of
-from tools import lambda_events as ev
-from tools import model_policy
-from tools.build_package import extract_read_only
-from tools.project_copy import copy_project, make_writable
+from tools.ops import lambda_events as ev
+from tools.ops import model_policy
+from tools.build.package import extract_read_only
+from tools.build.project_copy import copy_project, make_writable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -291,15 +291,15 @@ def packaged(emulator, forest, tmp_path_factory):
     assert not os.path.lexists(os.path.join(project, "vendor", "model", "model.joblib"))
     env = build_env(emulator)
     refused = subprocess.run(
-        [PYTHON, "-m", "tools.build_package", "--project-dir", project, "--wheels-dir", WHEELS],
+        [PYTHON, "-m", "tools.build.package", "--project-dir", project, "--wheels-dir", WHEELS],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert refused.returncode == 2
     assert "does not grant s3:GetObject on arn:aws:s3:::%s/%s" % (BUCKET, KEY) in refused.stderr
-    granted = subprocess.run([PYTHON, "-m", "tools.model_policy", "--project-dir", project],
+    granted = subprocess.run([PYTHON, "-m", "tools.ops.model_policy", "--project-dir", project],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert granted.returncode == 0, granted.stderr
     built = subprocess.run(
-        [PYTHON, "-m", "tools.build_package", "--project-dir", project, "--wheels-dir", WHEELS],
+        [PYTHON, "-m", "tools.build.package", "--project-dir", project, "--wheels-dir", WHEELS],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert built.returncode == 0, built.stdout + built.stderr
     out = base / "out"

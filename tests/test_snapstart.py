@@ -5,7 +5,7 @@ The registry is the runtime's own ``snapshot_restore_py`` (its PyPI release,
 a dev dependency); tests/snapstart_runtime.py imports the app as the init
 phase does, calls the before-snapshot hooks, then forks two "restored"
 copies of the process: identical memory, like two environments restored from
-one snapshot. Only AWS can prove that Lambda really calls them (see README).
+one snapshot. Only AWS can prove that Lambda really calls them (see docs/proven.md).
 """
 import json
 import os

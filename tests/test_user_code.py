@@ -21,9 +21,9 @@ from chalicelib.safeload import user_code
 from chalicelib.http.errors import ModelLoadError
 from tests.conftest import body_of
 from tests.test_package import CHALICE, build, run, run_isolated
-from tools.build_package import extract_read_only
-from tools import lambda_events as ev
-from tools.project_copy import copy_project, make_writable
+from tools.build.package import extract_read_only
+from tools.ops import lambda_events as ev
+from tools.build.project_copy import copy_project, make_writable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable

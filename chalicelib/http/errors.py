@@ -1,8 +1,9 @@
 """Errors are data: one exception type per kind of failure, each carrying its
 HTTP status and the ``Code`` of Chalice's error shape ``{"Code", "Message"}``.
 
-The status codes live here and nowhere else; ``service`` turns any of these
-into a response with :func:`error_body`.
+The status codes live here and nowhere else;
+:func:`chalicelib.protocols.wrapper.render_error` turns any of these into a
+response in each protocol's error shape.
 """
 import json
 
@@ -83,8 +84,3 @@ class ModelLoadError(Exception):
     def __init__(self, message, public=None):
         super().__init__(message)
         self.public = public or message
-
-
-def error_body(error):
-    """The JSON text of Chalice's error shape for ``error``."""
-    return json.dumps({"Code": error.code, "Message": error.message})

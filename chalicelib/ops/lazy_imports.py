@@ -1,9 +1,8 @@
 """Lazy loading of the modules (of the dependencies and the standard library)
-the build found imported but never executed by the served model (issue 15,
-part 2).
+the build found imported but never executed by the served model.
 
 ``make build`` traces every request path of the app with the model
-(``tools/build_lazy.py``) and writes the names of the modules that were
+(``tools/build/lazy.py``) and writes the names of the modules that were
 imported but whose code no request path needed into the package as
 ``chalicelib/_lazy_modules.json``. :func:`install`, called first thing in
 ``app.py``, puts a finder in front of ``sys.meta_path`` that gives each of
@@ -28,6 +27,8 @@ import json
 import os
 import sys
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader, SourcelessFileLoader
+
+from chalicelib.http.config import LAZY_IMPORTS, ConfigError
 
 LIST_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "_lazy_modules.json")
@@ -172,7 +173,11 @@ def install(names=None, on_run=None):
     or ``LAZY_IMPORTS=off`` (every import eager: a switch for the operator,
     and the comparison the cold-start measurement makes)."""
     if names is None:
-        if os.environ.get("LAZY_IMPORTS", "").lower() == "off":
+        try:
+            wanted = LAZY_IMPORTS.get()
+        except ConfigError:  # the import hook must never stop the app: eager is safe
+            wanted = False
+        if not wanted:
             return None
         try:
             with open(LIST_FILE, "rb") as f:

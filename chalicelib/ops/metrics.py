@@ -12,14 +12,18 @@ has its own first request).
 
 The line is written for every request, so it is one ``%`` format whose
 constant parts (namespace, dimension values, the metric directive) are
-rendered once per model and function, not per request.
+rendered once per model and function, not per request. Under ``chalice
+local`` (no Lambda, nobody turns the line into metrics) it is a short line
+for a person at a terminal instead.
 """
 import json
 import os
 import time
 
-NAMESPACE_ENV = "METRICS_NAMESPACE"
-DEFAULT_NAMESPACE = "SklearnServerless"
+from chalicelib.http.config import METRICS_NAMESPACE
+
+NAMESPACE_ENV = METRICS_NAMESPACE.name
+DEFAULT_NAMESPACE = METRICS_NAMESPACE.default
 #: What dimension values say when no model is loaded (EMF requires strings).
 UNAVAILABLE = "unavailable"
 
@@ -51,11 +55,18 @@ INIT_FAILURE_DIMENSIONS = ((FUNCTION,),)
 
 
 def namespace():
-    return os.environ.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
+    return METRICS_NAMESPACE.get()
 
 
 def function_name():
     return os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or "local"
+
+
+def chalice_local():
+    """Served by a Chalice command (``chalice local``) rather than by Lambda:
+    Chalice's CLI sets AWS_CHALICE_CLI_MODE; Lambda sets its function name."""
+    return (os.environ.get("AWS_CHALICE_CLI_MODE") == "true"
+            and not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
 
 
 def _directive(names_units, dimension_sets):
@@ -87,6 +98,7 @@ class RequestLog:
     def __init__(self, route):
         self.route = route
         self._card = self._format = None
+        self._local = False
 
     def line(self, model, request_id_json, status, latency_ms, rows):
         """``model``: the ServedModel (its card names the model, or no card
@@ -94,9 +106,14 @@ class RequestLog:
         if model.card is not self._card or self._format is None:
             self._format = self._render(model)
             self._card = model.card
+            self._local = chalice_local()
         cold = PROCESS.cold
         if cold:
             PROCESS.cold = False
+        if self._local:
+            return "%s -> %d, %d row%s, %.1f ms%s\n" % (
+                self.route, status, rows, "" if rows == 1 else "s", latency_ms,
+                " (first request)" if cold else "")
         status_class = status // 100
         return self._format % (request_id_json, status, latency_ms, rows, status_class,
                                status_class == 4, status_class == 5,

@@ -56,7 +56,7 @@ def before_snapshot(service):
     started = time.perf_counter()
     try:
         parsed = parse_request(body, "application/json", model.schema,
-                               service.settings.max_rows)
+                               service.config.max_rows)
         reply = model.predict(parsed.X, probabilities=model.has_proba)
     except ServiceError as exc:
         log.warning("snapshot warm-up skipped: %s", exc)

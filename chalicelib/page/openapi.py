@@ -14,9 +14,8 @@ Nothing here runs on the prediction path.
 import json
 import threading
 
-from chalicelib.schema.card import TASKS, CardError, ModelCard
+from chalicelib.schema.card import TASKS
 from chalicelib.schema.parsing import CSV_TYPE, JSON_TYPE
-from chalicelib.http.access import public_access
 
 OPENAPI_VERSION = "3.1.0"
 JSON_SCHEMA_DIALECT = "https://spec.openapis.org/oas/3.1/dialect/base"
@@ -47,7 +46,7 @@ GATEWAY_ERRORS = {
 SECURITY_SCHEMES = {
     "api_key": ("api_key", {"type": "apiKey", "in": "header", "name": "x-api-key",
                             "description": "An API Gateway API key attached to a usage plan "
-                                           "of this stage (see the README)."}),
+                                           "of this stage (`make api-key`; docs/operate.md)."}),
     # What Chalice's IAMAuthorizer puts in API Gateway's swagger.
     "iam": ("sigv4", {"type": "apiKey", "in": "header", "name": "Authorization",
                       "x-amazon-apigateway-authtype": "awsSigv4",
@@ -60,33 +59,18 @@ _lock = threading.Lock()
 
 def document_json(service):
     """The document of ``service`` as JSON text, built once per process."""
-    settings = service.settings
-    access = public_access()
-    key = (settings.model_dir, settings.max_rows, settings.max_body_bytes, access.auth)
+    config = service.config
+    key = (config.model_dir, config.max_rows, config.max_body_bytes, config.access.auth)
     text = _cache.get(key)
     if text is None:
         with _lock:
             text = _cache.get(key)
             if text is None:
-                card = _card_of(service)
+                card, _ = service.displayed_card()
                 text = _cache[key] = json.dumps(build_document(
-                    card, max_rows=settings.max_rows,
-                    max_body_bytes=settings.max_body_bytes, auth=access.auth))
+                    card, max_rows=config.max_rows,
+                    max_body_bytes=config.max_body_bytes, auth=config.access.auth))
     return text
-
-
-def _card_of(service):
-    """The served model's card; read from disk if the model is not loaded
-    yet (``chalice local`` loads it on the first prediction); None when the
-    card is unreadable (the app answers 503 then, and the document stays
-    generic)."""
-    card = getattr(service.model, "card", None)
-    if card is not None:
-        return card
-    try:
-        return ModelCard.read(service.settings.model_dir)
-    except CardError:
-        return None
 
 
 # --------------------------------------------------------------------------

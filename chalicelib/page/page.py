@@ -33,8 +33,6 @@ import os
 import re
 import threading
 
-from chalicelib.schema.card import CardError, ModelCard
-from chalicelib.http.access import public_access
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_PAGE_BYTES = 50 * 1024
@@ -270,29 +268,18 @@ def render_page(card, auth="none", problem=None):
     return text, csp
 
 
-def _card_of(service):
-    """The served card (raw dict), read from disk when the model is not
-    loaded yet; ``(None, reason)`` when it cannot be read."""
-    card = getattr(service.model, "card", None)
-    if card is not None:
-        return card.raw, None
-    try:
-        return ModelCard.read(service.settings.model_dir).raw, None
-    except CardError as exc:
-        return None, "model card unavailable: %s" % exc
-
-
 def page_of(service):
     """``(status, html, headers)`` of the page for ``service``, built once
     per process (per model directory and auth mode)."""
-    auth = public_access().auth
-    key = (service.settings.model_dir, auth)
+    auth = service.config.access.auth
+    key = (service.config.model_dir, auth)
     cached = _cache.get(key)
     if cached is None:
         with _lock:
             cached = _cache.get(key)
             if cached is None:
-                card, problem = _card_of(service)
+                card, problem = service.displayed_card()
+                card = card.raw if card is not None else None
                 text, csp = render_page(card, auth, problem)
                 headers = {"Content-Type": HTML_TYPE, "Content-Security-Policy": csp,
                            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",

@@ -13,5 +13,6 @@ model, and writes the answer and the errors in the protocol's shape:
 * :mod:`.open_inference`  the Open Inference Protocol, KServe V2 (``/v2/...``)
 
 :mod:`.common` holds what they share; errors are rendered in one place,
-:func:`.common.render_error`.
+:func:`.wrapper.render_error`, and every request runs through
+:func:`.wrapper.handle`.
 """

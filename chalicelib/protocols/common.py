@@ -1,69 +1,27 @@
-"""What the protocol modules share: reading a body, running a payload
-through the app's own parsing and model, writing JSON, the per-request log
-line, and :func:`render_error`, the one place where an error becomes each
-protocol's error body (the status always comes from ``chalicelib.http.errors``).
-"""
+"""What the peers' protocol modules share: decoding a JSON body, running a
+payload through the app's own parsing and model, and writing JSON. Running
+a request and rendering its errors is :mod:`.wrapper`'s."""
 import json
 import re
-import time
 
 import numpy as np
 
+from chalicelib.http.config import MAX_ROWS
 from chalicelib.http.errors import NotFound, ServiceError
+from chalicelib.http.reply import JSON_HEADERS, Reply
+from chalicelib.protocols.wrapper import (KSERVE_V1, MLFLOW, OPEN_INFERENCE,  # noqa: F401
+                                          SAGEMAKER, handle)
+from chalicelib.runtimes.served_model import probability_rows
 from chalicelib.schema.parsing import decode_json, parse_payload
 from chalicelib.schema.parsing import decode_utf8 as decode_text  # noqa: F401  (the protocols' name)
-from chalicelib.runtimes.served_model import probability_rows
-from chalicelib.protocols.service import DEFAULT_MAX_ROWS, Reply, _raw_body
-
-MLFLOW = "mlflow"
-SAGEMAKER = "sagemaker"
-KSERVE_V1 = "kserve_v1"
-OPEN_INFERENCE = "open_inference"
-JSON_HEADERS = {"Content-Type": "application/json"}
-
-# MLflow's error codes (mlflow.exceptions, databricks_pb2.ErrorCode) for the
-# statuses this app answers; MLflow's own server uses BAD_REQUEST for any
-# input it cannot read.
-_MLFLOW_CODES = {
-    400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 406: "BAD_REQUEST",
-    413: "RESOURCE_EXHAUSTED", 415: "BAD_REQUEST", 422: "INVALID_PARAMETER_VALUE",
-    500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
-}
-
-
-def render_error(protocol, error):
-    """The :class:`Reply` of ``error`` in ``protocol``'s error shape:
-    MLflow (and SageMaker, which shares its ``/invocations``)
-    ``{"error_code", "message"}``; KServe V1 and V2 ``{"error": message}``."""
-    if protocol in (MLFLOW, SAGEMAKER):
-        body = {"error_code": _MLFLOW_CODES.get(error.status, "INTERNAL_ERROR"),
-                "message": error.message}
-    else:
-        body = {"error": error.message}
-    return Reply(error.status, json.dumps(body), JSON_HEADERS)
-
-
-def handle(service, request, protocol, route, work):
-    """Run ``work()`` -> ``(Reply, rows)``; any ServiceError becomes the
-    protocol's error reply; one log line per request, like ``POST /model``."""
-    started = time.perf_counter()
-    rows = 0
-    try:
-        reply, rows = work()
-    except ServiceError as error:
-        reply = render_error(protocol, error)
-    if service.settings.log_requests:
-        service._log(request, reply.status, started, rows, route)
-    return reply
 
 
 def body_bytes(service, request):
     """The raw body (bytes), within the app's size limit."""
-    body = _raw_body(request, service.settings.max_body_bytes)
-    return body if isinstance(body, bytes) else body.encode("utf-8")
+    return service.read_body(request)
 
 
-def load_json(text, max_rows=DEFAULT_MAX_ROWS):
+def load_json(text, max_rows=MAX_ROWS.default):
     """The decoded JSON document, or BadRequest saying what is wrong; floods
     of lists and objects are refused as on ``POST /model``."""
     return decode_json(text, max_rows)
@@ -87,7 +45,7 @@ def run_payload(service, payload, probabilities=False, rename=None):
     name the client's own field."""
     model = service.model.ready()
     try:
-        parsed = parse_payload(payload, model.schema, service.settings.max_rows)
+        parsed = parse_payload(payload, model.schema, service.config.max_rows)
     except ServiceError as error:
         if rename is None:
             raise

@@ -16,7 +16,7 @@ MLflow's ``{"error_code", "message"}`` shape for both.
 """
 from chalicelib.http.errors import BadRequest, UnsupportedMediaType
 from chalicelib.protocols import mlflow, sagemaker
-from chalicelib.protocols.service import Reply
+from chalicelib.http.reply import Reply
 from chalicelib.protocols.common import (MLFLOW, body_bytes, decode_text, handle, load_json,
                                          run_payload)
 
@@ -50,7 +50,7 @@ def _invoke(service, request):
                              ("instances", "npy"))
     elif media == sagemaker.CSV_TYPE:
         model = service.model.ready()
-        X = sagemaker.csv_rows(body, content_type, model.schema, service.settings.max_rows)
+        X = sagemaker.csv_rows(body, content_type, model.schema, service.config.max_rows)
         predictions, proba = model.infer(X, _flag(query))
         result = model, predictions, proba, len(X)
     elif media == sagemaker.JSON_TYPE:

@@ -12,7 +12,7 @@ model does not declare. CSV bodies are read by :mod:`.sagemaker`'s CSV
 reader (a pandas ``to_csv()`` header and index column included).
 
 The answer is MLflow's ``{"predictions": [...]}``; errors are
-``{"error_code", "message"}`` (see :func:`.common.render_error`).
+``{"error_code", "message"}`` (see :func:`.wrapper.render_error`).
 """
 from chalicelib.http.errors import BadRequest
 from chalicelib.protocols.common import run_payload

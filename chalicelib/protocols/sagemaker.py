@@ -18,7 +18,7 @@ import numpy as np
 from chalicelib.http.errors import BadRequest, NotAcceptable, Unprocessable
 from chalicelib.schema.parsing import parse_request
 from chalicelib.protocols.common import dumps, predictions_document
-from chalicelib.protocols.service import Reply
+from chalicelib.http.reply import Reply
 
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv"

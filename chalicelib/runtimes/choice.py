@@ -19,9 +19,10 @@ import functools
 
 from chalicelib.runtimes import onnx_runtime
 from chalicelib.schema.card import SCIKIT_LEARN, CardError, ModelCard
+from chalicelib.http.config import MODEL_RUNTIME
 from chalicelib.http.errors import ModelLoadError
 
-RUNTIME_ENV = "MODEL_RUNTIME"
+RUNTIME_ENV = MODEL_RUNTIME.name
 CHOICES = ("auto", SCIKIT_LEARN, onnx_runtime.RUNTIME)
 
 

@@ -24,12 +24,13 @@ import re
 import tempfile
 import time
 
+from chalicelib.http.config import MODEL_CACHE_DIR
 from chalicelib.http.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR_ENV = "MODEL_CACHE_DIR"
-DEFAULT_CACHE_DIR = "/tmp"
+CACHE_DIR_ENV = MODEL_CACHE_DIR.name
+DEFAULT_CACHE_DIR = MODEL_CACHE_DIR.default
 _CHUNK = 1 << 20
 # S3 bucket names: 3-63 characters, lower case, digits, dots and hyphens.
 _S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\x00-\x1f\x7f]+)\Z")
@@ -57,7 +58,7 @@ def object_arn(uri):
 
 
 def cache_dir():
-    return os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR
+    return MODEL_CACHE_DIR.get()
 
 
 def cached_path(sha256, directory=None):
@@ -154,7 +155,7 @@ def _client_error(exc, uri):
     if code in ("AccessDenied", "403", "AllAccessDisabled"):
         return ModelLoadError(
             "model artifact %s: access denied; the function's role needs s3:GetObject on "
-            "%s (python -m tools.model_policy)" % (uri, object_arn(uri)),
+            "%s (python -m tools.ops.model_policy)" % (uri, object_arn(uri)),
             public="the function may not read the model artifact in S3 (AccessDenied)")
     return ModelLoadError("model artifact %s cannot be downloaded: %s" % (uri, exc),
                           public="the model artifact cannot be downloaded from S3 (%s)" % code)

@@ -1,8 +1,8 @@
 """xgboost and lightgbm through their scikit-learn API, when installed.
 
 They are opt-in: a user who serves an ``XGBClassifier`` or ``LGBMClassifier``
-pins ``xgboost-cpu`` or ``lightgbm`` in ``requirements.txt`` (README, Bring
-your own model). This module is an extra rule of the restricted unpickler
+pins ``xgboost-cpu`` or ``lightgbm`` in ``requirements.txt`` (docs/bring-your-own-model.md,
+xgboost and lightgbm). This module is an extra rule of the restricted unpickler
 (:data:`chalicelib.safeload.safe_pickle.EXTRA_RULES`) that allows exactly the globals
 their fitted sklearn-API estimators pickle to, found by dumping each of the
 classes below fitted on iris and recording every global the unpickler asked

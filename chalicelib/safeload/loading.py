@@ -22,25 +22,30 @@ from chalicelib.safeload import user_code
 from chalicelib.safeload import validate_native
 from chalicelib.safeload.load_budget import Budget, address_space_limit
 from chalicelib.schema.card import ARTIFACT_FILE, sha256_of
+from chalicelib.http import config
 from chalicelib.http.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-ALLOW_VERSION_SKEW_ENV = "ALLOW_VERSION_SKEW"
+ALLOW_VERSION_SKEW_ENV = config.ALLOW_VERSION_SKEW.name
 # Off by default. When true, artifacts are unpickled by plain joblib.load,
 # which runs whatever code they name: only for artifacts you built yourself.
-TRUST_MODEL_PICKLE_ENV = "TRUST_MODEL_PICKLE"
+TRUST_MODEL_PICKLE_ENV = config.TRUST_MODEL_PICKLE.name
 
 
-def _truthy(value):
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+def _setting(setting):
+    """A setting's value; a value that cannot be read refuses the model."""
+    try:
+        return setting.get()
+    except config.ConfigError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def check_versions(card, allow_skew=None):
     """Refuse a model saved by another scikit-learn: pickles are not portable
     across its versions, and a wrong answer is worse than no answer."""
     if allow_skew is None:
-        allow_skew = _truthy(os.environ.get(ALLOW_VERSION_SKEW_ENV, ""))
+        allow_skew = _setting(config.ALLOW_VERSION_SKEW)
     saved = card.versions.get("scikit-learn") if isinstance(card.versions, dict) else None
     if saved != sklearn.__version__ and not allow_skew:
         advice = ("republish it with the pinned version (or set %s=true to accept the risk)"
@@ -96,7 +101,7 @@ def load_artifact(path, trust=None):
     reconstruction helpers), or, when ``TRUST_MODEL_PICKLE`` is true, with
     plain ``joblib.load``, saying so in the log every time."""
     if trust is None:
-        trust = _truthy(os.environ.get(TRUST_MODEL_PICKLE_ENV, ""))
+        trust = _setting(config.TRUST_MODEL_PICKLE)
     # A bomb nobody predicted fails as MemoryError, not an OOM-killed process.
     margin = max(2 * Budget.for_artifact(os.path.getsize(path)).max_bytes, 1 << 30)
     with address_space_limit(margin):
@@ -119,7 +124,7 @@ def load_artifact(path, trust=None):
                              public="artifact state cannot be checked (%s)"
                              % type(exc).__name__) from None
     if not trust:
-        # Allowed classes can still be wired to read files (issue 10): the
+        # Allowed classes can still be wired to read files: the
         # same rules publisher.publish applies, at every load.
         reason = model_audit.refusal(model_audit.inspect_model(estimator))
         if reason:

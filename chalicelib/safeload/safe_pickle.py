@@ -142,6 +142,16 @@ ALLOWED_GLOBALS = frozenset({
     ("scipy._lib.array_api_compat.numpy._aliases", "asarray"),
 })
 
+#: Globals of older scikit-learn releases only: a model of one of those is
+#: loaded in an environment of its release (``publisher/build_env.py``), by
+#: this same unpickler; here they do not resolve, so they are refused.
+OLDER_RELEASES_GLOBALS = frozenset({
+    # 1.5 and 1.6 ColumnTransformer: its remainder's columns, an inert list
+    # with warning flags
+    ("sklearn.compose._column_transformer", "_RemainderColsList"),
+})
+ALLOWED_GLOBALS = ALLOWED_GLOBALS | OLDER_RELEASES_GLOBALS
+
 #: Reconstruction helpers: functions pickle calls to rebuild arrays, dtypes,
 #: scalars and random states (the audit's "core"; other functions on the
 #: allowlist are values a model keeps, reported by the audit).

@@ -526,8 +526,7 @@ def parse_csv(text, schema, max_rows):
         raise BadRequest("malformed CSV: line %d: %s" % (reader.line_num, exc)) from None
     names = schema.feature_names
     order = None
-    if lines and (_looks_like_header(lines[0][1], schema)
-                  if not keep_spaces else lines[0][1] == list(schema.feature_names)):
+    if lines and is_csv_header(lines[0][1], schema):
         header = lines.pop(0)[1]
         order = _column_order(header, "CSV header", schema)
         names = header
@@ -549,6 +548,24 @@ def parse_csv(text, schema, max_rows):
             X[i, j] = _csv_number(field, schema, "CSV line %d, column %d (%s)"
                                   % (line_num, j + 1, names[j]))
     return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+def is_csv_header(fields, schema):
+    """The header rule of a CSV body: is its first non-empty line (split
+    into fields) a header rather than data? A text model's header is its
+    feature names exactly (a text may be any words)."""
+    if schema.input_kind == "texts":
+        return list(fields) == list(schema.feature_names)
+    return _looks_like_header([f.strip() for f in fields], schema)
+
+
+def csv_header(fields, schema):
+    """The usable header ``fields`` (stripped, unless a text model's), or
+    Unprocessable naming its first wrong column (unknown, repeated, missing)."""
+    if schema.input_kind != "texts":
+        fields = [f.strip() for f in fields]
+    _column_order(fields, "CSV header", schema)
+    return fields
 
 
 def _looks_like_header(fields, schema):
