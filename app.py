@@ -7,12 +7,12 @@ lazy_imports.install()
 
 import re  # noqa: E402
 
-from chalice import Chalice, CORSConfig, IAMAuthorizer, Response  # noqa: E402
+from chalice import Chalice, CORSConfig, IAMAuthorizer, Rate, Response  # noqa: E402
 
 from chalicelib.http.config import BatchConfig  # noqa: E402
 from chalicelib.ops import snapstart  # noqa: E402
 from chalicelib.protocols import (invocations, kserve_v1, model_api, open_inference,  # noqa: E402
-                                  service)
+                                  service, triton)
 
 app = Chalice(app_name="sklearn-serverless")
 SERVICE = service.from_environment()
@@ -36,14 +36,16 @@ app.api.binary_types.append("application/x-npy")
 # scoring server, SageMaker's container contract, KServe V1 and the Open
 # Inference Protocol, V2). Predictions and model metadata are protected;
 # liveness, readiness, the server's identity, the OpenAPI document and the
-# try-it page (it holds nothing secret) stay open. `{segment}` is KServe
-# V1's `name:predict`: API Gateway only allows a variable as a whole segment.
+# try-it page (it holds nothing secret) stay open. `GET /` is the try-it page
+# for a browser and KServe V1's liveness for any other client. `{segment}`
+# is KServe V1's `name:predict`: API Gateway only allows a variable as a
+# whole segment.
 ROUTES = [
     ("POST", "/model", model_api.predict, True),
     ("GET", "/model", model_api.card, True),
     ("GET", "/health", model_api.health, False),
     ("GET", "/openapi.json", model_api.openapi, False),
-    ("GET", "/", model_api.page, False),
+    ("GET", "/", kserve_v1.root, False),
     ("GET", "/ping", invocations.ping, False),
     ("GET", "/version", invocations.version, False),
     ("POST", "/invocations", invocations.invocations, True),
@@ -53,12 +55,18 @@ ROUTES = [
     ("GET", "/v2", open_inference.server_metadata, False),
     ("GET", "/v2/health/live", open_inference.live, False),
     ("GET", "/v2/health/ready", open_inference.ready, False),
+    ("GET", "/v2/models", open_inference.models, False),
     ("GET", "/v2/models/{name}", open_inference.model_metadata, True),
+    ("GET", "/v2/models/{name}/config", triton.model_config, True),
+    ("GET", "/v2/models/{name}/stats", triton.model_stats, True),
     ("GET", "/v2/models/{name}/ready", open_inference.model_ready, False),
     ("POST", "/v2/models/{name}/infer", open_inference.infer, True),
     ("GET", "/v2/models/{name}/versions/{version}", open_inference.model_metadata, True),
     ("GET", "/v2/models/{name}/versions/{version}/ready", open_inference.model_ready, False),
     ("POST", "/v2/models/{name}/versions/{version}/infer", open_inference.infer, True),
+    ("GET", "/v2/models/{name}/versions/{version}/config", triton.model_config, True),
+    ("GET", "/v2/models/{name}/versions/{version}/stats", triton.model_stats, True),
+    ("POST", "/v2/repository/index", triton.repository_index, True),
 ]
 
 
@@ -96,17 +104,17 @@ if BATCH.events != "off":
     BATCH_JOBS = Batch(BATCH, SERVICE.model)
 
     def _split(event):
-        BATCH_JOBS.split(event)
+        return BATCH_JOBS.split(event)
 
     if BATCH.events == "chalice":
         @app.on_s3_event(bucket=BATCH.bucket, events=["s3:ObjectCreated:*"],
                          prefix=BATCH.input_prefix, name="batch_split")
         def batch_split(event):
-            _split(event.to_dict())
+            return _split(event.to_dict())
     else:
         @app.lambda_function(name="batch_split")
         def batch_split(event, context):
-            _split(event)
+            return _split(event)
 
     @app.on_sqs_message(queue=BATCH.queue, batch_size=BATCH.sqs_batch_size,
                         maximum_concurrency=BATCH.max_concurrency, name="batch_work")
@@ -115,3 +123,10 @@ if BATCH.events != "off":
         # default batch size of one, only itself.
         for record in event:
             BATCH_JOBS.work(record.to_dict()["messageId"], record.body)
+
+    # A task that failed every delivery sits in the dead-letter queue; its
+    # job would say `running` forever. The sweep marks such jobs failed and
+    # leaves the messages where the alarm and an operator see them.
+    @app.schedule(Rate(BATCH.sweep_minutes, unit=Rate.MINUTES), name="batch_dead_letters")
+    def batch_dead_letters(event):
+        BATCH_JOBS.sweep_dead_letters()

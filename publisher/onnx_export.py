@@ -126,7 +126,7 @@ def compilable(schema):
         if all(f.type in ("number", "integer", "boolean") for f in schema.features):
             return "matrix"
         raise NotExported("a matrix of strings is not compiled")
-    if schema.accepts_missing:
+    if schema.takes_any_missing:
         raise NotExported("a DataFrame model that accepts missing values is not compiled")
     for f in schema.features:
         if f.type not in ("number", "integer", "string") or f.dtype == "category" or (

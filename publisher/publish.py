@@ -194,6 +194,47 @@ def check_predicts(estimator, schema, rows):
         return prediction, False
 
 
+def mark_string_columns_taking_missing(estimator, schema, specs, rows):
+    """Mark (``accepts_missing_values`` on the feature) each string column
+    that has its own rule for a missing value (an imputer before its
+    encoder), when the model as a whole does not take missing values: the
+    app then hands it NaN for a null or an empty CSV field, as
+    ``pandas.read_csv`` would. A column whose missing value the model treats
+    as an unseen category (an encoder ignoring unknowns) is not marked: a
+    missing value stays a 422 there, and the model can still be compiled."""
+    if schema.input_kind != "dataframe":
+        return
+    for j, spec in enumerate(specs):
+        if spec.get("type") != "string":
+            continue
+        missing = _answer_with(estimator, schema, specs, rows, j, None)
+        if missing is None:
+            continue
+        unseen = _answer_with(estimator, schema, specs, rows, j, "\x00an unseen category")
+        if unseen is None or unseen.shape != missing.shape or not np.array_equal(unseen, missing):
+            spec["accepts_missing_values"] = True
+
+
+def _answer_with(estimator, schema, specs, rows, j, value):
+    """The estimator's answer (probabilities when it has them) for the
+    example row with feature ``j`` set to ``value`` (None: missing), or None
+    when it fails or is not finite."""
+    row = [value if k == j else v for k, v in enumerate(rows[0])]
+    trial = [dict(f, accepts_missing_values=True, unknown_categories="ignore") if k == j else f
+             for k, f in enumerate(specs)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            X = Schema(trial, False, schema.input_kind).build([row], lambda i, k: "")
+            answer = np.asarray(estimator.predict_proba(X) if hasattr(estimator, "predict_proba")
+                                else estimator.predict(X))
+    except Exception:
+        return None
+    if answer.dtype.kind in "fc" and not np.isfinite(answer).all():
+        return None
+    return answer
+
+
 def publish(artifact_path, *, name, version, features=None, out_dir=DEFAULT_OUT,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
             trust=False, onnx=True, schema=None, source=None):
@@ -322,6 +363,8 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         frame = example
     rows = example_rows(schema, specs, frame, n=1 if example is None else len(example))
     prediction, accepts_missing = check_predicts(estimator, schema, rows)
+    if not accepts_missing:
+        mark_string_columns_taking_missing(estimator, schema, specs, rows)
     classes = getattr(estimator, "classes_", None)
     if isinstance(classes, list):
         classes = [np.asarray(c).tolist() for c in classes]

@@ -26,8 +26,9 @@ def aws_env(endpoint_url):
 @contextmanager
 def batch_app(endpoint_url, **settings):
     """app.py, loaded as a module of its own (the suite's ``app`` is left
-    alone) under a stage whose batch settings are ``settings``."""
-    env = dict(aws_env(endpoint_url), BATCH_EVENTS="chalice", **settings)
+    alone) under a stage whose batch settings are ``settings`` (by default
+    ``BATCH_EVENTS=chalice``: the splitter is Chalice's S3 event handler)."""
+    env = dict(aws_env(endpoint_url), **{"BATCH_EVENTS": "chalice", **settings})
     with mock.patch.dict(os.environ, env):
         spec = importlib.util.spec_from_file_location("app_batch_%d" % next(_count),
                                                       ROOT / "app.py")

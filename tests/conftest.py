@@ -36,8 +36,8 @@ class Api:
         headers = {} if content_type is None else {"Content-Type": content_type}
         return self.client.http.post("/model" + query, headers=headers, body=body)
 
-    def get(self, path):
-        return self.client.http.get(path)
+    def get(self, path, headers=None):
+        return self.client.http.get(path, headers=headers or {})
 
 
 def body_of(response):
@@ -182,6 +182,7 @@ MODULE_TIERS = {
     "test_deploy_emulator.py": ("package", "aws"),  # chalice deploy against moto
     "test_api_keys.py": ("package", "aws"),   # the key verbs after a deploy to moto
     "test_batch.py": ("aws",),                # S3 and SQS on moto
+    "test_batch_template.py": ("package", "aws"),  # the batch stage packaged; its queues on moto
     "test_page_browser.py": ("browser",),     # Chromium through Playwright
     "test_every_estimator.py": ("slow",),     # every scikit-learn estimator, published and served
     "test_soak.py": ("slow",),

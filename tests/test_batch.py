@@ -218,6 +218,90 @@ def test_a_poison_task_ends_in_the_dead_letter_queue(stage):
     assert (ok, failed) == (0, 3)  # the redrive policy's maxReceiveCount
     dead = batch_lambda.receive(stage.sqs, stage.urls["dlq"])
     assert [m["Body"] for m in dead] == ['{"job": "nothing"}']
+    # a message that is no range task belongs to no job: the sweep leaves it
+    # for an operator (and the dead-letter alarm)
+    stage.sqs.change_message_visibility(QueueUrl=stage.urls["dlq"], VisibilityTimeout=0,
+                                        ReceiptHandle=dead[0]["ReceiptHandle"])
+    assert stage.module.BATCH_JOBS.sweep_dead_letters() == []
+    assert [m["Body"] for m in batch_lambda.receive(stage.sqs, stage.urls["dlq"])] == \
+        ['{"job": "nothing"}']
+
+
+def _sweep(stage):
+    """The dead-letter sweep, invoked as its schedule invokes it."""
+    with Client(stage.module.app) as client:
+        event = client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={},
+            resources=["arn:aws:events:%s:%s:rule/sweep" % (REGION, ACCOUNT_ID)])
+        client.lambda_.invoke("batch_dead_letters", event)
+
+
+def test_a_range_that_fails_every_delivery_fails_its_job_with_the_range_and_the_reason(stage):
+    rows = iris_rows(150, seed=5)
+    stage.put("stuck.csv", csv_text(rows).encode())
+    real_s3 = stage.module.BATCH_JOBS.clients.s3
+    poisoned = []
+
+    class PartTwoFails:
+        def __getattr__(self, name):
+            return getattr(real_s3, name)
+
+        def put_object(self, **kwargs):
+            if kwargs["Key"].endswith("/part-00002.out"):
+                poisoned.append(kwargs["Key"])
+                raise MemoryError("the range needs more than the function's memory")
+            return real_s3.put_object(**kwargs)
+
+    stage.module.BATCH_JOBS.clients._s3 = PartTwoFails()
+    try:
+        ok, failed = stage.drain()
+    finally:
+        stage.module.BATCH_JOBS.clients._s3 = real_s3
+    assert failed == len(poisoned) == 3  # the redrive policy's maxReceiveCount
+    stuck = json.loads(stage.get("batch/out/stuck.csv.manifest.json"))
+    assert stuck["status"] == "running" and stuck["parts_done"] == stuck["parts_total"] - 1 == ok
+    assert stuck["failed_attempts"]["2"]["count"] == 3
+    [dead] = batch_lambda.receive(stage.sqs, stage.urls["dlq"])
+    task = json.loads(dead["Body"])
+    stage.sqs.change_message_visibility(QueueUrl=stage.urls["dlq"],
+                                        ReceiptHandle=dead["ReceiptHandle"], VisibilityTimeout=0)
+
+    _sweep(stage)
+    manifest = json.loads(stage.get("batch/out/stuck.csv.manifest.json"))
+    reason = "MemoryError: the range needs more than the function's memory"
+    assert manifest["status"] == "failed" and manifest["finished"]
+    assert manifest["failed_ranges"] == [{"part": 2, "start": task["start"], "end": task["end"],
+                                          "reason": reason}]
+    assert manifest["reason"] == (
+        "range 2 of %d (bytes %d-%d) failed on every delivery and was moved to the dead-letter "
+        "queue: %s" % (task["parts"], task["start"], task["end"], reason))
+    # the message stays for the alarm and an operator; a later sweep changes nothing
+    [again] = batch_lambda.receive(stage.sqs, stage.urls["dlq"])
+    assert again["MessageId"] == dead["MessageId"]
+    stage.sqs.change_message_visibility(QueueUrl=stage.urls["dlq"],
+                                        ReceiptHandle=again["ReceiptHandle"], VisibilityTimeout=0)
+    assert stage.module.BATCH_JOBS.sweep_dead_letters() == []
+    assert json.loads(stage.get("batch/out/stuck.csv.manifest.json")) == manifest
+    # the job's other tasks, delivered late, leave a failed job alone
+    stage.sqs.send_message(QueueUrl=stage.urls["tasks"], MessageBody=json.dumps(
+        dict(task, part=1, start=0, end=task["start"])))
+    assert stage.drain() == (1, 0)
+    assert json.loads(stage.get("batch/out/stuck.csv.manifest.json")) == manifest
+
+
+def test_a_worker_stopped_before_it_could_say_why_fails_its_job_all_the_same(stage):
+    stage.put("killed.csv", csv_text(iris_rows(20, seed=6)).encode())
+    # a worker killed by its timeout every time records nothing; the redrive
+    # policy moves the task on (done here by hand: moto has no Lambda poller)
+    [message] = batch_lambda.receive(stage.sqs, stage.urls["tasks"])
+    stage.sqs.send_message(QueueUrl=stage.urls["dlq"], MessageBody=message["Body"])
+    stage.sqs.delete_message(QueueUrl=stage.urls["tasks"], ReceiptHandle=message["ReceiptHandle"])
+    job = json.loads(message["Body"])["job"]
+    assert stage.module.BATCH_JOBS.sweep_dead_letters() == [job]
+    manifest = json.loads(stage.get("batch/out/killed.csv.manifest.json"))
+    assert manifest["status"] == "failed"
+    assert manifest["reason"].endswith("no failure was recorded: the worker was stopped before "
+                                       "it could say why (its timeout or memory limit)")
 
 
 def test_a_job_that_cannot_run_says_why_in_its_manifest(stage):

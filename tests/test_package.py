@@ -284,7 +284,7 @@ def contract_cases(card, max_rows=MAX_ROWS):
         ("nan", post('{"instances": [[NaN%s]]}' % "".join(", %r" % v for v in rows[0][1:]))),
         ("get-health", ev.get("/health")),
         ("get-card", ev.get("/model")),
-        ("get-page", ev.get("/")),
+        ("get-page", ev.get("/", headers={"Accept": "text/html"})),
     ]
     return cases, rows
 

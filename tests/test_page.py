@@ -15,6 +15,8 @@ from chalicelib.page import page
 from tests.conftest import BUNDLED_MODEL, FEATURES, PROJECT_DIR
 
 MAX_BYTES = 50 * 1024
+# The page is what a browser gets: other clients of GET / get KServe V1's liveness.
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 # A card of the typed schema (COMMON.md): every kind of feature, ranges, an
 # example row; hostile names prove the escaping.
 TYPED_CARD = {
@@ -90,7 +92,7 @@ def config_of(text):
 
 
 def test_the_page_is_one_small_self_contained_document(api):
-    response = api.get("/")
+    response = api.get("/", HTML)
     assert response.status_code == 200
     text = response.body.decode("utf-8")
     check_self_contained(text, response.headers)
@@ -122,7 +124,7 @@ def test_a_card_without_ranges_or_example_starts_at_zero_without_sliders(serve, 
     card["features"] = [{"name": f["name"], "type": "number"} for f in card["features"]]
     card.pop("example", None)
     card_path.write_text(json.dumps(card))
-    response = serve(MODEL_DIR=str(model_copy)).get("/")
+    response = serve(MODEL_DIR=str(model_copy)).get("/", HTML)
     text = response.body.decode()
     check_self_contained(text, response.headers)
     inputs = re.findall(r'<input type="number" id="f(\d)" data-i="\d" data-kind="number" '
@@ -135,11 +137,11 @@ def test_the_page_is_built_once_per_process_and_never_loads_the_model(serve):
     # chalice local's mode: the model loads on the first prediction, not for the page
     api = serve(AWS_CHALICE_CLI_MODE="true")
     page._cache.clear()
-    first = api.get("/")
+    first = api.get("/", HTML)
     assert api.service.model._loaded is False
     built = page.page_of(api.service)
     assert page.page_of(api.service) is built  # cached: the same object
-    assert api.get("/").body == first.body == built[1].encode()
+    assert api.get("/", HTML).body == first.body == built[1].encode()
 
 
 def test_an_api_key_stage_asks_for_the_key_and_an_iam_stage_says_it_cannot_sign(
@@ -156,7 +158,7 @@ def test_an_api_key_stage_asks_for_the_key_and_an_iam_stage_says_it_cannot_sign(
 
 def test_an_unreadable_card_gives_a_503_page_saying_why(serve, tmp_path):
     api = serve(MODEL_DIR=str(tmp_path))
-    response = api.get("/")
+    response = api.get("/", HTML)
     assert response.status_code == 503
     text = response.body.decode()
     check_self_contained(text, response.headers)
@@ -176,7 +178,7 @@ with Client(app.app) as client:
     assert r.status_code == 200, r.body
     before = "chalicelib.page.page" in sys.modules
     started = time.perf_counter()
-    page = client.http.get("/")
+    page = client.http.get("/", headers={"Accept": "text/html"})
     seconds = time.perf_counter() - started
     print(json.dumps({"before": before, "after": "chalicelib.page.page" in sys.modules,
                       "status": page.status_code, "seconds": seconds}))

@@ -172,6 +172,21 @@ def test_every_api_integration_and_the_permission_use_the_alias(sam):
     assert perm["Properties"]["FunctionName"] == {"Ref": FN_ID + ".Alias"}
 
 
+def test_an_unknown_path_is_a_404_every_peer_reads(sam):
+    """API Gateway's answer to a path no route has (its 403 "Missing
+    Authentication Token") is a 404 whose body carries each peer's error
+    keys: KServe's and Open Inference's, MLflow's and SageMaker's, ours."""
+    responses = sam["Resources"]["RestAPI"]["Properties"]["DefinitionBody"][
+        "x-amazon-apigateway-gateway-responses"]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == 404
+    assert missing["responseParameters"]["gatewayresponse.header.Content-Type"] == \
+        "'application/json'"
+    body = json.loads(missing["responseTemplates"]["application/json"])
+    assert {"error", "error_code", "message", "Code", "Message"} <= set(body)
+    assert body["error_code"] == "RESOURCE_DOES_NOT_EXIST" and body["Code"] == "NotFoundError"
+
+
 def test_canary_deployment_rolls_back_on_every_alarm(sam):
     preference = _fn(sam)["Properties"]["DeploymentPreference"]
     assert preference["Type"].startswith(("Canary", "Linear"))

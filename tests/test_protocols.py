@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import app as app_module
+from chalicelib.protocols.identity import SERVER_VERSION
 from tests.conftest import FEATURES, IRIS_ROWS, body_of
 from tests.proxy_event import invoke, proxy_event
 
@@ -71,10 +72,10 @@ def test_mlflow_formats_equal_post_model(api):
     ({"inputs": {"sepal_length": [1, 2], "sepal_width": [1]}}, 400, "BAD_REQUEST",
      "same number of values"),
     ({"inputs": 5}, 400, "BAD_REQUEST", "inputs: expected a list of rows"),
-    ({"inputs": [[1, 2, 3]]}, 422, "INVALID_PARAMETER_VALUE", "inputs[0]: expected 4 values"),
-    ({"inputs": {"sepal_length": [1], "bogus": [2]}}, 422, "INVALID_PARAMETER_VALUE",
+    ({"inputs": [[1, 2, 3]]}, 400, "INVALID_PARAMETER_VALUE", "inputs[0]: expected 4 values"),
+    ({"inputs": {"sepal_length": [1], "bogus": [2]}}, 400, "INVALID_PARAMETER_VALUE",
      'inputs.columns: unknown feature "bogus"'),
-    ({"dataframe_records": [{"sepal_length": 1}]}, 422, "INVALID_PARAMETER_VALUE",
+    ({"dataframe_records": [{"sepal_length": 1}]}, 400, "INVALID_PARAMETER_VALUE",
      "dataframe_records[0]: missing feature"),
     ({"inputs": [[1, 2, 3, 4]] * 10001}, 413, "RESOURCE_EXHAUSTED", "10001 rows"),
 ])
@@ -99,7 +100,9 @@ def test_mlflow_malformed_bodies(api):
 def test_ping_version_and_csv_with_pandas_index(api):
     assert api.get("/ping").status_code == 200
     response = api.get("/version")
-    assert (response.status_code, response.body) == (200, b"1.0.0")
+    # MLflow's server answers its own version; the model's is in X-Model-Version.
+    assert (response.status_code, response.body) == (200, SERVER_VERSION.encode())
+    assert response.headers["X-Model-Version"] == "1.0.0"
     expected = model_answer(api)["predictions"]
     rows = "\n".join("%d,%s" % (i, ",".join(map(str, r))) for i, r in enumerate(IRIS_ROWS))
     for header in ("," + ",".join(FEATURES), "Unnamed: 0," + ",".join(FEATURES)):
@@ -107,7 +110,8 @@ def test_ping_version_and_csv_with_pandas_index(api):
         assert body_of(response) == {"predictions": expected}, response.body
     bad = "," + ",".join(FEATURES) + "\n0,1,2,x,4\n"
     response = post(api, "/invocations", bad, {"Content-Type": "text/csv"})
-    assert response.status_code == 422 and "petal_length" in body_of(response)["message"]
+    # MLflow answers INVALID_PARAMETER_VALUE with 400.
+    assert response.status_code == 400 and "petal_length" in body_of(response)["message"]
 
 
 # --- SageMaker ---------------------------------------------------------------
@@ -127,8 +131,8 @@ def test_sagemaker_accept_decides_the_answer(api, accept, answer_type):
     response = post(api, "/invocations", npy(np.array(IRIS_ROWS)), headers)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == answer_type
-    if answer_type == "application/json":
-        assert body_of(response) == {"predictions": expected}
+    if answer_type == "application/json":  # the container's bare array
+        assert body_of(response) == expected
     elif answer_type == "text/csv":
         assert response.body.decode().splitlines() == expected
     else:
@@ -138,12 +142,12 @@ def test_sagemaker_accept_decides_the_answer(api, accept, answer_type):
 def test_sagemaker_bodies(api):
     expected = model_answer(api, probabilities=True)
     one = post(api, "/invocations", npy(np.array(IRIS_ROWS[0])), {"Content-Type": "application/x-npy"})
-    assert body_of(one) == {"predictions": expected["predictions"][:1]}
+    # The SageMaker scikit-learn container answers an array request with a bare array.
+    assert body_of(one) == expected["predictions"][:1]
     as_ints = post(api, "/invocations", npy(np.array([[5, 3, 1, 0]])),
                    {"Content-Type": "application/x-npy"})
-    assert body_of(as_ints) == {"predictions": model_answer(api, [[5, 3, 1, 0]])["predictions"]}
-    assert body_of(post(api, "/invocations", IRIS_ROWS[0]))["predictions"] == \
-        expected["predictions"][:1]
+    assert body_of(as_ints) == model_answer(api, [[5, 3, 1, 0]])["predictions"]
+    assert body_of(post(api, "/invocations", IRIS_ROWS[0])) == expected["predictions"][:1]
     # A JSON object is MLflow's request, never a SageMaker row.
     record = post(api, "/invocations", dict(zip(FEATURES, IRIS_ROWS[0])))
     assert record.status_code == 400 and "unknown key 'sepal_length'" in \
@@ -151,10 +155,10 @@ def test_sagemaker_bodies(api):
     answer = body_of(post(api, "/invocations?probabilities=true", IRIS_ROWS))
     assert answer == {k: expected[k] for k in ("predictions", "classes", "probabilities")}
     cube = post(api, "/invocations", npy(np.ones((2, 2, 2))), {"Content-Type": "application/x-npy"})
-    assert cube.status_code == 422 and "2-D" in body_of(cube)["message"]
+    assert cube.status_code == 400 and "2-D" in body_of(cube)["message"]
     strings = post(api, "/invocations", npy(np.array([["a", "b", "c", "d"]])),
                    {"Content-Type": "application/x-npy"})
-    assert strings.status_code == 422 and "npy[0][0] (sepal_length)" in body_of(strings)["message"]
+    assert strings.status_code == 400 and "npy[0][0] (sepal_length)" in body_of(strings)["message"]
     bad_flag = post(api, "/invocations?probabilities=maybe", IRIS_ROWS)
     assert bad_flag.status_code == 400
 
@@ -205,7 +209,8 @@ def infer(api, body, path="/v2/models/%s/infer" % NAME, headers=None):
 def test_v2_health_and_metadata(api):
     assert body_of(api.get("/v2/health/live")) == {"live": True}
     assert body_of(api.get("/v2/health/ready")) == {"ready": True}
-    assert body_of(api.get("/v2"))["extensions"] == ["binary_tensor_data"]
+    assert body_of(api.get("/v2"))["extensions"] == ["binary_tensor_data", "classification",
+                                                     "model_configuration", "statistics"]
     meta = body_of(api.get("/v2/models/" + NAME))
     assert meta == body_of(api.get("/v2/models/%s/versions/1.0.0" % NAME))
     assert meta["versions"] == ["1.0.0"]

@@ -53,12 +53,17 @@ PROTECTED = ("POST /model", "GET /model",
              # the peers' protocols: predictions and model metadata
              "POST /invocations", "POST /v1/models/{segment}", "GET /v2/models/{name}",
              "POST /v2/models/{name}/infer", "GET /v2/models/{name}/versions/{version}",
-             "POST /v2/models/{name}/versions/{version}/infer")
+             "POST /v2/models/{name}/versions/{version}/infer",
+             # Triton's model configuration, statistics and repository index
+             "GET /v2/models/{name}/config", "GET /v2/models/{name}/stats",
+             "GET /v2/models/{name}/versions/{version}/config",
+             "GET /v2/models/{name}/versions/{version}/stats", "POST /v2/repository/index")
 PUBLIC = ("GET /health", "GET /openapi.json",
           # liveness, readiness and the server's identity
           "GET /ping", "GET /version", "GET /v1/models", "GET /v1/models/{segment}",
           "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",
-          "GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready")
+          "GET /v2/models/{name}/ready", "GET /v2/models/{name}/versions/{version}/ready",
+          "GET /v2/models")
 PAGE = "GET /"  # the try-it page: open, same-origin (no CORS)
 AUTHS = [None, "none", "api_key", "iam", " API_KEY "]
 CORS_ORIGINS = [None, ORIGIN]

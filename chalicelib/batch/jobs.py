@@ -25,6 +25,8 @@ from chalicelib.schema.parsing import csv_header, decode_utf8, is_csv_header
 
 log = logging.getLogger(__name__)
 _SEND_BATCH = 10  # SendMessageBatch's limit
+# Long enough for one sweep to read the dead-letter queue through once.
+_SWEEP_HIDE_S = 60
 
 
 class Clients:
@@ -60,17 +62,13 @@ class Batch:
     # --- the splitter -----------------------------------------------------
 
     def split(self, event):
-        """An S3 event (``{"Records": [...]}``) -> the job ids started."""
+        """An S3 event (a bucket notification's ``{"Records": [...]}`` or
+        EventBridge's ``Object Created``) -> the job ids started."""
         started = []
-        for record in event.get("Records", []):
-            if not record.get("eventName", "").startswith("ObjectCreated"):
-                continue
-            s3 = record["s3"]
-            bucket = s3["bucket"]["name"]
-            key = unquote_plus(s3["object"]["key"])
+        for bucket, key, etag, sequencer in _created_objects(event):
             if not key.startswith(self.config.input_prefix) or key.endswith("/"):
                 continue
-            job = job_id(bucket, key, s3["object"].get("eTag"), s3["object"].get("sequencer"))
+            job = job_id(bucket, key, etag, sequencer)
             if self._start(bucket, key, job):
                 started.append(job)
         return started
@@ -152,8 +150,26 @@ class Batch:
     def work(self, message_id, body):
         """One range task (an SQS message's id and body). Raises on a task
         that cannot be done, so the queue redelivers it (and, after its
-        redrive limit, moves it to the dead-letter queue)."""
+        redrive limit, moves it to the dead-letter queue); the reason is
+        first written to the job's manifest, for the dead-letter sweep."""
         task = Task.from_json(body)
+        try:
+            self._work(message_id, task)
+        except Exception as exc:
+            self._record_failed_attempt(task, "%s: %s" % (type(exc).__name__, exc))
+            raise
+
+    def _record_failed_attempt(self, task, reason):
+        keys = JobKeys.of(self.config, task.key, task.job)
+        try:
+            manifest.update(self.clients.s3, task.bucket, keys.manifest,
+                            lambda m: manifest.with_failed_attempt(m, task.job, task.part,
+                                                                   reason[:1000]))
+        except Exception:  # the task's own failure is the one to raise
+            log.exception("could not record the failure of part %d of job %s", task.part,
+                          task.job)
+
+    def _work(self, message_id, task):
         s3 = self.clients.s3
         keys = JobKeys.of(self.config, task.key, task.job)
         current, _ = manifest.read(s3, task.bucket, keys.manifest)
@@ -212,6 +228,80 @@ class Batch:
             for key in (keys.part(int(n)), keys.part_errors(int(n))):
                 s3.delete_object(Bucket=task.bucket, Key=key)
         log.info("batch job %s complete: %s", task.job, keys.output)
+
+
+    # --- the dead-letter sweep ------------------------------------------
+
+    def sweep_dead_letters(self, limit=1000):
+        """Mark the job of every range task in the dead-letter queue
+        ``failed``, with the range and the last reason a delivery failed.
+        The messages stay in the queue (made visible again): its depth is
+        what the alarm watches, and an operator may redrive them. Returns
+        the job ids marked by this sweep."""
+        sqs = self.clients.sqs
+        url = sqs.get_queue_url(QueueName=self.config.dead_letter_queue)["QueueUrl"]
+        seen, handles, marked = set(), [], []
+        try:
+            while len(seen) < limit:
+                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                          VisibilityTimeout=_SWEEP_HIDE_S).get("Messages", [])
+                new = [m for m in got if m["MessageId"] not in seen]
+                if not new:
+                    break
+                for message in new:
+                    seen.add(message["MessageId"])
+                    handles.append(message["ReceiptHandle"])
+                    job = self._fail_job(message["Body"])
+                    if job:
+                        marked.append(job)
+        finally:
+            for i in range(0, len(handles), _SEND_BATCH):
+                sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+                    {"Id": str(n), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                    for n, h in enumerate(handles[i:i + _SEND_BATCH])])
+        return marked
+
+    def _fail_job(self, body):
+        try:
+            task = Task.from_json(body)
+        except (TypeError, ValueError) as exc:
+            log.warning("dead-letter message is no range task, left for an operator: %s", exc)
+            return None
+        keys = JobKeys.of(self.config, task.key, task.job)
+        changed = []
+
+        def fail(m):
+            attempt = (m.get("failed_attempts") or {}).get(str(task.part))
+            reason = attempt["reason"] if attempt else (
+                "no failure was recorded: the worker was stopped before it could say why "
+                "(its timeout or memory limit)")
+            new = manifest.with_failed_range(m, task, reason)
+            changed[:] = [new is not None and new["failed_ranges"][-1]["reason"]]
+            return new
+        manifest.update(self.clients.s3, task.bucket, keys.manifest, fail)
+        if not (changed and changed[0]):  # said so already, another job's, or no manifest
+            return None
+        log.warning("batch job %s failed: part %d moved to the dead-letter queue: %s",
+                    task.job, task.part, changed[0])
+        return task.job
+
+
+def _created_objects(event):
+    """``(bucket, key, etag, sequencer)`` of each object an event says was
+    created. A bucket notification URL-encodes its keys; EventBridge's
+    events carry them as they are."""
+    if event.get("source") == "aws.s3" and "detail" in event:
+        if event.get("detail-type") == "Object Created":
+            detail = event["detail"]
+            obj = detail["object"]
+            yield (detail["bucket"]["name"], obj["key"], obj.get("etag") or obj.get("eTag"),
+                   obj.get("sequencer"))
+        return
+    for record in event.get("Records", []):
+        if record.get("eventName", "").startswith("ObjectCreated"):
+            s3 = record["s3"]
+            yield (s3["bucket"]["name"], unquote_plus(s3["object"]["key"]),
+                   s3["object"].get("eTag"), s3["object"].get("sequencer"))
 
 
 def _ranged_get(s3, bucket, key, etag):

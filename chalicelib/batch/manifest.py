@@ -81,6 +81,40 @@ def _conflict(exc):
     return error.get("Code") in _CONFLICTS or status in ("409", "412")
 
 
+def with_failed_attempt(manifest, job, part, reason):
+    """The manifest with the reason a delivery of ``part`` failed (the one
+    the dead-letter sweep reports if the task never succeeds), or None
+    when there is nothing to record (another job's, no longer running, or
+    the part is done)."""
+    if manifest.get("job") != job or manifest["status"] != RUNNING \
+            or str(part) in manifest["parts"]:
+        return None
+    attempts = dict(manifest.get("failed_attempts", {}))
+    count = attempts.get(str(part), {}).get("count", 0) + 1
+    attempts[str(part)] = {"reason": reason, "count": count, "last": now()}
+    return dict(manifest, failed_attempts=attempts)
+
+
+def with_failed_range(manifest, task, reason):
+    """The manifest of a job whose range task was moved to the dead-letter
+    queue: ``failed``, with the range and the reason; None when it says so
+    already, is another job's, or the part got done after all."""
+    if manifest.get("job") != task.job or str(task.part) in manifest["parts"] \
+            or manifest["status"] == COMPLETE:
+        return None
+    ranges = list(manifest.get("failed_ranges", []))
+    if any(r["part"] == task.part for r in ranges):
+        return None
+    ranges.append({"part": task.part, "start": task.start, "end": task.end, "reason": reason})
+    changed = dict(manifest, failed_ranges=ranges)
+    if manifest["status"] == RUNNING:
+        changed.update(status=FAILED, finished=now(),
+                       reason="range %d of %d (bytes %d-%d) failed on every delivery and was "
+                              "moved to the dead-letter queue: %s"
+                              % (task.part, task.parts, task.start, task.end, reason))
+    return changed
+
+
 def with_part(manifest, job, part, stats):
     """The manifest with one more part done, or None when this part is
     counted already or the manifest is another job's (a newer upload)."""

@@ -131,6 +131,8 @@ def _prefix(name, raw):
 BATCH_EVENTS = Setting("BATCH_EVENTS", "off", _batch_events,
                        "how the batch splitter hears of new input objects")
 BATCH_BUCKET = Setting("BATCH_BUCKET", None, _text, "the bucket of batch jobs")
+BATCH_BUCKET_EXISTS = Setting("BATCH_BUCKET_EXISTS", False, _flag,
+                              "the template uses BATCH_BUCKET as it is instead of creating it")
 BATCH_INPUT_PREFIX = Setting("BATCH_INPUT_PREFIX", "batch/in/", _prefix,
                              "where an object put starts a batch job")
 BATCH_OUTPUT_PREFIX = Setting("BATCH_OUTPUT_PREFIX", "batch/out/", _prefix,
@@ -147,14 +149,18 @@ BATCH_SQS_BATCH_SIZE = Setting("BATCH_SQS_BATCH_SIZE", 1, _positive_int,
                                "range tasks per worker invocation")
 BATCH_MAX_CONCURRENCY = Setting("BATCH_MAX_CONCURRENCY", 10, _positive_int,
                                 "concurrent worker invocations the queue may start")
+BATCH_MAX_RECEIVE = Setting("BATCH_MAX_RECEIVE", 3, _positive_int,
+                            "deliveries of a range task before it moves to the dead-letter queue")
+BATCH_SWEEP_MINUTES = Setting("BATCH_SWEEP_MINUTES", 5, _positive_int,
+                              "minutes between sweeps of the dead-letter queue")
 
 #: Every setting, in the order the configuration table lists them.
 SETTINGS = (MODEL_DIR, MODEL_RUNTIME, MAX_ROWS, MAX_BODY_BYTES, LOG_REQUESTS, API_AUTH,
             CORS_ALLOW_ORIGIN, METRICS_NAMESPACE, MODEL_CACHE_DIR, ALLOW_VERSION_SKEW,
             TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, LAZY_IMPORTS,
-            BATCH_EVENTS, BATCH_BUCKET, BATCH_INPUT_PREFIX, BATCH_OUTPUT_PREFIX,
-            BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
-            BATCH_SQS_BATCH_SIZE, BATCH_MAX_CONCURRENCY)
+            BATCH_EVENTS, BATCH_BUCKET, BATCH_BUCKET_EXISTS, BATCH_INPUT_PREFIX,
+            BATCH_OUTPUT_PREFIX, BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
+            BATCH_SQS_BATCH_SIZE, BATCH_MAX_CONCURRENCY, BATCH_MAX_RECEIVE, BATCH_SWEEP_MINUTES)
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,14 @@ class BatchConfig:
     rows_per_call: int
     sqs_batch_size: int
     max_concurrency: int
+    max_receive: int = 3
+    sweep_minutes: int = 5
+    bucket_exists: bool = False
+
+    @property
+    def dead_letter_queue(self):
+        """The task queue's dead-letter queue, named after it."""
+        return self.queue + "-dlq"
 
     @classmethod
     def from_env(cls, env=None):
@@ -220,6 +234,10 @@ class BatchConfig:
         bucket = BATCH_BUCKET.get(env)
         if events == "chalice" and not bucket:
             raise ConfigError("BATCH_EVENTS=chalice needs BATCH_BUCKET (the bucket to watch)")
+        if events == "template" and not bucket:
+            # the template names the bucket it creates, and grants exactly it
+            raise ConfigError("BATCH_EVENTS=template needs BATCH_BUCKET (the bucket the "
+                              "template creates)")
         prefixes = (BATCH_INPUT_PREFIX.get(env), BATCH_OUTPUT_PREFIX.get(env),
                     BATCH_WORK_PREFIX.get(env))
         for i, a in enumerate(prefixes):
@@ -235,4 +253,7 @@ class BatchConfig:
                    output_prefix=prefixes[1], work_prefix=prefixes[2], queue=BATCH_QUEUE.get(env),
                    range_bytes=max(1, int(BATCH_RANGE_MB.get(env) * 1024 * 1024)),
                    rows_per_call=BATCH_ROWS_PER_CALL.get(env),
-                   sqs_batch_size=BATCH_SQS_BATCH_SIZE.get(env), max_concurrency=concurrency)
+                   sqs_batch_size=BATCH_SQS_BATCH_SIZE.get(env), max_concurrency=concurrency,
+                   max_receive=BATCH_MAX_RECEIVE.get(env),
+                   sweep_minutes=BATCH_SWEEP_MINUTES.get(env),
+                   bucket_exists=BATCH_BUCKET_EXISTS.get(env))

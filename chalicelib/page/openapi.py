@@ -12,6 +12,7 @@ It is built once per process, on the first request for it, and cached.
 Nothing here runs on the prediction path.
 """
 import json
+import re
 import threading
 
 from chalicelib.schema.card import TASKS
@@ -108,7 +109,8 @@ def _row_schemas(card):
                  "additionalProperties": {"type": ["number", "null"]}})
     names = list(card.feature_names)
     features = card.raw["features"]
-    values = [_feature_value(f, card.accepts_missing) for f in features]
+    values = [_feature_value(f, card.accepts_missing or (
+        isinstance(f, dict) and f.get("accepts_missing_values") is True)) for f in features]
     n = len(names)
     # Lists carry values by position; the number type is the same for all
     # features unless the card says otherwise.
@@ -337,6 +339,8 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
                      "content": {JSON_TYPE: {"schema": {"$ref": "#/components/schemas/OpenAPI"}}}}},
             protected=False)},
     }
+    paths.update(_protocol_paths(operation))
+    schemas.update(PROTOCOL_ERROR_SCHEMAS)
     document = {
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": JSON_SCHEMA_DIALECT,
@@ -348,3 +352,106 @@ def build_document(card, *, max_rows, max_body_bytes, auth="none"):
         name, scheme = SECURITY_SCHEMES[auth]
         document["components"]["securitySchemes"] = {name: scheme}
     return document
+
+
+# The peers' protocols (chalicelib/protocols), one operation per route of
+# app.PROTOCOL_ROUTES plus GET /: (protocol, summary, protected, request
+# body types or None, 200 answer types, error statuses).
+_JSON_ONLY = (JSON_TYPE,)
+PROTOCOL_OPERATIONS = {
+    ("get", "/"): ("kserve_v1", "The try-it page for a browser (`Accept: text/html`); KServe "
+                   "V1's liveness `{\"status\": \"alive\"}` for any other client", False, None,
+                   (JSON_TYPE, "text/html"), ("503",)),
+    ("get", "/ping"): ("mlflow", "MLflow and SageMaker: 200 (empty body) once the model is "
+                       "loaded", False, None, ("text/plain",), ("503",)),
+    ("get", "/version"): ("mlflow", "MLflow: the server's version, as text", False, None,
+                          ("text/plain",), ("503",)),
+    ("post", "/invocations"): ("mlflow", "MLflow's scoring protocol (JSON object: "
+                               "dataframe_split, dataframe_records, instances, inputs; CSV) and "
+                               "SageMaker's contract (JSON array of rows, CSV, NPY)", True,
+                               (JSON_TYPE, "text/csv", "application/x-npy"),
+                               (JSON_TYPE, "text/csv", "application/x-npy"),
+                               ("400", "406", "413", "415", "503")),
+    ("get", "/v1/models"): ("kserve_v1", "KServe V1: the served model's name", False, None,
+                            _JSON_ONLY, ("503",)),
+    ("get", "/v1/models/{segment}"): ("kserve_v1", "KServe V1: is the model `{segment}` ready",
+                                      False, None, _JSON_ONLY, ("404", "503")),
+    ("post", "/v1/models/{segment}"): ("kserve_v1", "KServe V1: `POST /v1/models/{name}:predict` "
+                                       "with instances or inputs", True, _JSON_ONLY, _JSON_ONLY,
+                                       ("400", "404", "413", "415", "422", "503")),
+    ("get", "/v2"): ("open_inference", "Open Inference: server metadata", False, None,
+                     _JSON_ONLY, ()),
+    ("get", "/v2/health/live"): ("open_inference", "Open Inference: server liveness", False,
+                                 None, _JSON_ONLY, ()),
+    ("get", "/v2/health/ready"): ("open_inference", "Open Inference: server readiness", False,
+                                  None, _JSON_ONLY, ("503",)),
+    ("get", "/v2/models"): ("open_inference", "KServe V2: the list of served models", False,
+                            None, _JSON_ONLY, ("503",)),
+    ("get", "/v2/models/{name}"): ("open_inference", "Open Inference: model metadata", True,
+                                   None, _JSON_ONLY, ("404", "503")),
+    ("get", "/v2/models/{name}/ready"): ("open_inference", "Open Inference: model readiness",
+                                         False, None, _JSON_ONLY, ("404", "503")),
+    ("post", "/v2/models/{name}/infer"): ("open_inference", "Open Inference: inference (JSON "
+                                          "tensors or the binary tensor data extension)", True,
+                                          (JSON_TYPE, "application/octet-stream"),
+                                          (JSON_TYPE, "application/octet-stream"),
+                                          ("400", "404", "413", "415", "422", "503")),
+    ("get", "/v2/models/{name}/config"): ("open_inference", "Triton: model configuration",
+                                          True, None, _JSON_ONLY, ("404", "503")),
+    ("get", "/v2/models/{name}/stats"): ("open_inference", "Triton: this instance's inference "
+                                         "statistics", True, None, _JSON_ONLY, ("404", "503")),
+    ("get", "/v2/models/{name}/versions/{version}"): (
+        "open_inference", "Open Inference: model metadata of a version", True, None,
+        _JSON_ONLY, ("404", "503")),
+    ("get", "/v2/models/{name}/versions/{version}/ready"): (
+        "open_inference", "Open Inference: readiness of a version", False, None, _JSON_ONLY,
+        ("404", "503")),
+    ("post", "/v2/models/{name}/versions/{version}/infer"): (
+        "open_inference", "Open Inference: inference on a version", True,
+        (JSON_TYPE, "application/octet-stream"), (JSON_TYPE, "application/octet-stream"),
+        ("400", "404", "413", "415", "422", "503")),
+    ("get", "/v2/models/{name}/versions/{version}/config"): (
+        "open_inference", "Triton: model configuration of a version", True, None, _JSON_ONLY,
+        ("404", "503")),
+    ("get", "/v2/models/{name}/versions/{version}/stats"): (
+        "open_inference", "Triton: statistics of a version", True, None, _JSON_ONLY,
+        ("404", "503")),
+    ("post", "/v2/repository/index"): ("open_inference", "Triton: the model repository index",
+                                       True, _JSON_ONLY, _JSON_ONLY, ("400", "503")),
+}
+# Each protocol's error body: MLflow's (SageMaker shares /invocations) and
+# KServe's (V1 and the Open Inference Protocol).
+PROTOCOL_ERROR_SCHEMAS = {
+    "MLflowError": {"type": "object", "required": ["error_code", "message"],
+                    "properties": {"error_code": {"type": "string"},
+                                   "message": {"type": "string"}}},
+    "KServeError": {"type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "string"}}},
+}
+_PROTOCOL_ERRORS = {"mlflow": "MLflowError", "kserve_v1": "KServeError",
+                    "open_inference": "KServeError"}
+
+
+def _protocol_paths(operation):
+    """The OpenAPI paths of the peers' protocol routes."""
+    paths = {}
+    for (method, path), (protocol, summary_, protected, request_types, answer_types,
+                         errors) in PROTOCOL_OPERATIONS.items():
+        error_ref = {"$ref": "#/components/schemas/" + _PROTOCOL_ERRORS[protocol]}
+        responses = {"200": {"description": "Success.",
+                             "content": {t: {"schema": {}} for t in answer_types}}}
+        for status in errors:
+            responses[status] = {"description": "An error in %s's shape." % protocol,
+                                 "content": {JSON_TYPE: {"schema": error_ref}}}
+        extra = {"tags": [protocol]}
+        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for name in re.findall(r"{(\w+)}", path)]
+        if parameters:
+            extra["parameters"] = parameters
+        if request_types:
+            extra["requestBody"] = {"required": True,
+                                    "content": {t: {"schema": {}} for t in request_types}}
+        op_id = method + re.sub(r"\W+", "_", path).rstrip("_")
+        paths.setdefault(path, {})[method] = operation(op_id, summary_, responses, protected,
+                                                       **extra)
+    return paths

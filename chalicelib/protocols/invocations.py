@@ -8,13 +8,22 @@ container contract. The content decides, in this order:
    MLflow's request (``dataframe_split``, ``dataframe_records``,
    ``instances``, ``inputs``, ``params``); a JSON **array** is SageMaker's
    rows (or one row);
-4. anything else: 415.
+4. anything else: 415, as is a Content-Type parameter other than ``charset``
+   (and ``header`` for CSV): MLflow's rule.
+
+``ContentType``, the header some AWS services send, counts when
+``Content-Type`` is absent.
 
 The answer's type follows ``Accept`` (JSON when absent or ``*/*``: what
-MLflow's client gets; CSV or NPY on request, 406 otherwise). Errors are in
-MLflow's ``{"error_code", "message"}`` shape for both.
+MLflow's client gets; CSV or NPY on request, 406 otherwise); a JSON answer
+to SageMaker's array or NPY request is the bare array of predictions, as
+the SageMaker scikit-learn container answers. Errors are in MLflow's
+``{"error_code", "message"}`` shape for both, with MLflow's statuses (a
+value the model cannot take: 400 ``INVALID_PARAMETER_VALUE``).
 """
-from chalicelib.http.errors import BadRequest, UnsupportedMediaType
+from chalicelib.http.errors import BadRequest, Unprocessable, UnsupportedMediaType
+from chalicelib.protocols.identity import SERVER_VERSION
+from chalicelib.protocols.mlflow import InvalidParameterValue
 from chalicelib.protocols import mlflow, sagemaker
 from chalicelib.http.reply import Reply
 from chalicelib.protocols.common import (MLFLOW, body_bytes, decode_text, handle, load_json,
@@ -24,30 +33,55 @@ ROUTE = "POST /invocations"
 
 
 def _media_type(content_type):
+    """The media type; MLflow's rule for its parameters: ``charset``
+    (UTF-8 only) and, for ``text/csv``, RFC 4180's ``header``; any other
+    parameter (MLflow 1.x's ``format=pandas-split`` among them) is a 415."""
     media, *params = (content_type or sagemaker.JSON_TYPE).split(";")
     media = media.strip().lower()
     for param in params:
         key, _, value = param.partition("=")
-        if key.strip().lower() == "charset" and \
-                value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise UnsupportedMediaType("Unsupported charset: %s; send UTF-8" % value.strip())
+        key = key.strip().lower()
+        if key == "charset":
+            if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                raise UnsupportedMediaType("Unsupported charset: %s; send UTF-8" % value.strip())
+        elif not (key == "header" and media == sagemaker.CSV_TYPE) and (key or value.strip()):
+            raise UnsupportedMediaType(
+                "Unrecognized content type parameters: %s. The scoring protocol of MLflow 2.0 "
+                "and later takes the format from the body's keys (dataframe_split, "
+                "dataframe_records, instances, inputs), not from the Content-Type" % key)
     return media
 
 
+def _content_type(headers):
+    """``Content-Type``, or ``ContentType`` as some AWS services send it."""
+    return headers.get("content-type") or headers.get("contenttype")
+
+
 def invocations(service, request):
-    return handle(service, request, MLFLOW, ROUTE, lambda: _invoke(service, request))
+    return handle(service, request, MLFLOW, ROUTE, lambda: _as_mlflow(_invoke, service, request))
+
+
+def _as_mlflow(work, service, request):
+    """MLflow's statuses for its route: a value the model cannot take is
+    ``INVALID_PARAMETER_VALUE``, which MLflow answers with 400."""
+    try:
+        return work(service, request)
+    except Unprocessable as error:
+        raise InvalidParameterValue(error.message) from None
 
 
 def _invoke(service, request):
     headers = request.headers
-    content_type = headers.get("content-type")
+    content_type = _content_type(headers)
     media = _media_type(content_type)
     answer = sagemaker.answer_type(headers.get("accept"))
     body = body_bytes(service, request)
     query = request.query_params or {}
+    bare = False  # SageMaker's array requests get a bare array as JSON answer
     if media == sagemaker.NPY_TYPE:
         result = run_payload(service, sagemaker.npy_payload(body), _flag(query),
                              ("instances", "npy"))
+        bare = True
     elif media == sagemaker.CSV_TYPE:
         model = service.model.ready()
         X = sagemaker.csv_rows(body, content_type, model.schema, service.config.max_rows)
@@ -58,8 +92,16 @@ def _invoke(service, request):
         if type(document) is dict:
             result = mlflow.predict_document(service, document)
         elif type(document) is list:
-            result = run_payload(service, sagemaker.json_rows_payload(document), _flag(query),
-                                 ("instances", "rows"))
+            model = service.model.ready()
+            try:
+                result = run_payload(service, sagemaker.json_rows_payload(document, model.schema),
+                                     _flag(query), ("instances", "rows"))
+            except Unprocessable as error:
+                # Not rows of this model: MLflow's answer to a JSON array.
+                raise BadRequest("%s; MLflow's requests are a JSON object (dataframe_split, "
+                                 "dataframe_records, instances, inputs), SageMaker's an "
+                                 "array of rows" % error.message) from None
+            bare = True
         else:
             raise BadRequest("expected a JSON object (MLflow: dataframe_split, "
                              "dataframe_records, instances, inputs) or an array of rows")
@@ -67,7 +109,7 @@ def _invoke(service, request):
         raise UnsupportedMediaType("Unsupported media type: %s; send one of: application/json, "
                                    "text/csv, application/x-npy" % content_type)
     model, predictions, proba, rows = result
-    return sagemaker.render(model, predictions, proba, answer), rows
+    return sagemaker.render(model, predictions, proba, answer, bare), rows
 
 
 def _flag(query):
@@ -81,18 +123,20 @@ def _flag(query):
 
 
 def ping(service, request):
-    """``GET /ping`` (MLflow and SageMaker): 200 once the model is loaded
-    (the body is MLflow's ``"\\n"``), else 503 saying why."""
+    """``GET /ping`` (MLflow and SageMaker): 200 with an empty body (the
+    SageMaker contract; MLflow's clients read only the status) once the
+    model is loaded, else 503 saying why."""
     def work():
         model = service.model.ready()
-        return Reply(200, "\n", model.headers), 0
+        return Reply(200, "", model.headers), 0
     return handle(service, request, MLFLOW, "GET /ping", work)
 
 
 def version(service, request):
-    """``GET /version`` (MLflow): the served model's version, as text."""
+    """``GET /version`` (MLflow): the server's version, as MLflow's server
+    answers its own (the model's is in ``X-Model-Version`` and ``GET /model``)."""
     def work():
         model = service.model.ready()
-        return Reply(200, mlflow.version_text(model),
+        return Reply(200, SERVER_VERSION,
                      dict(model.headers, **{"Content-Type": "text/plain"})), 0
     return handle(service, request, MLFLOW, "GET /version", work)

@@ -11,8 +11,10 @@ API Gateway allows a path variable only as a whole path segment, so
 ``{name}:predict`` cannot be a route: the route is ``/v1/models/{model}``
 and the segment (``iris-classifier:predict``) is split here. Any other
 name, or a verb other than ``:predict``, is a 404 in KServe's
-``{"error": ...}`` shape. (V1's liveness probe, ``GET`` of the base URL
-itself, is not served: ``GET /`` is the app's try-it page.)
+``{"error": ...}`` shape. V1's liveness probe, ``GET`` of the base URL,
+shares ``GET /`` with the try-it page: content negotiation gives a
+browser (``Accept`` naming ``text/html``) the page and any other client
+``{"status": "alive"}``.
 """
 import json
 
@@ -22,6 +24,37 @@ from chalicelib.protocols.common import (KSERVE_V1, body_bytes, check_model_name
                                          predictions_document, run_payload, with_model)
 
 KEYS = ("instances", "inputs", "probabilities")
+
+
+def wants_html(accept):
+    """Whether ``Accept`` prefers HTML to JSON (a browser's does; KServe's
+    client, curl and the peers' probes send none, ``*/*`` or JSON)."""
+    best = {}
+    for item in (accept or "").split(","):
+        media, *params = [p.strip() for p in item.split(";")]
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media in ("text/html", "application/xhtml+xml", "application/json"):
+            best[media] = max(q, best.get(media, 0.0))
+    html = max(best.get("text/html", 0.0), best.get("application/xhtml+xml", 0.0))
+    return html > 0 and html >= best.get("application/json", 0.0)
+
+
+def root(service, request):
+    """``GET /``: the try-it page for a browser, KServe's liveness
+    ``{"status": "alive"}`` for any other client."""
+    if wants_html(request.headers.get("accept")):
+        from chalicelib.protocols import model_api
+        return model_api.page(service, request)
+    return handle(service, request, KSERVE_V1, "GET /",
+                  lambda: (json_reply(None, {"status": "alive"}), 0))
 
 
 def models(service, request):

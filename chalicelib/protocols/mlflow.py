@@ -11,11 +11,21 @@ answer); any other key is accepted and ignored, as MLflow ignores params a
 model does not declare. CSV bodies are read by :mod:`.sagemaker`'s CSV
 reader (a pandas ``to_csv()`` header and index column included).
 
+A DataFrame without column names (``0..n-1``) is read positionally, in
+the card's feature order, as MLflow serves it.
+
 The answer is MLflow's ``{"predictions": [...]}``; errors are
 ``{"error_code", "message"}`` (see :func:`.wrapper.render_error`).
 """
 from chalicelib.http.errors import BadRequest
 from chalicelib.protocols.common import run_payload
+
+
+class InvalidParameterValue(BadRequest):
+    """A value the model cannot take, on MLflow's route: MLflow's
+    ``INVALID_PARAMETER_VALUE``, which its server answers with 400."""
+
+    mlflow_code = "INVALID_PARAMETER_VALUE"
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 KEYS = FORMATS + ("params", "probabilities")
@@ -74,10 +84,27 @@ def _columns_to_split(columns):
 def predict_document(service, document):
     """``(model, predictions, probabilities, rows)`` for a JSON request object."""
     payload, probabilities, rename = to_payload(document)
+    model = service.model.ready()
+    _positional_columns(payload, model.schema)
     return run_payload(service, payload, probabilities, rename)
 
 
-def version_text(model):
-    """``GET /version``: MLflow's server answers its own version as plain
-    text; this app answers the served model's version."""
-    return model.card.version
+def _positional_columns(payload, schema):
+    """A DataFrame built without column names (``pd.DataFrame(X)``, as
+    MLflow's own client tests send it) has the names ``0..n-1``: MLflow
+    serves it positionally, in the card's feature order; so does this app,
+    when none of the card's names is such a number."""
+    positional = schema.positional_names
+    if set(positional) & set(schema.feature_names):
+        return
+    split = payload.get("dataframe_split")
+    if type(split) is dict and type(split.get("columns")) is list and \
+            [str(c) if type(c) is int else c for c in split["columns"]] == positional:
+        payload["dataframe_split"] = dict(split, columns=list(schema.feature_names))
+    records = payload.get("dataframe_records")
+    if type(records) is list and records and all(
+            type(r) is dict and len(r) == len(positional) and
+            all(k in r for k in positional) for r in records):
+        names = schema.feature_names
+        payload["dataframe_records"] = [{name: r[k] for name, k in zip(names, positional)}
+                                        for r in records]

@@ -17,23 +17,37 @@ objects keyed by feature name), so the app's parser checks every value;
 error messages name the tensor. Outputs: ``predictions`` (string labels as
 ``BYTES``) and, for models with ``predict_proba``, ``probabilities``
 (``FP64``, ``[n, n_classes]`` in ``classes`` order); all of them unless the
-request names some in ``outputs``. Outputs are always JSON (a request for
-binary outputs is answered in JSON, which the clients read as well).
-``id`` is echoed; ``parameters`` are accepted and ignored.
+request names some in ``outputs`` (each once). An output is binary tensor
+data when it asks (``parameters.binary_data``) or the request does
+(``parameters.binary_data_output``, which an output's own setting
+overrides): the answer is then the JSON header, its length in
+``Inference-Header-Content-Length``, and the outputs' bytes, each sized by
+its ``binary_data_size`` (when the request's ``Accept`` lets a binary
+body through API Gateway: ``application/octet-stream`` or ``*/*``; else
+JSON). FP16 is read as binary data only. Triton's
+classification extension (:mod:`.triton`) answers the top classes of
+``probabilities``; JSON nested past 100 levels is refused, as Triton does.
+``id`` is echoed; other ``parameters`` are accepted and ignored.
 """
 import json
 import math
 import re
 import struct
+import time
 
 import numpy as np
 
-from chalicelib.http.errors import BadRequest, Unprocessable
+from chalicelib.http.errors import BadRequest, ServiceError, Unprocessable
+from chalicelib.protocols import triton
 from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model_name,
-                                         decode_text, handle, json_reply, load_json,
+                                         decode_text, dumps, handle, json_reply, load_json,
                                          run_payload, with_model)
+from chalicelib.protocols.identity import SERVER_NAME, SERVER_VERSION
+from chalicelib.http.reply import Reply
 
-SERVER = {"name": "sklearn-serverless", "version": "1", "extensions": ["binary_tensor_data"]}
+SERVER = {"name": SERVER_NAME, "version": SERVER_VERSION,
+          "extensions": ["binary_tensor_data", "classification", "model_configuration",
+                         "statistics"]}
 # KServe's client also sends the model's name (and version) in the body.
 REQUEST_KEYS = ("id", "inputs", "outputs", "parameters", "model_name", "model_version")
 # API Gateway hands the function a body whose Content-Type is not a binary
@@ -41,6 +55,7 @@ REQUEST_KEYS = ("id", "inputs", "outputs", "parameters", "model_name", "model_ve
 BINARY_HINT = ("; through API Gateway, binary tensor data needs "
                "Content-Type: application/octet-stream")
 HEADER_LENGTH = "inference-header-content-length"
+BINARY_TYPE = "application/octet-stream"
 INTEGER_TYPES = {"UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
                  "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8"}
 FLOAT_TYPES = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
@@ -65,6 +80,12 @@ def live(service, request):
 def ready(service, request):
     return handle(service, request, OPEN_INFERENCE, "GET /v2/health/ready",
                   lambda: with_model(service, lambda m: {"ready": True}))
+
+
+def models(service, request):
+    """``GET /v2/models`` (KServe's model list): the served model."""
+    return handle(service, request, OPEN_INFERENCE, "GET /v2/models",
+                  lambda: with_model(service, lambda m: {"models": [m.card.name]}))
 
 
 def model_ready(service, request, name, version=None):
@@ -115,8 +136,16 @@ def infer(service, request, name, version=None):
     def work():
         model = service.model.ready()
         check_model_name(model, name, version)
-        document, binary = _read_body(body_bytes(service, request), request.headers)
-        return _infer(service, model, document, binary)
+        started = time.perf_counter_ns()
+        try:
+            document, binary = _read_body(body_bytes(service, request), request.headers)
+            reply, rows = _infer(service, model, document, binary,
+                                 binary_answer_allowed(request.headers.get("accept")))
+        except ServiceError:
+            triton.STATISTICS.record(False, 0, time.perf_counter_ns() - started)
+            raise
+        triton.STATISTICS.record(True, rows, time.perf_counter_ns() - started)
+        return reply, rows
     return handle(service, request, OPEN_INFERENCE, "POST /v2/models/{name}/infer", work)
 
 
@@ -135,7 +164,18 @@ def _read_body(body, headers):
     return load_json(decode_text(body[:size])), body[size:]
 
 
-def _infer(service, model, document, binary):
+def binary_answer_allowed(accept):
+    """Whether the request's ``Accept`` lets a binary answer through: API
+    Gateway (and ``chalice local``) pass a binary body only to a request
+    whose ``Accept`` names its type (or ``*/*``); to any other, the outputs
+    asked as binary are answered as JSON, which the clients read as well."""
+    if not accept:
+        return False
+    types = {item.split(";")[0].strip().lower() for item in accept.split(",")}
+    return bool(types & {BINARY_TYPE, "*/*"})
+
+
+def _infer(service, model, document, binary, binary_allowed=True):
     if type(document) is not dict:
         raise BadRequest("expected a JSON object with inputs")
     unknown = [k for k in document if k not in REQUEST_KEYS]
@@ -145,45 +185,107 @@ def _infer(service, model, document, binary):
     request_id = document.get("id")
     if request_id is not None and type(request_id) is not str:
         raise BadRequest("id: expected a string")
-    if type(document.get("parameters", {})) is not dict:
+    parameters = document.get("parameters", {})
+    if type(parameters) is not dict:
         raise BadRequest("parameters: expected an object")
-    wanted = _requested_outputs(document.get("outputs"), model)
+    binary_default = parameters.get("binary_data_output", False)
+    if type(binary_default) is not bool:
+        raise BadRequest("parameters.binary_data_output: expected true or false")
     inputs = document.get("inputs")
     if type(inputs) is not list or not inputs:
         raise BadRequest("inputs: expected a non-empty list of tensors")
+    triton.check_depth(document, skip={id(spec.get("data")) for spec in inputs
+                                       if type(spec) is dict})
+    wanted = _requested_outputs(document.get("outputs"), model, binary_default)
     tensors = _tensors(inputs, binary)
     payload, rename = _payload(tensors, model.schema.feature_names)
     model, predictions, proba, rows = run_payload(
-        service, payload, probabilities="probabilities" in wanted, rename=rename)
+        service, payload, probabilities=any(w.name == "probabilities" for w in wanted),
+        rename=rename)
     if isinstance(proba, list):
         raise Unprocessable("outputs: this model's probabilities differ in shape per output "
                             "and make no tensor; ask for outputs [{\"name\": \"predictions\"}]")
-    outputs = []
+    outputs, chunks = [], []
     for output in wanted:
-        array = predictions if output == "predictions" else proba
-        outputs.append({"name": output, "datatype": _datatype(array),
-                        "shape": list(array.shape), "data": array.ravel().tolist()})
+        array = predictions if output.name == "predictions" else proba
+        if output.classification is not None:
+            array = np.asarray(triton.top_classes(proba, _flat_classes(model),
+                                                  output.classification), dtype=object)
+        datatype = _datatype(array)
+        tensor = {"name": output.name, "datatype": datatype, "shape": list(array.shape)}
+        if output.binary and binary_allowed:
+            raw = _to_binary(array, datatype)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        outputs.append(tensor)
     answer = {"model_name": model.card.name, "model_version": model.card.version}
     if request_id is not None:
         answer["id"] = request_id
     answer["outputs"] = outputs
-    return json_reply(model, answer), rows
+    if not chunks:
+        return json_reply(model, answer), rows
+    header = dumps(answer).encode("utf-8")
+    headers = dict(model.headers, **{"Content-Type": BINARY_TYPE,
+                                     "Inference-Header-Content-Length": str(len(header))})
+    return Reply(200, header + b"".join(chunks), headers), rows
 
 
-def _requested_outputs(outputs, model):
+def _flat_classes(model):
+    classes = model.classes or []
+    return [c for group in classes for c in group] if classes and \
+        isinstance(classes[0], list) else classes
+
+
+def _to_binary(array, datatype):
+    """The binary tensor data extension's bytes of ``array``: little-endian,
+    row-major; BYTES as 4-byte lengths and UTF-8."""
+    if datatype == "BYTES":
+        parts = []
+        for value in array.ravel().tolist():
+            raw = (value if isinstance(value, bytes) else str(value).encode("utf-8"))
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    dtype = {"BOOL": "?", "INT64": "<i8", "FP64": "<f8"}[datatype]
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+class _Output:
+    __slots__ = ("name", "binary", "classification")
+
+    def __init__(self, name, binary, classification=None):
+        self.name, self.binary, self.classification = name, binary, classification
+
+
+def _requested_outputs(outputs, model, binary_default=False):
+    """The outputs to answer: each with whether it is binary (its own
+    ``binary_data``, else the request's ``binary_data_output``) and its
+    ``classification`` count."""
     available = ["predictions"] + (["probabilities"] if model.has_proba else [])
     if outputs is None:
-        return available
+        return [_Output(name, binary_default) for name in available]
     if type(outputs) is not list:
         raise BadRequest("outputs: expected a list")
-    names = []
+    wanted, seen = [], set()
     for i, output in enumerate(outputs):
+        where = "outputs[%d]" % i
         name = output.get("name") if type(output) is dict else None
         if name not in available:
-            raise BadRequest("outputs[%d].name: expected one of %s, got %s"
-                             % (i, ", ".join(available), json.dumps(name)))
-        names.append(name)
-    return names
+            raise BadRequest("%s.name: expected one of %s, got %s"
+                             % (where, ", ".join(available), json.dumps(name)))
+        if name in seen:
+            raise BadRequest("output '%s' already exists in request" % name)
+        seen.add(name)
+        count = triton.classification_count(output, where)
+        if count is not None and name != "probabilities":
+            raise BadRequest("%s: classification is answered for probabilities only, "
+                             "not for %s" % (where, name))
+        binary = (output.get("parameters") or {}).get("binary_data", binary_default)
+        if type(binary) is not bool:
+            raise BadRequest("%s.parameters.binary_data: expected true or false" % where)
+        wanted.append(_Output(name, binary, count))
+    return wanted
 
 
 class _Tensor:
@@ -234,12 +336,20 @@ def _tensors(inputs, binary):
 
 
 def _from_json(data, datatype, where):
-    """Flatten (row-major) and check each value against the datatype."""
-    flat, stack = [], [data]
+    """Flatten (row-major) and check each value against the datatype;
+    FP16 is read only as binary data (JSON has no half-precision numbers),
+    as KServe reads it."""
+    if datatype == "FP16":
+        raise BadRequest("%s: FP16 tensors are read as binary tensor data only, not as JSON "
+                         "numbers" % where)
+    # The tensor's data sits four levels deep in the request document.
+    flat, stack = [], [(data, 4)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if type(item) is list:
-            stack.extend(reversed(item))
+            if depth >= triton.MAX_JSON_DEPTH:
+                raise triton.too_deep()
+            stack.extend((value, depth + 1) for value in reversed(item))
         else:
             flat.append(item)
     check = _JSON_CHECKS[datatype if datatype in ("BOOL", "BYTES") else

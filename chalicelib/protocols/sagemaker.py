@@ -5,10 +5,10 @@ answered in the type the ``Accept`` header asks for: JSON
 (``{"predictions": [...]}``, also for ``*/*`` or no ``Accept``), CSV (one
 prediction per line) or NPY (the predictions array); 406 for any other.
 
-CSV is read by the app's own CSV parser (one row per line in the card's
-feature order, or any order under a header line), after dropping a leading
-unnamed column under a header: the index column pandas' ``to_csv()``
-writes, which MLflow clients send.
+CSV is read by the app's own CSV parser and its header rule (one row per
+line in the card's feature order, or any order under a header line; the
+index column pandas' ``to_csv()`` writes is dropped), the rule documented
+in docs/csv-headers.md.
 """
 import csv
 import io
@@ -16,6 +16,7 @@ import io
 import numpy as np
 
 from chalicelib.http.errors import BadRequest, NotAcceptable, Unprocessable
+from chalicelib.schema.features import CSV_NUMBER
 from chalicelib.schema.parsing import parse_request
 from chalicelib.protocols.common import dumps, predictions_document
 from chalicelib.http.reply import Reply
@@ -56,26 +57,10 @@ def answer_type(accept):
 
 
 def csv_rows(body, content_type, schema, max_rows):
-    """The matrix of a CSV body, through the app's own CSV parser."""
-    return parse_request(_drop_index_column(body), content_type, schema, max_rows).X
-
-
-def _drop_index_column(body):
-    """The CSV without pandas' index column: a header line whose first
-    field is empty (or pandas' ``Unnamed: 0``) while another names a
-    column. Other bodies are returned unchanged."""
-    head = body.lstrip(b"\xef\xbb\xbf")
-    first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    if not first.startswith((",", '"",', "Unnamed: 0,")):
-        return body
-    try:
-        reader = csv.reader(io.StringIO(head.decode("utf-8"), newline=""), strict=True)
-        lines = [fields[1:] for fields in reader if fields]
-    except (UnicodeDecodeError, csv.Error):
-        return body  # the app's parser names the problem
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(lines)
-    return out.getvalue().encode("utf-8")
+    """The matrix of a CSV body, through the app's own CSV parser and its
+    header rule (:func:`chalicelib.schema.parsing.parse_csv`): pandas'
+    header and index column are read as on ``POST /model``."""
+    return parse_request(body, content_type, schema, max_rows).X
 
 
 def npy_payload(body):
@@ -95,17 +80,33 @@ def npy_payload(body):
     return {"instances": array.tolist()}
 
 
-def json_rows_payload(document):
+def json_rows_payload(document, schema):
     """SageMaker's JSON: an array of rows, or a single row (an array of
-    values or an object keyed by feature name)."""
+    values or an object keyed by feature name). For an all-number model a
+    number written as a string (``[["5.1", "3.5", ...]]``) is that number,
+    as the scikit-learn container's numpy conversion reads it."""
     if document and all(type(v) not in (list, dict) for v in document):
         document = [document]
+    if schema.numeric:
+        document = [[_number_of(v) for v in row] if type(row) is list else
+                    {k: _number_of(v) for k, v in row.items()} if type(row) is dict else row
+                    for row in document]
     return {"instances": document}
 
 
-def render(model, predictions, proba, media_type):
-    """The answer in ``media_type`` (from :func:`answer_type`)."""
+def _number_of(value):
+    if type(value) is str and CSV_NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+def render(model, predictions, proba, media_type, bare=False):
+    """The answer in ``media_type`` (from :func:`answer_type`); ``bare``:
+    JSON is the bare array of predictions (the container's answer to an
+    array or NPY request) unless probabilities were asked for."""
     if media_type == JSON_TYPE:
+        if bare and proba is None:
+            return Reply(200, dumps(predictions.tolist()), model.headers)
         return Reply(200, dumps(predictions_document(model, predictions, proba)),
                      model.headers)
     headers = dict(model.headers, **{"Content-Type": media_type})

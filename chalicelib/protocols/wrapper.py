@@ -38,7 +38,9 @@ def render_error(protocol, error, headers=JSON_HEADERS):
     if protocol == MODEL:
         body = {"Code": error.code, "Message": error.message}
     elif protocol in (MLFLOW, SAGEMAKER):
-        body = {"error_code": _MLFLOW_CODES.get(error.status, "INTERNAL_ERROR"),
+        # An error may carry MLflow's own code (INVALID_PARAMETER_VALUE at 400).
+        body = {"error_code": getattr(error, "mlflow_code", None)
+                or _MLFLOW_CODES.get(error.status, "INTERNAL_ERROR"),
                 "message": error.message}
     else:
         body = {"error": error.message}

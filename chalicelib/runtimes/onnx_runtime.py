@@ -139,7 +139,7 @@ def _column_inputs(inputs, card):
     if [i.name for i in inputs] != list(card.feature_names):
         raise ModelLoadError("the ONNX graph's inputs %s are not the card's columns %s"
                              % (", ".join(i.name for i in inputs), ", ".join(card.feature_names)))
-    if card.accepts_missing:
+    if card.schema.takes_any_missing:
         raise ModelLoadError("a graph fed by columns cannot be given missing values, and the "
                              "card accepts them")
     types = []

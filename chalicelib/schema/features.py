@@ -30,6 +30,7 @@ NUMERIC_TYPES = ("number", "integer")
 DEFAULT_DTYPES = {"number": "float64", "integer": "int64", "boolean": "bool",
                   "string": "object", "text": "object"}
 MISSING_TOKENS = ("", "nan", "NaN", "NA")
+_NO_MISSING_TOKEN = frozenset(MISSING_TOKENS)
 # ASCII only and possessive: linear on any field (see parsing's CSV notes).
 CSV_NUMBER = re.compile(r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+\Z",
                         re.ASCII)
@@ -43,7 +44,7 @@ class SchemaError(ValueError):
 
 
 class Feature:
-    __slots__ = ("name", "type", "categories", "unknown", "dtype", "_allowed")
+    __slots__ = ("name", "type", "categories", "unknown", "dtype", "missing", "_allowed")
 
     def __init__(self, spec):
         if not isinstance(spec, dict):
@@ -63,6 +64,12 @@ class Feature:
         if self.unknown not in ("error", "ignore"):
             raise SchemaError("feature %s: unknown_categories must be error or ignore" % self.name)
         self.dtype = spec.get("dtype") or DEFAULT_DTYPES[self.type]
+        # A column that takes missing values when the model as a whole does
+        # not (a string column with its own imputer before the encoder).
+        self.missing = spec.get("accepts_missing_values", False)
+        if type(self.missing) is not bool:
+            raise SchemaError("feature %s: accepts_missing_values must be true or false"
+                              % self.name)
         self._allowed = (frozenset(self.categories)
                          if self.categories is not None and self.unknown == "error" else None)
 
@@ -101,6 +108,8 @@ class Schema:
         self.accepts_missing = accepts_missing
         self.feature_names = tuple(f.name for f in self.features)
         self.index = {name: i for i, name in enumerate(self.feature_names)}
+        # The column names pandas gives a DataFrame built without names.
+        self.positional_names = [str(i) for i in range(len(self.feature_names))]
         self._getter = operator.itemgetter(*self.feature_names)
         # The float64 fast path: every value a number, handed over as a matrix.
         self.numeric = input_kind == "matrix" and all(
@@ -192,8 +201,8 @@ class Schema:
             return None
         kind = types.pop()
         if kind is str:
-            if feature.type in ("string", "text") and not (
-                    from_csv and feature.type == "string" and self.accepts_missing):
+            if feature.type == "text" or (feature.type == "string" and not (
+                    from_csv and not _NO_MISSING_TOKEN.isdisjoint(values))):
                 return values
         elif from_csv:
             return None
@@ -209,8 +218,18 @@ class Schema:
                 return values
         return None
 
+    @property
+    def takes_any_missing(self):
+        """Whether any column takes a missing value."""
+        return self.accepts_missing or any(f.missing for f in self.features)
+
+    def takes_missing(self, j):
+        """Whether feature ``j`` takes a missing value (null, NaN, an empty
+        CSV field): the model's rule, or the column's own."""
+        return self.accepts_missing or self.features[j].missing
+
     def _missing(self, where, i, j, what):
-        if self.accepts_missing:
+        if self.takes_missing(j):
             return None
         raise Unprocessable("%s: expected %s, got a missing value" % (where(i, j), what))
 
@@ -278,9 +297,15 @@ def _boolean(schema, feature, v, from_csv, where, i, j):
 
 def _string(schema, feature, v, from_csv, where, i, j):
     if type(v) is str:
-        if from_csv and feature.type == "string" and v in MISSING_TOKENS[1:] \
-                and schema.accepts_missing:
-            return None
+        # pandas' read_csv reads an empty field as NaN: so does a string
+        # column here (missing, or a 422 naming it), never as "", unless ""
+        # is one of the column's categories. The other tokens are missing
+        # only where missing values are taken, else the strings they spell.
+        if from_csv and feature.type == "string" and v in MISSING_TOKENS:
+            if v == "" and not (feature.categories and "" in feature.categories):
+                return schema._missing(where, i, j, "a string")
+            if schema.takes_missing(j):
+                return None
         return v
     if v is None:
         return schema._missing(where, i, j, "a string")

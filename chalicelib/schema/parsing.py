@@ -62,7 +62,8 @@ def parse_request(body, content_type, schema, max_rows, probabilities_param=None
     asked_in_query = _query_flag(probabilities_param)
     text = decode_utf8(body)
     if media_type == CSV_TYPE:
-        return Parsed(parse_csv(text, schema, max_rows), asked_in_query)
+        return Parsed(parse_csv(text, schema, max_rows, csv_header_param(content_type)),
+                      asked_in_query)
     _refuse_container_floods(text, max_rows)
     payload, numbers_only = _load_json(text, max_rows)
     parsed = parse_payload(payload, schema, max_rows, numbers_only=numbers_only,
@@ -499,8 +500,36 @@ def _number(value, schema, where, i, j):
     raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _describe(value)))
 
 
-def parse_csv(text, schema, max_rows):
-    """CSV: one row per line in feature order, or any order under a header."""
+def csv_header_param(content_type):
+    """RFC 4180's ``header`` parameter of a ``text/csv`` Content-Type: True
+    (``present``), False (``absent``) or None (not given: the rule of
+    :func:`parse_csv` decides); any other value is a 415 saying so."""
+    for param in (content_type or "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "header":
+            value = value.strip().strip('"').lower()
+            if value not in ("present", "absent"):
+                raise UnsupportedMediaType("text/csv: header must be present or absent "
+                                           "(RFC 4180), got %s" % _describe(value))
+            return value == "present"
+    return None
+
+
+def parse_csv(text, schema, max_rows, header=None):
+    """CSV: one row per line in feature order, or any order under a header.
+
+    The header rule, the same on every CSV route: ``header`` (RFC 4180's
+    ``header=present|absent`` parameter, see :func:`csv_header_param`)
+    wins. Without it, the first line is a header when it is the card's
+    feature names (any order) or the positional names pandas writes for
+    unnamed columns (``0,1,...,n-1``), each optionally after the empty first
+    field of the index column ``DataFrame.to_csv()`` writes; a first line
+    naming some feature, or (all-number models) holding no value at all, is
+    a header whose error names its wrong column. Any other first line is
+    data. pandas' index column is dropped under such a header, and without
+    one when every line has one field more than the card's features and
+    starts with the row numbers ``0, 1, ...`` (``to_csv(header=False)``).
+    """
     n = schema.n_features
     keep_spaces = schema.input_kind == "texts"
     lines = []
@@ -508,13 +537,16 @@ def parse_csv(text, schema, max_rows):
     try:
         for fields in reader:
             if fields and (len(fields) > 1 or fields[0].strip()):
-                if len(fields) > n:
+                if len(fields) > n + 1:
                     # Refused before any per-field work: a line of millions
                     # of empty fields costs only the C reader's pass. A too
                     # long header still names its first wrong column, found
-                    # within the first n + 1 fields.
-                    if not lines and _looks_like_header(fields[:n + 1], schema):
-                        _column_order([f.strip() for f in fields[:n + 1]], "CSV header", schema)
+                    # within the first n + 2 fields.
+                    if not lines and header is not False:
+                        head = [f.strip() for f in fields[:n + 2]]
+                        if header or _header_attempt(head, schema):
+                            _column_order(head[1:] if head[0] == "" else head,
+                                          "CSV header", schema)
                     raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
                                         % (reader.line_num, n, ", ".join(schema.feature_names),
                                            len(fields)))
@@ -526,18 +558,34 @@ def parse_csv(text, schema, max_rows):
         raise BadRequest("malformed CSV: line %d: %s" % (reader.line_num, exc)) from None
     names = schema.feature_names
     order = None
-    if lines and is_csv_header(lines[0][1], schema):
-        header = lines.pop(0)[1]
-        order = _column_order(header, "CSV header", schema)
-        names = header
+    indexed = False
+    if lines and header is not False:
+        first = [f.strip() for f in lines[0][1]] if keep_spaces else lines[0][1]
+        columns = _header_columns(first, schema)
+        if columns is None and (header or _header_attempt(first, schema)):
+            # A header that is not one: its error names the wrong column.
+            _column_order(first[1:] if len(first) == n + 1 and first[0] in _INDEX_NAMES
+                          else first, "CSV header", schema)
+        if columns is not None:
+            lines.pop(0)
+            indexed, names = columns
+            order = _column_order(list(names), "CSV header", schema)
+            if order is not None or names != schema.feature_names:
+                names = tuple(names)
     if not lines:
         raise BadRequest("CSV body has no data rows")
     if len(lines) > max_rows:
         raise PayloadTooLarge("CSV body: more than %d rows, the limit per request" % max_rows)
+    if not indexed and _row_numbered(lines, n):
+        indexed = True
+    width = n + indexed
     for line_num, fields in lines:
-        if len(fields) != n:
-            raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
-                                % (line_num, n, ", ".join(names), len(fields)))
+        if len(fields) != width:
+            raise Unprocessable("CSV line %d: expected %d values (%s%s), got %d"
+                                % (line_num, width, "index, " if indexed else "",
+                                   ", ".join(names), len(fields)))
+    if indexed:
+        lines = [(line_num, fields[1:]) for line_num, fields in lines]
     if not schema.numeric:
         rows = [fields if order is None else [fields[k] for k in order] for _, fields in lines]
         return schema.build(rows, lambda i, j: "CSV line %d, column %s" % (
@@ -546,34 +594,67 @@ def parse_csv(text, schema, max_rows):
     for i, (line_num, fields) in enumerate(lines):
         for j, field in enumerate(fields):
             X[i, j] = _csv_number(field, schema, "CSV line %d, column %d (%s)"
-                                  % (line_num, j + 1, names[j]))
+                                  % (line_num, j + 1 + indexed, names[j]))
     return X if order is None else np.ascontiguousarray(X[:, order])
 
 
+# The header pandas writes above its index column: an empty field (an
+# unnamed index), or the name pandas gives it when it reads one back.
+_INDEX_NAMES = ("", "Unnamed: 0")
+
+
+def _header_columns(fields, schema):
+    """``(indexed, names)`` when ``fields`` is a header by the rule of
+    :func:`parse_csv` (``names`` in the card's terms: positional names
+    become the card's names), else None."""
+    n = schema.n_features
+    indexed = len(fields) == n + 1 and fields[0] in _INDEX_NAMES
+    if indexed:
+        fields = fields[1:]
+    if len(fields) != n:
+        return None
+    if fields == schema.positional_names:
+        return indexed, schema.feature_names
+    if set(fields) == set(schema.feature_names):
+        return indexed, tuple(fields)
+    return None
+
+
+def _header_attempt(fields, schema):
+    """A first line meant as a header although it is not one: it names a
+    feature, or, for an all-number model, holds no number and no missing
+    value (it cannot be data). A data line with one bad value stays data,
+    so that its error names the value."""
+    if any(f in schema.index for f in fields):
+        return True
+    return schema.numeric and any(fields) and not any(
+        _CSV_NUMBER.match(f) or f in MISSING_TOKENS for f in fields)
+
+
+def _row_numbered(lines, n):
+    """Every line has one field more than the card's features and starts
+    with its row number (0, 1, ...): pandas' index column, without header."""
+    return all(len(fields) == n + 1 and fields[0] == str(i)
+               for i, (_, fields) in enumerate(lines))
+
+
 def is_csv_header(fields, schema):
-    """The header rule of a CSV body: is its first non-empty line (split
-    into fields) a header rather than data? A text model's header is its
-    feature names exactly (a text may be any words)."""
-    if schema.input_kind == "texts":
-        return list(fields) == list(schema.feature_names)
-    return _looks_like_header([f.strip() for f in fields], schema)
+    """The header rule of :func:`parse_csv` for a first line alone (split
+    into fields): a header (or a line meant as one) rather than data."""
+    fields = [f.strip() for f in fields]
+    return _header_columns(fields, schema) is not None or _header_attempt(fields, schema)
 
 
 def csv_header(fields, schema):
-    """The usable header ``fields`` (stripped, unless a text model's), or
-    Unprocessable naming its first wrong column (unknown, repeated, missing)."""
-    if schema.input_kind != "texts":
-        fields = [f.strip() for f in fields]
-    _column_order(fields, "CSV header", schema)
+    """The header ``fields`` (stripped) when :func:`parse_csv` reads them as
+    one, or Unprocessable naming its first wrong column (unknown, repeated,
+    missing)."""
+    fields = [f.strip() for f in fields]
+    if _header_columns(fields, schema) is None:
+        n = schema.n_features
+        _column_order(fields[1:] if len(fields) == n + 1 and fields[0] in _INDEX_NAMES
+                      else fields, "CSV header", schema)
     return fields
-
-
-def _looks_like_header(fields, schema):
-    """A header names a feature, or has no number at all (and is not all
-    empty fields); a data line with one bad value is data, so that its error
-    names the value."""
-    return (any(f in schema.index for f in fields)
-            or (any(fields) and not any(_CSV_NUMBER.match(f) for f in fields)))
 
 
 def _csv_number(field, schema, where):
