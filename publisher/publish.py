@@ -5,6 +5,8 @@ model directory of its own, ``model/NAME/`` (``model.joblib`` + the card
     python -m publisher.publish PATH.joblib --name NAME --version VERSION [--features a,b,c]
                             [--sample rows.csv] [--upload s3://BUCKET/KEY] [--code my_features.py]
                             [--out DIR] [--force]
+    python -m publisher.publish models:/NAME@ALIAS   (or models:/NAME/3, runs:/ID/PATH, an
+                            MLmodel directory: publisher/mlflow_source.py)
 
 Publishing never touches another model: an existing ``model/NAME/`` is
 refused unless ``--force``, which replaces that directory (and only it) as a
@@ -262,13 +264,14 @@ def _answer_with(estimator, schema, specs, rows, j, value):
 
 def publish(artifact_path, *, name, version, features=None, out_dir=None,
             force=False, metrics=None, created_at=None, sample=None, upload=None, code=(),
-            trust=False, onnx=True, report=None):
+            trust=False, onnx=True, report=None, schema=None, source=None):
     """See :func:`_publish`; ``out_dir``: the model's directory (default
     ``model/NAME``); ``force``: replace that directory if it holds a model
     (and publish an artifact saved with another scikit-learn); ``code``:
     paths of the user's modules to ship; ``onnx``: try to compile the model
     to ONNX (``publisher/onnx_export.py``); ``report``: a list that receives
-    what was done, inferred and could be improved, one line each."""
+    what was done, inferred and could be improved, one line each;
+    ``schema``, ``source``: an MLflow model's (:func:`publish_mlflow`)."""
     try:
         out_dir = out_dir if out_dir is not None else model_dir.directory_for(name, MODELS_DIR)
         model_dir.check_writable(out_dir, force)
@@ -281,17 +284,70 @@ def publish(artifact_path, *, name, version, features=None, out_dir=None,
                         out_dir=out_dir, force=force, metrics=metrics, created_at=created_at,
                         sample=sample, upload=upload, code_dir=code_dir,
                         code_names=code_names, trust=trust, onnx=onnx,
-                        report=report if report is not None else [])
+                        report=report if report is not None else [], schema=schema,
+                        source=source)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def publish_mlflow(model_uri, *, name=None, version=None, tracking_uri=None, **options):
+    """Publish an MLflow model (an MLmodel directory, ``runs:/``, ``models:/``):
+    its signature is the typed schema, its input example the card's example,
+    its requirements checked against ours, its provenance on the card under
+    ``"mlflow"``; everything else is :func:`publish` unchanged. ``name`` and
+    ``version`` default to the registered model's."""
+    from publisher import mlflow_source
+    staging = tempfile.mkdtemp(prefix="publish-mlflow-")
+    try:
+        try:
+            model = mlflow_source.resolve(model_uri, staging, tracking_uri)
+            differ = mlflow_source.check_requirements(
+                model.requirements(), REQUIREMENTS, model.serialization_format)
+            artifact = mlflow_source.joblib_artifact(model, staging)
+            name = name or model.provenance.get("registered_model")
+            version = version or model.provenance.get("registry_version")
+            if not name or not version:
+                raise PublishError("%s is not a registered model version: give --name and "
+                                   "--version" % model_uri)
+            signature_schema = mlflow_source.typed_schema(model.signature)
+            source = dict(model.provenance, signature="typed schema" if signature_schema
+                          else "none (features inferred from the estimator)")
+            if differ:
+                source["requirements_differ"] = differ
+
+            def schema(estimator):
+                specs, kind = (signature_schema or _inferred)(estimator)
+                # read after the signature is checked: MLflow converts the
+                # example to the signature's types, failing on a mismatch
+                return specs, kind, mlflow_source.example_frame(model.input_example(), specs)
+        except mlflow_source.MlflowSourceError as exc:
+            raise PublishError(str(exc)) from None
+        return publish(artifact, name=name, version=version, schema=schema,
+                       source={"mlflow": source}, **options)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_mlflow_uri(text):
+    """An MLflow model URI or a directory holding an MLmodel file."""
+    return text.startswith(("runs:/", "models:/")) or os.path.isfile(
+        os.path.join(text[len("file://"):] if text.startswith("file://") else text, "MLmodel"))
+
+
+def _inferred(estimator):
+    return schema_inference.infer(estimator)
+
+
 def _publish(artifact_path, *, name, version, features, out_dir, force, metrics, created_at,
-             sample, upload, code_dir, code_names, trust, onnx, report):
+             sample, upload, code_dir, code_names, trust, onnx, report, schema=None,
+             source=None):
     """Check ``artifact_path`` and write ``out_dir``/model.joblib + model.json.
     ``sample``: path of a CSV of a few training rows (types and ranges).
     ``upload``: an ``s3://bucket/key`` URI; the artifact is put there and the
-    card names it instead of a model.joblib beside it."""
+    card names it instead of a model.joblib beside it. ``schema``: a function
+    of the loaded estimator returning (card features, input kind, example
+    DataFrame or None) instead of inferring them; ``source``: card fields
+    saying where the model came from."""
     if upload is not None:
         try:
             remote_artifact.parse_s3_uri(upload)
@@ -341,12 +397,18 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
             "not have it; pin it there (name==version) or use only the pinned packages"
             % ", ".join("%s (module %s)" % item for item in sorted(missing.items())))
     frame = read_sample(sample)
+    example = None
     try:
-        specs, input_kind = schema_inference.infer(estimator, features, frame)
+        if schema is not None:
+            specs, input_kind, example = schema(estimator)
+        else:
+            specs, input_kind = schema_inference.infer(estimator, features, frame)
         schema = Schema(specs, False, input_kind)
     except ValueError as exc:
         raise PublishError(str(exc)) from None
-    rows = example_rows(schema, specs, frame)
+    if example is not None:
+        frame = example
+    rows = example_rows(schema, specs, frame, n=1 if example is None else len(example))
     prediction, accepts_missing = check_predicts(estimator, schema, rows, frame is not None)
     if not accepts_missing:
         mark_string_columns_taking_missing(estimator, schema, specs, rows)
@@ -372,7 +434,8 @@ def _publish(artifact_path, *, name, version, features, out_dir, force, metrics,
         created_at=created_at or datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0).isoformat(),
         extra=dict({"artifact": upload} if upload else {},
-                   **({"code": list(code_names)} if code_names else {})) or None,
+                   **({"code": list(code_names)} if code_names else {}), **(source or {}))
+        or None,
     )
     card["audit"] = audit
     try:
@@ -558,9 +621,13 @@ def _shown_path(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m publisher.publish", description=__doc__.split("\n\n")[0])
-    parser.add_argument("artifact", help="a joblib file holding a fitted estimator")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--version", required=True)
+    parser.add_argument("artifact", help="a joblib file holding a fitted estimator, or an "
+                        "MLflow model: models:/NAME/VERSION, models:/NAME@ALIAS, "
+                        "runs:/RUN_ID/PATH or an MLmodel directory")
+    parser.add_argument("--name", help="required, except for a registered MLflow model")
+    parser.add_argument("--version", help="required, except for a registered MLflow model")
+    parser.add_argument("--tracking-uri", help="the MLflow tracking server (default: "
+                        "MLFLOW_TRACKING_URI)")
     parser.add_argument("--features", help="comma-separated feature names, in order")
     parser.add_argument("--out", help="the model's directory (default: model/NAME; a stage "
                         "serves the one its MODEL_DIR names, default model/iris)")
@@ -590,10 +657,20 @@ def main(argv=None):
         metrics = json.loads(args.metrics) if args.metrics else None
         features = [f.strip() for f in args.features.split(",")] if args.features else None
         report = []
-        card = publish(args.artifact, name=args.name, version=args.version, features=features,
-                       out_dir=args.out, force=args.force, metrics=metrics,
-                       sample=args.sample, upload=args.upload, code=args.code or (),
-                       trust=args.trust, onnx=args.runtime == "auto", report=report)
+        options = dict(out_dir=args.out, force=args.force, metrics=metrics, upload=args.upload,
+                       code=args.code or (), trust=args.trust, onnx=args.runtime == "auto",
+                       report=report)
+        if is_mlflow_uri(args.artifact):
+            if features or args.sample:
+                raise PublishError("an MLflow model's signature and input example give its "
+                                   "features: --features and --sample do not apply")
+            card = publish_mlflow(args.artifact, name=args.name, version=args.version,
+                                  tracking_uri=args.tracking_uri, **options)
+        elif not (args.name and args.version):
+            raise PublishError("--name and --version are required")
+        else:
+            card = publish(args.artifact, name=args.name, version=args.version,
+                           features=features, sample=args.sample, **options)
     except (PublishError, ValueError) as exc:
         print("publish: refused: %s" % exc, file=sys.stderr)
         return 2
@@ -602,7 +679,7 @@ def main(argv=None):
     if args.upload:
         print("the artifact is in %s (the function needs s3:GetObject on it: "
               "python -m tools.ops.model_policy)" % args.upload)
-    out = args.out or model_dir.directory_for(args.name, MODELS_DIR)
+    out = args.out or model_dir.directory_for(card["name"], MODELS_DIR)
     rel = os.path.relpath(os.path.abspath(out), PROJECT_DIR)
     if not rel.startswith(".."):
         print("serve it: make serve MODEL=%s (locally), or MODEL_DIR=%s in a stage of "

@@ -199,6 +199,8 @@ MODULE_TIERS = {
     "test_model_dirs.py": ("slow",),          # publishes into project copies, rebuilds the bundled model
     "test_publish_everyday.py": ("slow",),    # DataFrame pipelines trained, published and served
     "test_protocol_fuzz.py": ("slow",),       # hypothesis over every protocol
+    "test_mlflow_publish.py": ("slow",),      # a real mlflow server; models logged and published
+    "test_mlflow_target.py": ("package", "aws", "slow"),  # mlflow deployments to moto, run-local
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
 #: through another fixture).
