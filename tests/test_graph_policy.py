@@ -2,6 +2,7 @@
 and at publish, and a deadline on every run of a graph."""
 import hashlib
 import json
+import os
 import time
 
 import numpy as np
@@ -11,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from chalicelib.http.errors import DeadlineExceeded, ModelLoadError
 from chalicelib.runtimes import graph_policy, onnx_runtime
-from tests.conftest import IRIS_ROWS, body_of
+from tests.conftest import BUNDLED_MODEL, IRIS_ROWS, body_of
 
 OPSET = [helper.make_opsetid("", 17)]
 
@@ -117,7 +118,7 @@ def test_malformed_bytes_are_refused_not_raised(blob):
 
 
 def test_the_bundled_graph_and_a_shape_sized_constant_pass():
-    with open("model/model.onnx", "rb") as f:
+    with open(os.path.join(BUNDLED_MODEL, "model.onnx"), "rb") as f:
         graph_policy.check(f.read())
     graph_policy.check(_model([
         helper.make_node("Shape", ["X"], ["shape"]),

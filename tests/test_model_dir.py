@@ -68,7 +68,7 @@ def test_invalid_card_is_503(serve, model_copy):
 
 def test_feature_count_disagreeing_with_estimator_is_503(serve, pickled_model_copy):
     rewrite_card(pickled_model_copy, features=[{"name": "a", "type": "number"}])
-    assert_unavailable(serve(MODEL_DIR=pickled_model_copy), "card lists 1 features but the estimator expects 4")
+    assert_unavailable(serve(MODEL_DIR=pickled_model_copy), "estimator expects 4 features but is given 1")
 
 
 def test_invalid_setting_is_503_not_a_crash(serve):

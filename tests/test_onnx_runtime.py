@@ -419,7 +419,7 @@ def test_a_graph_of_another_width_than_the_card_is_refused(serve, model_copy):
     _rewrite(model_copy, _graph(nodes, n_in=7))
     response = serve(MODEL_DIR=model_copy).post({"instances": IRIS_ROWS})
     assert response.status_code == 503
-    assert "card lists 4 features" in body_of(response)["Message"]
+    assert "has shape [None, 7], not 4 columns" in body_of(response)["Message"]
 
 
 def test_a_graph_that_is_not_onnx_is_refused(serve, model_copy):

@@ -338,7 +338,7 @@ def test_sagemaker_json_rows_and_refusals(local_url, reference):
     pickled = io.BytesIO()
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     status, _, body = http(local_url + "/invocations", pickled.getvalue(), "application/x-npy")
-    assert status == 400 and "Object arrays cannot be loaded" in json.loads(body)["message"]
+    assert status == 400 and "expected a plain .npy array of rows" in json.loads(body)["message"]
 
 
 # --- Behind the stage path ---------------------------------------------------
