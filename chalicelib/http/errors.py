@@ -5,7 +5,6 @@ The status codes live here and nowhere else;
 :func:`chalicelib.protocols.wrapper.render_error` turns any of these into a
 response in each protocol's error shape.
 """
-import json
 
 
 class ServiceError(Exception):

@@ -17,7 +17,7 @@ runtime until it is chosen.
 import contextlib
 import functools
 
-from chalicelib.runtimes import onnx_runtime
+from chalicelib.runtimes import onnx_runtime, s3_artifact
 from chalicelib.schema.card import SCIKIT_LEARN, CardError, ModelCard
 from chalicelib.http.config import MODEL_RUNTIME
 from chalicelib.http.errors import ModelLoadError
@@ -70,7 +70,8 @@ def load_model_dir(model_dir, choice=None):
         raise ModelLoadError("the scikit-learn runtime is not installed here (no %s): this "
                              "package was built for a model served by ONNX Runtime; rebuild "
                              "it for this model" % exc.name) from None
-    estimator = loading.load_pickled(model_dir, card)
+    loading.check_versions(card)  # before a download: a refused model costs no transfer
+    estimator = loading.load_pickled(model_dir, card, s3_artifact.artifact_path(model_dir, card))
     # Parsing already proved X finite (or NaN where the card allows it),
     # so scikit-learn's own finiteness scans are repeated work.
     return Loaded(card, estimator, runtime,

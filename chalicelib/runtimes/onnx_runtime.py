@@ -33,8 +33,9 @@ import numpy as np
 from chalicelib.http.errors import DeadlineExceeded, ModelLoadError, Unprocessable
 from chalicelib.runtimes import graph_policy
 
-RUNTIME = "onnxruntime"
-ONNX_FILE = "model.onnx"
+# The card's names for this runtime, its graph file and its spec.
+from chalicelib.schema.card import ONNX_FILE, ONNX_RUNTIME as RUNTIME  # noqa: E402,F401
+from chalicelib.schema.card import check_onnx_spec as check_spec  # noqa: E402,F401
 INPUT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32}
 COLUMN_TYPES = dict(INPUT_TYPES, **{"tensor(string)": object, "tensor(int64)": np.int64})
 FEED_TYPES = {"double": np.float64, "float": np.float32, "string": object, "int64": np.int64}
@@ -291,25 +292,6 @@ def _matrix_input(inputs, card):
         raise ModelLoadError("the ONNX graph takes input of shape %s but the card lists %d "
                              "features" % (shape, card.n_features))
     return inputs[0].name, dtype
-
-
-def check_spec(spec):
-    """The card's ``onnx`` object is usable: a string ``sha256``, output
-    names; raise ValueError saying what is wrong."""
-    if not isinstance(spec, dict):
-        raise ValueError("onnx must be an object")
-    if spec.get("artifact", ONNX_FILE) != ONNX_FILE:
-        raise ValueError("onnx artifact must be %s (beside the card)" % ONNX_FILE)
-    sha = spec.get("sha256")
-    if not (isinstance(sha, str) and len(sha) == 64):
-        raise ValueError("onnx sha256 must be a hex digest")
-    if not isinstance(spec.get("predictions"), str):
-        raise ValueError("onnx predictions must name an output of the graph")
-    if spec.get("probabilities") is not None and not isinstance(spec["probabilities"], str):
-        raise ValueError("onnx probabilities must name an output of the graph")
-    shape = spec.get("prediction_shape", [])
-    if not (isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape)):
-        raise ValueError("onnx prediction_shape must be a list of positive sizes")
 
 
 def read_graph(model_dir, spec):

@@ -26,29 +26,14 @@ import time
 
 from chalicelib.http.config import MODEL_CACHE_DIR
 from chalicelib.http.errors import ModelLoadError
+from chalicelib.schema.card import ARTIFACT_FILE, is_remote, parse_s3_uri, sha256_of
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = MODEL_CACHE_DIR.name
 DEFAULT_CACHE_DIR = MODEL_CACHE_DIR.default
 _CHUNK = 1 << 20
-# S3 bucket names: 3-63 characters, lower case, digits, dots and hyphens.
-_S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\x00-\x1f\x7f]+)\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-
-
-def is_remote(artifact):
-    """Whether a card's ``artifact`` names an object by URI."""
-    return isinstance(artifact, str) and "://" in artifact
-
-
-def parse_s3_uri(uri):
-    """``(bucket, key)`` of ``s3://bucket/key``; ValueError otherwise."""
-    match = _S3_URI.match(uri) if isinstance(uri, str) else None
-    if not match:
-        raise ValueError("artifact %r is not an s3://bucket/key URI (the only remote "
-                         "artifacts supported)" % (uri,))
-    return match.group(1), match.group(2)
 
 
 def object_arn(uri):
@@ -179,3 +164,24 @@ def _remove(path):
         os.remove(path)
     except OSError:
         pass
+
+
+def artifact_path(model_dir, card):
+    """The local path of the card's artifact, its sha256 checked: the file
+    beside the card, or the object the card names by URI (``s3://``),
+    downloaded and verified by :func:`fetch`."""
+    named = card.raw.get("artifact", ARTIFACT_FILE)
+    if is_remote(named):
+        return fetch(named, card.sha256)
+    artifact = os.path.join(model_dir, ARTIFACT_FILE)
+    if not os.path.isfile(artifact):
+        raise ModelLoadError("no model artifact (%s) in the model directory" % ARTIFACT_FILE)
+    try:
+        actual = sha256_of(artifact)
+    except OSError as exc:
+        raise ModelLoadError("model artifact %s cannot be read: %s"
+                             % (ARTIFACT_FILE, exc.strerror)) from None
+    if actual != card.sha256:
+        raise ModelLoadError("artifact sha256 %s does not match the card's %s"
+                             % (actual, card.sha256))
+    return artifact

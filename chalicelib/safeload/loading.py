@@ -16,12 +16,11 @@ import sklearn
 
 from chalicelib.safeload import boosting  # noqa: F401  (its unpickler rule for xgboost/lightgbm)
 from chalicelib.safeload import model_audit
-from chalicelib.runtimes import s3_artifact as remote_artifact
 from chalicelib.safeload import safe_pickle
 from chalicelib.safeload import user_code
 from chalicelib.safeload import validate_native
 from chalicelib.safeload.load_budget import Budget, address_space_limit
-from chalicelib.schema.card import ARTIFACT_FILE, sha256_of
+
 from chalicelib.http import config
 from chalicelib.http.errors import ModelLoadError
 
@@ -135,32 +134,10 @@ def load_artifact(path, trust=None, n_features=None):
     return estimator
 
 
-def artifact_path(model_dir, card):
-    """The local path of the card's artifact, its sha256 checked: the file
-    beside the card, or the object the card names by URI (``s3://``),
-    downloaded and verified by :mod:`chalicelib.runtimes.s3_artifact`."""
-    named = card.raw.get("artifact", ARTIFACT_FILE)
-    if remote_artifact.is_remote(named):
-        return remote_artifact.fetch(named, card.sha256)
-    artifact = os.path.join(model_dir, ARTIFACT_FILE)
-    if not os.path.isfile(artifact):
-        raise ModelLoadError("no model artifact (%s) in the model directory" % ARTIFACT_FILE)
-    try:
-        actual = sha256_of(artifact)
-    except OSError as exc:
-        raise ModelLoadError("model artifact %s cannot be read: %s"
-                             % (ARTIFACT_FILE, exc.strerror)) from None
-    if actual != card.sha256:
-        raise ModelLoadError("artifact sha256 %s does not match the card's %s"
-                             % (actual, card.sha256))
-    return artifact
-
-
-def load_pickled(model_dir, card):
-    """The estimator the card's pickle holds, every check above applied, or
+def load_pickled(model_dir, card, artifact):
+    """The estimator the card's pickle (the local file ``artifact``, its
+    sha256 already checked) holds, every check above applied, or
     ModelLoadError (the scikit-learn runtime of :mod:`chalicelib.runtimes.choice`)."""
-    check_versions(card)  # before a download: a refused model costs no transfer
-    artifact = artifact_path(model_dir, card)
     code_dir = os.path.join(model_dir, user_code.CODE_DIR)
     modules = user_code.load_modules(code_dir, card.code)
     try:

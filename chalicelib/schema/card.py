@@ -5,18 +5,23 @@ artifact. Reading and checking it lives here; writing it lives in
 import hashlib
 import json
 import os
+import re
 
-from chalicelib.runtimes import onnx_runtime
-from chalicelib.runtimes import s3_artifact as remote_artifact
 from chalicelib.schema.features import Schema, SchemaError
 
 CARD_FILE = "model.json"
 ARTIFACT_FILE = "model.joblib"
+# Where the card's artifacts are: the pickle beside it or named by URI; the
+# compiled graph beside it, described by the card's ``onnx`` object.
+ONNX_RUNTIME = "onnxruntime"
+ONNX_FILE = "model.onnx"
+# S3 bucket names: 3-63 characters, lower case, digits, dots and hyphens.
+_S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\x00-\x1f\x7f]+)\Z")
 TASKS = ("classification", "regression", "multilabel", "multioutput", "clustering",
          "outlier_detection")
 REQUIRED_FIELDS = ("name", "version", "task", "features", "sha256", "versions")
 SCIKIT_LEARN = "scikit-learn"
-RUNTIMES = (SCIKIT_LEARN, onnx_runtime.RUNTIME)
+RUNTIMES = (SCIKIT_LEARN, ONNX_RUNTIME)
 
 
 class CardError(ValueError):
@@ -59,7 +64,7 @@ class ModelCard:
         artifact = raw.get("artifact", ARTIFACT_FILE)
         if artifact != ARTIFACT_FILE:
             try:
-                remote_artifact.parse_s3_uri(artifact)
+                parse_s3_uri(artifact)
             except ValueError:
                 raise CardError("model card artifact must be %s (beside the card) or an "
                                 "s3://bucket/key URI, got %r" % (ARTIFACT_FILE, artifact)) from None
@@ -74,9 +79,9 @@ class ModelCard:
         if self.runtime not in RUNTIMES:
             raise CardError("model card runtime must be one of: " + ", ".join(RUNTIMES))
         self.onnx = raw.get("onnx")
-        if self.runtime == onnx_runtime.RUNTIME:
+        if self.runtime == ONNX_RUNTIME:
             try:
-                onnx_runtime.check_spec(self.onnx)
+                check_onnx_spec(self.onnx)
             except ValueError as exc:
                 raise CardError("model card: %s" % exc) from None
         self.raw = raw
@@ -138,3 +143,38 @@ def build_card(*, name, version, task, feature_names=None, features=None, classe
         card.update(extra)
     ModelCard(card)  # refuse to write a card that could not be read back
     return card
+
+
+
+
+def is_remote(artifact):
+    """Whether a card's ``artifact`` names an object by URI."""
+    return isinstance(artifact, str) and "://" in artifact
+
+
+def parse_s3_uri(uri):
+    """``(bucket, key)`` of ``s3://bucket/key``; ValueError otherwise."""
+    match = _S3_URI.match(uri) if isinstance(uri, str) else None
+    if not match:
+        raise ValueError("artifact %r is not an s3://bucket/key URI (the only remote "
+                         "artifacts supported)" % (uri,))
+    return match.group(1), match.group(2)
+
+
+def check_onnx_spec(spec):
+    """The card's ``onnx`` object is usable: a string ``sha256``, output
+    names; raise ValueError saying what is wrong."""
+    if not isinstance(spec, dict):
+        raise ValueError("onnx must be an object")
+    if spec.get("artifact", ONNX_FILE) != ONNX_FILE:
+        raise ValueError("onnx artifact must be %s (beside the card)" % ONNX_FILE)
+    sha = spec.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64):
+        raise ValueError("onnx sha256 must be a hex digest")
+    if not isinstance(spec.get("predictions"), str):
+        raise ValueError("onnx predictions must name an output of the graph")
+    if spec.get("probabilities") is not None and not isinstance(spec["probabilities"], str):
+        raise ValueError("onnx probabilities must name an output of the graph")
+    shape = spec.get("prediction_shape", [])
+    if not (isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape)):
+        raise ValueError("onnx prediction_shape must be a list of positive sizes")
