@@ -192,7 +192,8 @@ def prepare(deployment, project, model_uri, config):
         try:
             card = publish_mlflow(model_uri, version=config.get("version"),
                                   tracking_uri=config.get("tracking_uri"),
-                                  out_dir=os.path.join(fresh, "model"), force=config["force"],
+                                  out_dir=os.path.join(fresh, "model", deployment.name),
+                                  force=config["force"],
                                   trust=config["trust"],
                                   onnx=config.get("runtime", "auto") == "auto")
         except (PublishError, ValueError) as exc:
@@ -213,6 +214,8 @@ def _configure(project, deployment, config):
     settings = _project_config(project)
     settings["app_name"] = deployment.app_name
     stage = settings["stages"][deployment.stage]
+    # The copy holds the bundled model too; the stage serves this deployment's.
+    stage.setdefault("environment_variables", {})["MODEL_DIR"] = "model/%s" % deployment.name
     if "memory" in config:
         stage["lambda_memory_size"] = config["memory"]
     if "auth" in config:
