@@ -19,6 +19,7 @@ browser (``Accept`` naming ``text/html``) the page and any other client
 import json
 
 from chalicelib.http.errors import BadRequest, NotFound
+from chalicelib.http.media import accepted
 from chalicelib.protocols.common import (KSERVE_V1, body_bytes, check_model_name, decode_text,
                                          handle, json_reply, load_json,
                                          predictions_document, run_payload, with_model)
@@ -30,17 +31,7 @@ def wants_html(accept):
     """Whether ``Accept`` prefers HTML to JSON (a browser's does; KServe's
     client, curl and the peers' probes send none, ``*/*`` or JSON)."""
     best = {}
-    for item in (accept or "").split(","):
-        media, *params = [p.strip() for p in item.split(";")]
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        media = media.lower()
+    for media, q in accepted(accept):
         if media in ("text/html", "application/xhtml+xml", "application/json"):
             best[media] = max(q, best.get(media, 0.0))
     html = max(best.get("text/html", 0.0), best.get("application/xhtml+xml", 0.0))

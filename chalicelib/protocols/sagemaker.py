@@ -20,6 +20,7 @@ from chalicelib.http.errors import BadRequest, NotAcceptable, PayloadTooLarge, U
 from chalicelib.schema.features import CSV_NUMBER
 from chalicelib.schema.parsing import parse_request
 from chalicelib.protocols.common import dumps, predictions_document
+from chalicelib.http.media import accepted
 from chalicelib.http.reply import Reply
 
 JSON_TYPE = "application/json"
@@ -38,17 +39,8 @@ def answer_type(accept):
     if not accept or not accept.strip():
         return JSON_TYPE
     choices = []
-    for position, item in enumerate(accept.split(",")):
-        media, *params = [p.strip() for p in item.split(";")]
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        answer = _RANGES.get(media.lower())
+    for position, (media, q) in enumerate(accepted(accept)):
+        answer = _RANGES.get(media)
         if answer and q > 0:
             choices.append((-q, position, answer))
     if not choices:
