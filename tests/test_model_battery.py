@@ -12,7 +12,7 @@ import pytest
 
 from publisher import onnx_export
 from tests.conftest import body_of
-from tools.battery_report import publish_family
+from tools.bench.battery import publish_family
 
 SUBSET = ("iris_logistic_regression", "houses_elastic_net", "houses_decision_tree_nan",
           "wine_soft_voting", "diabetes_transformed_target")

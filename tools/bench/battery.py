@@ -1,6 +1,6 @@
 """Publish every family of the model battery and print how each is served.
 
-    python -m tools.battery_report [--only NAME,NAME] [--keep DIR]
+    python -m tools.bench.battery [--only NAME,NAME] [--keep DIR]
 
 Each family of ``tools/fixtures/model_battery.py`` is fitted, dumped with
 joblib and published with ``publisher.publish`` (its notebook rows as
@@ -75,7 +75,7 @@ def rows_of(names, root):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tools.battery_report",
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.battery",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated family names")
     parser.add_argument("--keep", help="publish into this directory and keep it")
