@@ -26,8 +26,8 @@ from chalicelib.protocols.identity import SERVER_VERSION
 from chalicelib.protocols.mlflow import InvalidParameterValue
 from chalicelib.protocols import mlflow, sagemaker
 from chalicelib.http.reply import Reply
-from chalicelib.protocols.common import (MLFLOW, body_bytes, decode_text, handle, load_json,
-                                         run_payload)
+from chalicelib.protocols.common import body_bytes, decode_text, load_json, run_payload
+from chalicelib.protocols.wrapper import MLFLOW, handle
 
 ROUTE = "POST /invocations"
 

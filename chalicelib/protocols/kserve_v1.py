@@ -20,9 +20,9 @@ import json
 
 from chalicelib.http.errors import BadRequest, NotFound
 from chalicelib.http.media import accepted
-from chalicelib.protocols.common import (KSERVE_V1, body_bytes, check_model_name, decode_text,
-                                         handle, json_reply, load_json,
-                                         predictions_document, run_payload, with_model)
+from chalicelib.protocols.common import (body_bytes, check_model_name, decode_text, json_reply,
+                                         load_json, predictions_document, run_payload, with_model)
+from chalicelib.protocols.wrapper import KSERVE_V1, handle
 
 KEYS = ("instances", "inputs", "probabilities")
 

@@ -39,9 +39,9 @@ import numpy as np
 
 from chalicelib.http.errors import BadRequest, ServiceError, Unprocessable
 from chalicelib.protocols import triton
-from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model_name,
-                                         decode_text, dumps, handle, json_reply, load_json,
-                                         run_payload, with_model)
+from chalicelib.protocols.common import (body_bytes, check_model_name, decode_text, dumps,
+                                         json_reply, load_json, run_payload, with_model)
+from chalicelib.protocols.wrapper import OPEN_INFERENCE, handle
 from chalicelib.protocols.identity import SERVER_NAME, SERVER_VERSION
 from chalicelib.http.reply import Reply
 

@@ -17,8 +17,9 @@ import threading
 import time
 
 from chalicelib.http.errors import BadRequest
-from chalicelib.protocols.common import (OPEN_INFERENCE, body_bytes, check_model_name,
-                                         decode_text, handle, json_reply, load_json)
+from chalicelib.protocols.common import (body_bytes, check_model_name, decode_text, json_reply,
+                                         load_json)
+from chalicelib.protocols.wrapper import OPEN_INFERENCE, handle
 
 # Triton's config data types of the card's feature types.
 _CONFIG_TYPES = {"number": "TYPE_FP64", "integer": "TYPE_INT64", "boolean": "TYPE_BOOL",
