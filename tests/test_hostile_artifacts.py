@@ -34,7 +34,7 @@ _APP_CHILD = textwrap.dedent("""
     from tools.fixtures import malicious
     d = sys.argv[1]
     malicious.build_technique(sys.argv[2], d)
-    malicious.write_card(d)
+    malicious.write_card(d, malicious.CARD_WIDTHS[sys.argv[2]])
     os.environ["MODEL_DIR"] = d
     started = time.perf_counter()
     from chalicelib.protocols import model_api

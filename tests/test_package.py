@@ -550,7 +550,7 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
     for name, (_, reason, *_) in malicious.TECHNIQUES.items():
         d = tmp_path / ("m%d" % len(held))
         malicious.build_technique(name, d)
-        malicious.write_card(str(d))
+        malicious.write_card(str(d), malicious.CARD_WIDTHS[name])
         cases = [("health", ev.get("/health")),
                  ("predict", ev.post_model(json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]})))]
         run_dir = tmp_path / ("run%d" % len(held))

@@ -68,7 +68,7 @@ warnings.simplefilter("ignore")
 from tools.fixtures import malicious
 d = tempfile.mkdtemp(prefix="harden-technique-")
 malicious.build_technique(sys.argv[1], d)
-malicious.write_card(d)
+malicious.write_card(d, malicious.CARD_WIDTHS[sys.argv[1]])
 os.environ["MODEL_DIR"] = d
 from chalicelib.protocols import model_api
 from chalicelib.protocols.service import from_environment
