@@ -6,6 +6,7 @@ the DataFrame (or texts, or matrix) it was fitted on. Bad values are 4xx that
 name the place, never a 5xx."""
 import io
 import json
+import os
 
 import joblib
 import numpy as np
