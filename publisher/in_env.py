@@ -22,7 +22,7 @@ def answer(out_dir, sample=None):
     values) and the model's own answers to them."""
     import numpy as np
     from chalicelib.runtimes.choice import load_model_dir
-    from publisher import onnx_export
+    from publisher import onnx_export, onnx_validation
     from publisher.publish import example_rows, read_sample
     loaded = load_model_dir(out_dir, choice="scikit-learn")
     card, estimator = loaded.card, loaded.estimator
@@ -34,7 +34,7 @@ def answer(out_dir, sample=None):
         first = example_rows(schema, specs, frame, n=onnx_export.MAX_SAMPLE_ROWS)
     problem = None
     for widen in (True, False):  # as the exporter: rows beyond the range may be outside the domain
-        rows = onnx_export.validation_rows(schema, specs, first, widen)
+        rows = onnx_validation.validation_rows(schema, specs, first, widen)
         try:
             with warnings.catch_warnings(), loaded.context():
                 warnings.simplefilter("ignore")
