@@ -171,7 +171,10 @@ def test_older_model_publishes_and_serves_its_own_answers_without_skew(
     assert card["versions"]["scikit-learn"] == version
     assert "scikit-learn==%s" % version in card["build_environment"]["packages"]
     assert card["onnx"]["agreement"]["rows"] > 2000
-    assert card["build_environment"]["rechecked_here"]["rows"] == card["onnx"]["agreement"]["rows"]
+    # Rechecked here on the generated and example rows (the exporter's own
+    # check in the environment adds edge and missing-value blocks to those).
+    assert 2000 < card["build_environment"]["rechecked_here"]["rows"] <= \
+        card["onnx"]["agreement"]["rows"]
     assert card["audit"]["refused"] == 0
     assert (out / "model.joblib").read_bytes() == artifact.read_bytes()
 
