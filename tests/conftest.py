@@ -44,6 +44,19 @@ def body_of(response):
     return json.loads(response.body)
 
 
+@pytest.fixture(autouse=True)
+def _cli_mode_stays_in_its_test():
+    """Chalice's CLI, run in-process by some tests (package, deploy), sets
+    AWS_CHALICE_CLI_MODE for the whole process; the app reads it (the lazy
+    model load, chalice local's short log line), so it must not leak."""
+    before = os.environ.get("AWS_CHALICE_CLI_MODE")
+    yield
+    if before is None:
+        os.environ.pop("AWS_CHALICE_CLI_MODE", None)
+    else:
+        os.environ["AWS_CHALICE_CLI_MODE"] = before
+
+
 @pytest.fixture
 def serve(monkeypatch):
     """``serve(**env)`` -> Api for the real app with a service built from env."""

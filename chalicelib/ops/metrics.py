@@ -98,7 +98,6 @@ class RequestLog:
     def __init__(self, route):
         self.route = route
         self._card = self._format = None
-        self._local = False
 
     def line(self, model, request_id_json, status, latency_ms, rows):
         """``model``: the ServedModel (its card names the model, or no card
@@ -106,11 +105,10 @@ class RequestLog:
         if model.card is not self._card or self._format is None:
             self._format = self._render(model)
             self._card = model.card
-            self._local = chalice_local()
         cold = PROCESS.cold
         if cold:
             PROCESS.cold = False
-        if self._local:
+        if chalice_local():
             return "%s -> %d, %d row%s, %.1f ms%s\n" % (
                 self.route, status, rows, "" if rows == 1 else "s", latency_ms,
                 " (first request)" if cold else "")
