@@ -149,7 +149,7 @@ def _graph_fields(onnx):
     if not isinstance(onnx, dict):
         return onnx
     agreement = {k: v for k, v in onnx.get("agreement", {}).items()
-                 if not k.endswith("difference")}
+                 if not k.endswith(("difference", "_max_error"))}
     return dict({k: v for k, v in onnx.items() if k not in ("sha256", "agreement")},
                 agreement=agreement)
 
