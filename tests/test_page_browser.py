@@ -380,7 +380,7 @@ class GatewayStandIn(http.server.BaseHTTPRequestHandler):
                                [("Content-Type", "application/json")])
         host = urllib.parse.urlsplit(self.upstream)
         connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type",)}
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
         connection.request(self.command, rest + ("?" + query if query else ""), body, headers)
         response = connection.getresponse()
         data = response.read()
