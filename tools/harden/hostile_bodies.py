@@ -30,7 +30,7 @@ sys.path.insert(0, sys.argv[1])
 from chalicelib.schema.card import ModelCard
 from chalicelib.http.errors import ServiceError
 from chalicelib.schema.parsing import parse_request
-schema = ModelCard.read(sys.argv[1] + "/model").schema
+schema = ModelCard.read(sys.argv[1] + "/model/iris").schema
 body = open(sys.argv[2], "rb").read()
 content_type = sys.argv[3]
 MAX_ROWS = int(sys.argv[4])
