@@ -14,6 +14,7 @@ The wheel download is cached in ``build/wheels`` of this repository, so a
 second run does not download again.
 """
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 
 from tools.ops import lambda_events as ev
+from tools.ops.lambda_context import Context
 from tools.build.package import extract_read_only
 from tools.build.project_copy import copy_project, make_writable
 from tests.packaging import packaged_model_rel, serve_in_stage, stage_model_rel
@@ -35,6 +37,7 @@ PYTHON = sys.executable
 CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
 WHEELS = os.path.join(REPO, "build", "wheels")
 MiB = 1024 * 1024
+CONTEXT_SOURCE = inspect.getsource(Context)
 MAX_ROWS = 5  # the stage says 10000; the isolated run overrides it to test 413 cheaply
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
@@ -49,17 +52,7 @@ assert not any("site-packages" in p for p in sys.path), sys.path
 with open(events_file) as f:
     cases = json.load(f)
 import app
-class Context:
-    function_name = "sklearn-serverless-prod"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sklearn-serverless-prod"
-    memory_limit_in_mb = "512"
-    aws_request_id = "00000000-0000-0000-0000-000000000001"
-    log_group_name = "/aws/lambda/sklearn-serverless-prod"
-    log_stream_name = "stream"
-    def get_remaining_time_in_millis(self):
-        return 10000
-answers = {}
+""" + CONTEXT_SOURCE + r"""answers = {}
 for name, event in cases:
     answers[name] = app.app(event, Context())
 modules = {n: getattr(m, "__file__", None) for n, m in sys.modules.items()

@@ -61,8 +61,6 @@ INTEGER_TYPES = {"UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u
 FLOAT_TYPES = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 DATATYPES = tuple(INTEGER_TYPES) + tuple(FLOAT_TYPES) + ("BOOL", "BYTES")
 # The card's feature types -> the tensor datatype the metadata announces.
-_FEATURE_DATATYPES = {"integer": "INT64", "boolean": "BOOL", "string": "BYTES", "text": "BYTES"}
-
 
 # --------------------------------------------------------------------------
 # Health and metadata.
@@ -107,8 +105,8 @@ def model_metadata(service, request, name, version=None):
 def metadata(model):
     """The model's metadata, from its card: one input tensor per feature."""
     card = model.card
-    inputs = [{"name": f["name"], "datatype": _FEATURE_DATATYPES.get(f.get("type"), "FP64"),
-               "shape": [-1]} for f in card.raw["features"]]
+    inputs = [{"name": f.name, "datatype": f.datatype, "shape": [-1]}
+              for f in card.schema.features]
     classes = model.classes
     flat = [c for group in classes for c in group] if classes and \
         all(isinstance(c, list) for c in classes) else (classes or [])

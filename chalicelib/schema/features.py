@@ -43,8 +43,38 @@ class SchemaError(ValueError):
     """A card's feature list that cannot be served."""
 
 
+# The JSON type of each card type, and the Open Inference (V2) tensor
+# datatype a feature's values travel in.
+_JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean",
+               "string": "string", "text": "string"}
+_TENSOR_DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL",
+                     "string": "BYTES", "text": "BYTES"}
+
+
+def finite(value):
+    """A JSON number that is finite (a boolean is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def usable_range(spec):
+    """``(low, high)`` of a card feature's ``range`` when it is usable (two
+    finite numbers, low < high), else None. Read leniently: a range is a
+    hint for readers (the form, the OpenAPI description), never a check."""
+    bounds = spec.get("range") if isinstance(spec, dict) else None
+    if isinstance(bounds, list) and len(bounds) == 2 and all(map(finite, bounds)) \
+            and bounds[0] < bounds[1]:
+        return bounds[0], bounds[1]
+    return None
+
+
 class Feature:
-    __slots__ = ("name", "type", "categories", "unknown", "dtype", "missing", "_allowed")
+    """One card feature: its type and categories (what parsing checks), and
+    what every reader shows of it: the training range, the JSON Schema of a
+    value (OpenAPI) and the tensor datatype (Open Inference metadata)."""
+
+    __slots__ = ("name", "type", "categories", "unknown", "dtype", "missing", "range",
+                 "_allowed")
 
     def __init__(self, spec):
         if not isinstance(spec, dict):
@@ -70,8 +100,31 @@ class Feature:
         if type(self.missing) is not bool:
             raise SchemaError("feature %s: accepts_missing_values must be true or false"
                               % self.name)
+        self.range = usable_range(spec)
         self._allowed = (frozenset(self.categories)
                          if self.categories is not None and self.unknown == "error" else None)
+
+    @property
+    def datatype(self):
+        """The Open Inference (V2) tensor datatype of this feature's values."""
+        return _TENSOR_DATATYPES[self.type]
+
+    def json_schema(self, accepts_missing):
+        """The JSON Schema of one value: numbers (with the training range as
+        a description), integers, booleans, strings (an enum of the known
+        categories when unknown ones are refused), texts; null too when
+        ``accepts_missing``."""
+        json_type = _JSON_TYPES[self.type]
+        schema = {"type": [json_type, "null"] if accepts_missing else json_type}
+        if self.categories and self.unknown == "error":
+            schema["enum"] = list(self.categories) + ([None] if accepts_missing else [])
+        elif self.categories:
+            schema["examples"] = list(self.categories)[:20]
+        if self.range:
+            schema["description"] = "seen in training: %s to %s" % self.range
+        if self.type == "text":
+            schema["description"] = "a text (one document per row)"
+        return schema
 
     def describe_categories(self):
         shown = [json.dumps(c) for c in self.categories[:20]]
