@@ -102,7 +102,7 @@ def test_samples_are_spread_over_the_whole_output():
 def test_the_estimate_scales_with_size_memory_and_concurrency():
     measured = {"rows_per_byte": 0.05, "rows_per_cpu_s": 40_000.0, "s3_s_per_range": 1.0,
                 "range_bytes": 16 * 2 ** 20, "s3_get_per_range": 3.0, "s3_put_per_range": 4.0,
-                "assembly_s_per_gb": 2.0, "split_s": 0.5}
+                "assembly_s_per_range": 2.0 / 64, "split_s": 0.5}
     one = batch_estimate.estimate(2 ** 30, measured, 1769, 10)
     assert one["ranges"] == 64 and one["rows"] == int(0.05 * 2 ** 30)
     # a range: its rows at one full vCPU, plus its S3 seconds

@@ -1,6 +1,6 @@
 """Time and cost of a batch job on AWS, *estimated* from what the batch
 benchmark measured: rows per byte of the file, rows per second per worker,
-the S3 requests per range, the assembly's seconds per gigabyte.
+the S3 requests and the assembly's seconds per range.
 
 Assumptions, printed with the figures: a range takes its rows at the
 workers' measured rows per CPU-second, on a Lambda that gets
@@ -10,8 +10,8 @@ the measuring machine), plus the S3 calls' measured seconds per range
 the workers' S3 and SQS traffic is billed per request (no data transfer
 within the region); the SQS event source's empty long polls, the input's
 upload and the objects' storage are left out; ``N`` workers run the ranges
-in waves of ``N``; the assembly (server-side part copies) grows with the
-file like the measured one. Prices: :mod:`tools.bench.report` for Lambda,
+in waves of ``N``; the assembly grows with the number of ranges like the
+measured one (a server-side copy, or a small part's GET and upload, each). Prices: :mod:`tools.bench.report` for Lambda,
 and S3 Standard and SQS standard queues, us-east-1, below.
 """
 import math
@@ -41,7 +41,7 @@ def estimate(size_bytes, measured, memory_mb, concurrency):
     """One line of the estimate table: a file of ``size_bytes`` like the
     measured one, workers of ``memory_mb`` MB, ``concurrency`` at a time.
     ``measured``: rows_per_byte, rows_per_cpu_s, s3_s_per_range, range_bytes,
-    s3_get_per_range, s3_put_per_range, assembly_s_per_gb, split_s."""
+    s3_get_per_range, s3_put_per_range, assembly_s_per_range, split_s."""
     rows = measured["rows_per_byte"] * size_bytes
     n_ranges = len(ranges.plan(size_bytes, measured["range_bytes"]))
     share = min(1.0, memory_mb / float(FULL_CORE_MB))
@@ -49,7 +49,7 @@ def estimate(size_bytes, measured, memory_mb, concurrency):
         + measured["s3_s_per_range"]
     worker_s = range_s * n_ranges
     rate = rows / worker_s
-    assembly_s = measured["assembly_s_per_gb"] * size_bytes / 2 ** 30
+    assembly_s = measured["assembly_s_per_range"] * n_ranges
     wall_s = measured["split_s"] + math.ceil(n_ranges / concurrency) * range_s + assembly_s
     gb_s = (worker_s + assembly_s + measured["split_s"]) * memory_mb / 1024.0
     invocations = n_ranges + 1

@@ -376,7 +376,7 @@ def estimates(figures, generated, range_mb, concurrency):
                 "s3_s_per_range": figures["s3_s_per_range"],
                 "range_bytes": max(1, int(range_mb * MiB)), "s3_get_per_range": gets,
                 "s3_put_per_range": puts,
-                "assembly_s_per_gb": figures["assembly_s"] / (generated.bytes / GiB),
+                "assembly_s_per_range": figures["assembly_s"] / n_parts,
                 "split_s": figures["split_s"]}
     if range_mb < 16:  # a gigabyte is cut as the stage's default cuts it
         measured["range_bytes"] = 16 * MiB
