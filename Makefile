@@ -124,9 +124,9 @@ harden: $(STAMP)-dev  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soa
 	@echo "==> hardening run (several minutes; logs and figures in build/harden/)"
 	$(BIN)/python -m tools.harden
 
-bench: $(STAMP)-dev  ## cold start, imports, sizes, latency, memory -> build/bench.json (QUICK=1 MODELS=... AGAINST=git-ref)
+bench: $(STAMP)-dev  ## cold start, imports, sizes, latency, memory, batch -> build/bench.json (QUICK=1 MODELS=... AGAINST=git-ref BATCH_MB=64, 0: no batch)
 	@echo "==> benchmark (packages built once into build/bench/; figures to build/bench.json)"
-	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) $(if $(AGAINST),--against $(AGAINST)) --json build/bench.json
+	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) $(if $(AGAINST),--against $(AGAINST)) --batch-mb $(or $(BATCH_MB),64) --json build/bench.json
 
 batch: $(STAMP)-ops  ## FILE=path|s3://bucket/key [OUTPUT=jsonl] [PROBABILITIES=1] [JOIN=1]: a batch job on the stage's BATCH_BUCKET, followed, downloaded
 	@test -n "$(FILE)" || { echo "error: FILE=path or FILE=s3://bucket/key" >&2; exit 1; }

@@ -199,6 +199,7 @@ MODULE_TIERS = {
     "test_api_keys.py": ("package", "aws"),   # the key verbs after a deploy to moto
     "test_batch.py": ("aws",),                # S3 and SQS on moto
     "test_batch_template.py": ("package", "aws"),  # the batch stage packaged; its queues on moto
+    "test_batch_bench.py": ("aws",),          # the batch benchmark: moto, worker processes
     "test_page_browser.py": ("browser",),     # Chromium through Playwright
     "test_every_estimator.py": ("slow",),     # every scikit-learn estimator, published and served
     "test_soak.py": ("slow",),

@@ -30,7 +30,12 @@ pandas), everything measured side by side in one run, as ratios:
 * **package**: sizes, zipped size per top-level package and the room left
   for the model under the 50 MiB direct upload; **memory** (peak RSS of the
   cold-start process), cost and capacity on paper;
-* **targets** with PASS/MISS (``tools/bench/report.targets``).
+* **targets** with PASS/MISS (``tools/bench/report.targets``);
+* **batch transform** (``--batch-mb N``, ``make bench`` gives 64; 0 skips it):
+  a generated CSV of N MB through the real batch job on moto, N worker
+  processes, checked row by row, rows per second per worker against the
+  ``pandas.read_csv`` + ``predict`` floor, and the 1 GB / 10 GB estimates
+  (``tools/bench/batch_gb.py``).
 
 Packages are cached in ``build/bench/`` (``tools/bench/packages.py``); the
 first run builds them (a minute or two each), later runs reuse them.
@@ -369,6 +374,11 @@ def main(argv=None):
                         "its own publisher and build tool, and compare against it")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of the handler (1 row and 1,000 rows)")
+    parser.add_argument("--batch-mb", type=float, default=0.0,
+                        help="also the batch transform on a generated CSV of this many MB "
+                        "(0: not)")
+    parser.add_argument("--batch-model", choices=("iris", "dataframe"), default="iris")
+    parser.add_argument("--batch-workers", type=int, default=2)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     os.makedirs(BENCH_DIR, exist_ok=True)
@@ -415,6 +425,15 @@ def main(argv=None):
         figures["models"].append(bench_model(model, all_pkgs[model.key], args, rounds,
                                              floor_env, tmp))
     figures["targets"] = report_targets(figures["models"])
+    if args.batch_mb:
+        from tools.bench import batch_gb
+        say("\n== batch transform: %g MB, %d workers, %s model ==" % (
+            args.batch_mb, args.batch_workers, args.batch_model))
+        result = batch_gb.bench(args.batch_mb, args.batch_workers, args.batch_model)
+        figures["batch"] = {result["model"]: result}
+        if not result["ok"]:
+            figures["targets"].append({"target": "batch job complete and exact", "pass": False,
+                                       "figure": "; ".join(result["problems"])})
     figures["seconds"] = round(time.perf_counter() - started, 1)
     say("tools.bench: done in %.0f s" % figures["seconds"])
     if args.json:
