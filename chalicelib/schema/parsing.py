@@ -27,6 +27,7 @@ import io
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 
@@ -593,12 +594,31 @@ def parse_csv(text, schema, max_rows, header=None):
         rows = [fields if order is None else [fields[k] for k in order] for _, fields in lines]
         return schema.build(rows, lambda i, j: (
             Line(lines[i][0]), Column(None, schema.feature_names[j])), from_csv=True)
-    X = np.empty((len(lines), n), dtype=np.float64)
-    for i, (line_num, fields) in enumerate(lines):
-        for j, field in enumerate(fields):
-            X[i, j] = _csv_number(field, schema,
-                                  (Line(line_num), Column(j + 1 + indexed, names[j])))
+    X = _csv_matrix(lines, n)
+    if X is None:  # something to refuse or a missing value: field by field
+        X = np.empty((len(lines), n), dtype=np.float64)
+        for i, (line_num, fields) in enumerate(lines):
+            for j, field in enumerate(fields):
+                X[i, j] = _csv_number(field, schema, line_num, j + 1 + indexed, names[j])
     return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+# Every field a plain finite-looking number: one regex pass over all of them
+# (joined by a newline, which a field of a number cannot hold) proves it.
+_CSV_NUMBERS = re.compile(r"(?:%s\n)*+%s\Z" % ((_CSV_NUMBER.pattern[:-2],) * 2), re.ASCII)
+
+
+def _csv_matrix(lines, n):
+    """The fast path for CSV rows of numbers: the float64 matrix when every
+    field is a number (:data:`CSV_NUMBER`) and finite, else None."""
+    fields = [field for _, line in lines for field in line]
+    if not _CSV_NUMBERS.match("\n".join(fields)):
+        return None
+    try:
+        X = np.fromiter(map(float, fields), np.float64, len(fields)).reshape(len(lines), n)
+    except ValueError:  # a quoted field holding a newline
+        return None
+    return X if np.isfinite(X).all() else None
 
 
 # The header pandas writes above its index column: an empty field (an
@@ -661,15 +681,17 @@ def csv_header(fields, schema):
     return fields
 
 
-def _csv_number(field, schema, where):
+def _csv_number(field, schema, line_num, position, name):
     if _CSV_NUMBER.match(field):
         value = float(field)
         if math.isfinite(value):
             return value
-        raise Unprocessable("expected a finite number, got %s" % field, where)
+        raise Unprocessable("expected a finite number, got %s" % field,
+                            (Line(line_num), Column(position, name)))
     if schema.accepts_missing and field in MISSING_TOKENS:
         return math.nan
-    raise Unprocessable("expected a number, got %s" % _describe(field), where)
+    raise Unprocessable("expected a number, got %s" % _describe(field),
+                        (Line(line_num), Column(position, name)))
 
 
 _FORMAT_PARSERS = {
