@@ -137,7 +137,8 @@ class Schema:
     def build(self, rows, where, from_csv=False):
         """Rows of client values in card order -> what the estimator takes.
 
-        ``where(i, j)`` names row ``i``, feature ``j`` for an error message.
+        ``where(i, j)`` is the location (``ServiceError.loc``) of row ``i``,
+        feature ``j`` in the client's request.
         """
         columns = [self._column(j, [row[j] for row in rows], where, from_csv)
                    for j in range(self.n_features)]
@@ -179,8 +180,8 @@ class Schema:
         if allowed is not None and not allowed.issuperset(out):
             for i, v in enumerate(out):
                 if v not in allowed and not (v is None or v != v):
-                    raise Unprocessable("%s: expected one of %s, got %s"
-                                        % (where(i, j), feature.describe_categories(), describe(v)))
+                    raise Unprocessable("expected one of %s, got %s"
+                                        % (feature.describe_categories(), describe(v)), where(i, j))
         if feature.type == "number":
             return np.asarray(out, dtype=np.float64)
         if feature.type in ("integer", "boolean"):
@@ -231,7 +232,7 @@ class Schema:
     def _missing(self, where, i, j, what):
         if self.takes_missing(j):
             return None
-        raise Unprocessable("%s: expected %s, got a missing value" % (where(i, j), what))
+        raise Unprocessable("expected %s, got a missing value" % what, where(i, j))
 
 
 def _number(schema, feature, v, from_csv, where, i, j):
@@ -243,20 +244,20 @@ def _number(schema, feature, v, from_csv, where, i, j):
             schema._missing(where, i, j, "a number")  # raises unless missing values are accepted
             return math.nan
         else:
-            raise Unprocessable("%s: expected a number, got %s" % (where(i, j), describe(v)))
+            raise Unprocessable("expected a number, got %s" % describe(v), where(i, j))
     elif kind is int:
         try:
             v = float(v)
         except OverflowError:
-            raise Unprocessable("%s: number out of range" % where(i, j)) from None
+            raise Unprocessable("number out of range", where(i, j)) from None
     elif v is None:
         schema._missing(where, i, j, "a number")
         return math.nan
     elif kind is not float:
-        raise Unprocessable("%s: expected a number, got %s" % (where(i, j), describe(v)))
+        raise Unprocessable("expected a number, got %s" % describe(v), where(i, j))
     if math.isfinite(v) or (v != v and schema.accepts_missing):
         return v
-    raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected a finite number, got %s" % describe(v), where(i, j))
 
 
 def _integer(schema, feature, v, from_csv, where, i, j):
@@ -265,7 +266,7 @@ def _integer(schema, feature, v, from_csv, where, i, j):
             # Checked for range below like a JSON integer (int64 has at most
             # 19 digits; int() refuses strings past 4,300 digits).
             if len(v.lstrip("+-0")) > 19:
-                raise Unprocessable("%s: integer out of range" % where(i, j))
+                raise Unprocessable("integer out of range", where(i, j))
             v = int(v)
         elif v in MISSING_TOKENS:
             return schema._missing(where, i, j, "an integer")
@@ -274,12 +275,12 @@ def _integer(schema, feature, v, from_csv, where, i, j):
     if type(v) is int:
         if -2**63 <= v < 2**63:
             return v
-        raise Unprocessable("%s: integer out of range" % where(i, j))
+        raise Unprocessable("integer out of range", where(i, j))
     if v is None:
         return schema._missing(where, i, j, "an integer")
     if type(v) is float and v.is_integer() and abs(v) < 2**53:
         return int(v)
-    raise Unprocessable("%s: expected an integer, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected an integer, got %s" % describe(v), where(i, j))
 
 
 def _boolean(schema, feature, v, from_csv, where, i, j):
@@ -292,7 +293,7 @@ def _boolean(schema, feature, v, from_csv, where, i, j):
         return v
     elif v is None:
         return schema._missing(where, i, j, "true or false")
-    raise Unprocessable("%s: expected true or false, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected true or false, got %s" % describe(v), where(i, j))
 
 
 def _string(schema, feature, v, from_csv, where, i, j):
@@ -309,7 +310,7 @@ def _string(schema, feature, v, from_csv, where, i, j):
         return v
     if v is None:
         return schema._missing(where, i, j, "a string")
-    raise Unprocessable("%s: expected a string, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected a string, got %s" % describe(v), where(i, j))
 
 
 _COERCERS = {"number": _number, "integer": _integer, "boolean": _boolean,
