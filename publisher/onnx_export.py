@@ -174,6 +174,7 @@ def _convert(skl2onnx, estimator, schema, groups, dtype):
     """The graph's bytes for ``estimator`` fed by ``groups``
     (:mod:`publisher.onnx_layouts`). For compatibility a layout may also be
     given as ``"matrix"``: one input of every column."""
+    from sklearn.base import is_classifier
     from publisher import converters
     converters.register()
     if isinstance(groups, str):
@@ -182,8 +183,9 @@ def _convert(skl2onnx, estimator, schema, groups, dtype):
     converters.prepare(prepared)
     inputs = [(name, onnx_layouts.tensor_type(kind, len(columns)))
               for name, columns, kind in groups]
-    final = _final(estimator)
-    options = {id(prepared): {"zipmap": False}} if hasattr(final, "predict_proba") else None
+    # Every classifier answers tensors, never ZipMap's maps (skl2onnx's
+    # parser gives each classifier the option, with or without probabilities)
+    options = {id(prepared): {"zipmap": False}} if is_classifier(_final(estimator)) else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
             converters.tree_missing_routes():
         warnings.simplefilter("ignore")
@@ -191,6 +193,7 @@ def _convert(skl2onnx, estimator, schema, groups, dtype):
         # supported by every converter (IsolationForest)
         onx = skl2onnx.to_onnx(prepared, initial_types=inputs, options=options,
                                target_opset=TARGET_OPSET)
+    converters.label_from_probabilities(onx)
     _declare_computed_output_types(onx)
     return onx.SerializeToString()
 

@@ -67,11 +67,24 @@ def test_the_loop_with_2_to_the_62_trips_is_refused_at_load(model_copy, serve):
 
 
 @pytest.mark.parametrize("name, build, says", [
-    ("Scan", lambda: _model([helper.make_node(
+    ("Scan over the request", lambda: _model([helper.make_node(
         "Scan", ["X"], ["Y"], num_scan_inputs=1, body=helper.make_graph(
             [helper.make_node("Identity", ["x"], ["y"])], "b",
             [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [4])],
-            [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [4])]))]), "subgraph"),
+            [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [4])]))]),
+     "not a constant of the graph"),
+    ("Scan whose state doubles every trip", lambda: _scan(
+        [helper.make_node("Concat", ["s_in", "s_in"], ["s_out"], axis=0),
+         helper.make_node("Sub", ["s_in", "t"], ["d"]),
+         helper.make_node("ReduceSumSquare", ["d"], ["out"], axes=[1], keepdims=0)]),
+     "changes its state"),
+    ("Scan over 2**21 trips", lambda: _scan(trips=(1 << 21) + 1), "over 1048576"),
+    ("Scan in a Scan's body", lambda: _scan(
+        [helper.make_node("Identity", ["s_in"], ["s_out"]),
+         helper.make_node("Scan", ["s_in", "T"], ["u", "out"], num_scan_inputs=1,
+                          body=_cdist_body())]), "Scan holds a subgraph"),
+    ("Scan of a constant the caller may replace", lambda: _scan(constant_is_input=True),
+     "not a constant of the graph"),
     ("If", lambda: _model([helper.make_node(
         "If", ["c"], ["Y"], then_branch=helper.make_graph([], "t", [], []),
         else_branch=helper.make_graph([], "e", [], []))]), "subgraph"),
@@ -129,17 +142,64 @@ def test_the_bundled_graph_and_a_shape_sized_constant_pass():
          numpy_helper.from_array(np.array([3], dtype=np.int64), "three")]).SerializeToString())
 
 
-def test_publish_keeps_no_graph_outside_the_policy():
-    from sklearn.neighbors import KNeighborsClassifier
+def _cdist_body(step=None):
+    """The body of skl2onnx's pairwise distances: the request's rows carried
+    on unchanged, their squared distances to one constant row out."""
+    nodes = step or [helper.make_node("Identity", ["s_in"], ["s_out"]),
+                     helper.make_node("Sub", ["s_in", "t"], ["d"]),
+                     helper.make_node("ReduceSumSquare", ["d"], ["out"], axes=[1], keepdims=0)]
+    return helper.make_graph(
+        nodes, "body",
+        [helper.make_tensor_value_info("s_in", TensorProto.DOUBLE, [None, 4]),
+         helper.make_tensor_value_info("t", TensorProto.DOUBLE, [4])],
+        [helper.make_tensor_value_info("s_out", TensorProto.DOUBLE, [None, 4]),
+         helper.make_tensor_value_info("out", TensorProto.DOUBLE, [None])])
+
+
+def _scan(step=None, trips=30, constant_is_input=False):
+    """A graph answering each row's nearest of ``trips`` constant rows
+    through a Scan of the constant (``step``: another body)."""
+    nodes = [helper.make_node("Scan", ["X", "T"], ["carried", "distances"], num_scan_inputs=1,
+                              body=_cdist_body(step)),
+             helper.make_node("Transpose", ["distances"], ["by_row"], perm=[1, 0]),
+             helper.make_node("ArgMin", ["by_row"], ["label"], axis=1, keepdims=0),
+             helper.make_node("Softmax", ["by_row"], ["probabilities"], axis=1)]
+    constant = numpy_helper.from_array(np.random.RandomState(0).normal(size=(trips, 4)), "T")
+    inputs = [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [None, 4])]
+    if constant_is_input:
+        inputs.append(helper.make_tensor_value_info("T", TensorProto.DOUBLE, [trips, 4]))
+    return _model(nodes, [constant], inputs=inputs, outputs=[
+        helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+        helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, [None, trips])])
+
+
+def test_a_scan_of_a_constant_that_carries_its_state_unchanged_passes_and_runs():
+    import onnxruntime
+    graph = _scan()
+    onnx.checker.check_model(graph)
+    data = graph.SerializeToString()
+    graph_policy.check(data)
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    X = np.random.RandomState(1).normal(size=(5, 4))
+    T = numpy_helper.to_array(graph.graph.initializer[0])
+    want = ((X[:, None, :] - T[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    assert session.run(["label"], {"X": X})[0].tolist() == want.tolist()
+
+
+def test_skl2onnx_k_neighbours_graphs_pass_the_policy():
+    """Their Scan walks the fitted rows (a constant of the graph) and hands
+    the request's rows on unchanged: bounded by the graph, not the request."""
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     from publisher import onnx_export
     import skl2onnx
     from skl2onnx.common.data_types import DoubleTensorType
     X = np.random.RandomState(0).normal(size=(30, 4))
-    knn = KNeighborsClassifier(3).fit(X, [0, 1, 2] * 10)
-    graph = skl2onnx.to_onnx(knn, initial_types=[("X", DoubleTensorType([None, 4]))],
-                             options={id(knn): {"zipmap": False}},
-                             target_opset=onnx_export.TARGET_OPSET)
-    with pytest.raises(ModelLoadError, match="Scan holds a subgraph"):
+    for knn in (KNeighborsClassifier(3).fit(X, [0, 1, 2] * 10),
+                KNeighborsRegressor(3).fit(X, np.arange(30.0))):
+        options = {id(knn): {"zipmap": False}} if hasattr(knn, "predict_proba") else None
+        graph = skl2onnx.to_onnx(knn, initial_types=[("X", DoubleTensorType([None, 4]))],
+                                 options=options, target_opset=onnx_export.TARGET_OPSET)
+        assert "Scan" in {n.op_type for n in graph.graph.node}
         graph_policy.check(graph.SerializeToString())
 
 

@@ -1,7 +1,8 @@
 """The model battery (``tools/fixtures/model_battery.py``) through publish and
 the app: for a representative subset (a numeric DataFrame whose column names
 have spaces and parentheses, numbers and strings, a tree fitted with NaN, a
-soft-voting ensemble, a TransformedTargetRegressor), publish compiles the
+soft-voting ensemble, a TransformedTargetRegressor, a LinearSVC, a k-neighbours
+classifier whose graph scans its fitted rows), publish compiles the
 model, the card states its agreement, and the app's answers on ``/model``
 (ONNX Runtime) equal the notebook's within the card's rtol and atol, value
 by value; labels identical."""
@@ -15,7 +16,7 @@ from tests.conftest import body_of
 from tools.bench.battery import publish_family
 
 SUBSET = ("iris_logistic_regression", "houses_elastic_net", "houses_decision_tree_nan",
-          "wine_soft_voting", "diabetes_transformed_target")
+          "wine_soft_voting", "diabetes_transformed_target", "churn_linear_svc", "wine_knn")
 
 
 @pytest.fixture(scope="module", params=SUBSET)

@@ -6,11 +6,21 @@ size comes from data, run for as long or allocate as much as the graph
 says. The graphs this app serves are the ones skl2onnx writes for
 scikit-learn models, so :func:`check` accepts exactly those operators
 (:data:`ALLOWED`, collected from the converters by
-``python -m tools.build.onnx_operators``; no ``Loop``/``Scan``/``If``, no
+``python -m tools.build.onnx_operators``; no ``Loop``/``If``, no
 ``Expand``/``Tile``/``Range``, which the converters do not emit) in the two
-standard domains, no subgraph, local function, training section or
-external data, and ``ConstantOfShape`` only with a shape computed from
-tensors' shapes and constants within :data:`MAX_ELEMENTS`.
+standard domains, no local function, training section or external data,
+and ``ConstantOfShape`` only with a shape computed from tensors' shapes and
+constants within :data:`MAX_ELEMENTS`.
+
+The one subgraph allowed is the body of a **bounded** ``Scan``, the form
+skl2onnx's pairwise distances take (k-neighbours): a ``Scan`` runs once per
+slice of its scanned inputs, so when every scanned input is a constant of
+the graph the trip count is fixed by the graph's own bytes (at most
+:data:`MAX_TRIPS`), whatever the request. Its body must meet this same
+policy with no subgraph of its own, and must hand every state variable on
+unchanged (an ``Identity`` of the state it was given): the state cannot grow
+from one trip to the next, so each trip costs what the body's allowed
+operators cost on request-sized state and a constant slice.
 
 It reads the protobuf wire format itself (a few fields of ``ModelProto``,
 ``GraphProto``, ``NodeProto``, ``AttributeProto`` and ``TensorProto``): the
@@ -45,8 +55,10 @@ _OPERATORS = {
                    "ZipMap"),
 }
 ALLOWED = frozenset((domain, op) for domain, ops in _OPERATORS.items() for op in ops)
-# Control flow, never allowed (named for the message).
+# Control flow (named for the message): never allowed, but for a bounded
+# Scan (see the module's docstring).
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
+MAX_TRIPS = 1 << 20
 # The only size-making operator the converters emit: its shape must be
 # computed from tensors' shapes (the request's row count) and constants of
 # at most MAX_ELEMENTS elements, by operators that cannot multiply sizes.
@@ -58,9 +70,10 @@ MAX_NODES = 200_000
 
 # Field numbers of onnx.proto3.
 _MODEL_GRAPH, _MODEL_FUNCTIONS, _MODEL_TRAINING = 7, 25, 20
-_GRAPH_NODE, _GRAPH_INITIALIZER = 1, 5
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT = 1, 5, 11, 12
+_VALUE_INFO_NAME = 1
 _NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 1, 2, 4, 5, 7
-_ATTR_G, _ATTR_GRAPHS, _ATTR_T = 6, 11, 5
+_ATTR_NAME, _ATTR_I, _ATTR_G, _ATTR_GRAPHS, _ATTR_T, _ATTR_INTS = 1, 3, 6, 11, 5, 8
 _TENSOR_DIMS, _TENSOR_DATA_TYPE, _TENSOR_INT64_DATA, _TENSOR_NAME, _TENSOR_RAW = 1, 2, 7, 8, 9
 _TENSOR_INT32_DATA = 5
 _TENSOR_DATA_LOCATION = 14
@@ -185,10 +198,12 @@ def _check_model(data):
 
 
 class _Node:
-    __slots__ = ("op_type", "domain", "inputs", "outputs")
+    __slots__ = ("op_type", "domain", "inputs", "outputs", "graphs", "ints")
 
     def __init__(self, data):
         self.op_type, self.domain, self.inputs, self.outputs = "", "", [], []
+        self.graphs = []  # (attribute name, GraphProto bytes)
+        self.ints = {}    # attribute name: int or list of ints
         for number, wire, value in _fields(data):
             if number == _NODE_OP_TYPE:
                 self.op_type = _text(value)
@@ -199,44 +214,104 @@ class _Node:
             elif number == _NODE_OUTPUT:
                 self.outputs.append(_text(value))
             elif number == _NODE_ATTRIBUTE and wire == 2:
-                for a_number, _, a_value in _fields(value):
-                    if a_number in (_ATTR_G, _ATTR_GRAPHS):
-                        _refuse("%s holds a subgraph (control flow)" % (self.op_type or "a node"))
-                    if a_number == _ATTR_T and _Tensor(a_value).external:
-                        _refuse("a tensor's data is in an external file")
+                self._attribute(value)
         if self.domain == "ai.onnx":
             self.domain = ""
 
+    def _attribute(self, data):
+        name, graphs, ints = "", [], []
+        for number, wire, value in _fields(data):
+            if number == _ATTR_NAME and wire == 2:
+                name = _text(value)
+            elif number in (_ATTR_G, _ATTR_GRAPHS) and wire == 2:
+                graphs.append(value)
+            elif number == _ATTR_T and wire == 2 and _Tensor(value).external:
+                _refuse("a tensor's data is in an external file")
+            elif number == _ATTR_I and wire == 0:
+                ints = _signed(value)
+            elif number == _ATTR_INTS:
+                ints = (ints if isinstance(ints, list) else []) + [
+                    _signed(v) for v in _packed_ints(wire, value)]
+        self.graphs += [(name, g) for g in graphs]
+        if ints != []:
+            self.ints[name] = ints
+
+
+class _Graph:
+    """One graph's nodes, constants, inputs and outputs (names), checked."""
+
+    def __init__(self, data, count, scan_allowed):
+        self.constants, self.nodes, self.inputs, self.outputs = {}, [], [], []
+        for number, wire, value in _fields(data):
+            if number == _GRAPH_INITIALIZER and wire == 2:
+                tensor = _Tensor(value)
+                if tensor.external:
+                    _refuse("a tensor's data is in an external file")
+                self.constants[tensor.name] = tensor
+            elif number == _GRAPH_NODE and wire == 2:
+                count[0] += 1
+                if count[0] > MAX_NODES:
+                    _refuse("more than %d nodes" % MAX_NODES)
+                self.nodes.append(_Node(value))
+            elif number in (_GRAPH_INPUT, _GRAPH_OUTPUT) and wire == 2:
+                name = "".join(_text(v) for n, w, v in _fields(value)
+                               if n == _VALUE_INFO_NAME and w == 2)
+                (self.inputs if number == _GRAPH_INPUT else self.outputs).append(name)
+        self.producers = {}
+        for node in self.nodes:
+            if node.op_type == "Scan" and node.domain == "" and scan_allowed:
+                _check_scan(node, self.constants, self.inputs, count)
+            elif node.graphs or node.op_type in CONTROL_FLOW:
+                _refuse("%s holds a subgraph (control flow)" % (node.op_type or "a node")
+                        if node.graphs else "operator %s is control flow" % node.op_type)
+            elif (node.domain, node.op_type) not in ALLOWED:
+                _refuse("operator %s%s is not one the converters emit"
+                        % (node.domain + "." if node.domain else "", node.op_type))
+            for name in node.outputs:
+                self.producers[name] = node
+        for node in self.nodes:
+            if node.domain == "" and node.op_type in SIZE_OPERATORS:
+                index = SIZE_OPERATORS[node.op_type]
+                if index >= len(node.inputs):
+                    _refuse("%s has no shape input" % node.op_type)
+                _check_shape_source(node.op_type, node.inputs[index], self.producers,
+                                    self.constants)
+
 
 def _check_graph(data, count):
-    constants = {}
-    nodes = []
-    for number, wire, value in _fields(data):
-        if number == _GRAPH_INITIALIZER and wire == 2:
-            tensor = _Tensor(value)
-            if tensor.external:
-                _refuse("a tensor's data is in an external file")
-            constants[tensor.name] = tensor
-        elif number == _GRAPH_NODE and wire == 2:
-            count[0] += 1
-            if count[0] > MAX_NODES:
-                _refuse("more than %d nodes" % MAX_NODES)
-            nodes.append(_Node(value))
-    producers = {}
-    for node in nodes:
-        if node.op_type in CONTROL_FLOW:
-            _refuse("operator %s is control flow" % node.op_type)
-        if (node.domain, node.op_type) not in ALLOWED:
-            _refuse("operator %s%s is not one the converters emit"
-                    % (node.domain + "." if node.domain else "", node.op_type))
-        for name in node.outputs:
-            producers[name] = node
-    for node in nodes:
-        if node.domain == "" and node.op_type in SIZE_OPERATORS:
-            index = SIZE_OPERATORS[node.op_type]
-            if index >= len(node.inputs):
-                _refuse("%s has no shape input" % node.op_type)
-            _check_shape_source(node.op_type, node.inputs[index], producers, constants)
+    _Graph(data, count, scan_allowed=True)
+
+
+def _check_scan(node, constants, graph_inputs, count):
+    """A Scan whose trip count the graph fixes and whose state cannot grow
+    (the module's docstring), or a refusal saying which rule it breaks."""
+    if [name for name, _ in node.graphs] != ["body"]:
+        _refuse("Scan holds a subgraph other than its one body")
+    scanned = node.ints.get("num_scan_inputs")
+    if not isinstance(scanned, int) or not 1 <= scanned <= len(node.inputs):
+        _refuse("Scan has no valid num_scan_inputs")
+    states = len(node.inputs) - scanned
+    axes = node.ints.get("scan_input_axes", [0] * scanned)
+    if not isinstance(axes, list) or len(axes) != scanned:
+        _refuse("Scan has no valid scan_input_axes")
+    for name, axis in zip(node.inputs[states:], axes):
+        tensor = constants.get(name) if name not in graph_inputs else None
+        if tensor is None:
+            _refuse("Scan scans %s, not a constant of the graph: its trip count would come "
+                    "from the request" % (name or "an omitted input"))
+        if not -len(tensor.dims) <= axis < len(tensor.dims):
+            _refuse("Scan scans a constant along an axis it does not have")
+        trips = tensor.dims[axis]
+        if not 0 <= trips <= MAX_TRIPS:
+            _refuse("Scan runs %d times, over %d" % (trips, MAX_TRIPS))
+    body = _Graph(node.graphs[0][1], count, scan_allowed=False)
+    if len(body.inputs) != len(node.inputs) or len(body.outputs) != len(node.outputs) \
+            or len(body.outputs) < states:
+        _refuse("Scan's body does not match its inputs and outputs")
+    for state_in, state_out in zip(body.inputs[:states], body.outputs[:states]):
+        made_by = body.producers.get(state_out)
+        if made_by is None or made_by.op_type != "Identity" or made_by.inputs != [state_in]:
+            _refuse("Scan's body changes its state %s from one trip to the next" % state_in)
 
 
 def _check_shape_source(op_type, name, producers, constants):

@@ -8,13 +8,18 @@ of the estimator gets before conversion.
   makes the bias column float32, which a double graph cannot concatenate);
 * :mod:`.power` : PowerTransformer (Yeo-Johnson and Box-Cox) in the input's
   precision, with no 0/0 at zero;
+* :mod:`.linear_svc` : LinearSVC in the input's precision (skl2onnx's is
+  float32 only and refuses the ``zipmap`` option a pipeline gives it);
 * :mod:`.trees` : decision trees' missing-value routing (scikit-learn's
   ``missing_go_to_left``) carried into the tree operators, which skl2onnx
   leaves at "missing goes right";
+* :mod:`.tie_labels` : a forest's label at a tie is scikit-learn's first
+  class, not ONNX Runtime's pick (applied to every converted graph);
 * :func:`prepare`: ``flatten_transform`` of a VotingClassifier only shapes
   ``transform()``, which a served model never calls; skl2onnx refuses it,
   so the copy being converted has it off.
 """
+from publisher.converters.tie_labels import label_from_probabilities  # noqa: F401
 from publisher.converters.trees import tree_missing_routes  # noqa: F401
 
 _registered = False
@@ -25,8 +30,8 @@ def register():
     global _registered
     if _registered:
         return
-    from publisher.converters import polynomial, power, target
-    for module in (polynomial, power, target):
+    from publisher.converters import linear_svc, polynomial, power, target
+    for module in (linear_svc, polynomial, power, target):
         module.register()
     _registered = True
 
