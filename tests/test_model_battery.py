@@ -2,7 +2,8 @@
 the app: for a representative subset (a numeric DataFrame whose column names
 have spaces and parentheses, numbers and strings, a tree fitted with NaN, a
 soft-voting ensemble, a TransformedTargetRegressor, a LinearSVC, a k-neighbours
-classifier whose graph scans its fitted rows), publish compiles the
+classifier whose graph scans its fitted rows, a forest behind
+``make_column_selector``), publish compiles the
 model, the card states its agreement, and the app's answers on ``/model``
 (ONNX Runtime) equal the notebook's within the card's rtol and atol, value
 by value; labels identical."""
@@ -16,7 +17,8 @@ from tests.conftest import body_of
 from tools.bench.battery import publish_family
 
 SUBSET = ("iris_logistic_regression", "houses_elastic_net", "houses_decision_tree_nan",
-          "wine_soft_voting", "diabetes_transformed_target", "churn_linear_svc", "wine_knn")
+          "wine_soft_voting", "diabetes_transformed_target", "churn_linear_svc", "wine_knn",
+          "churn_column_selector_forest")
 
 
 @pytest.fixture(scope="module", params=SUBSET)

@@ -8,6 +8,8 @@ of the estimator gets before conversion.
   makes the bias column float32, which a double graph cannot concatenate);
 * :mod:`.power` : PowerTransformer (Yeo-Johnson and Box-Cox) in the input's
   precision, with no 0/0 at zero;
+* :mod:`.float32_splits` : trees of ``sklearn.tree`` read ``float32(x)`` in
+  a double graph too, as scikit-learn compares them;
 * :mod:`.linear_svc` : LinearSVC in the input's precision (skl2onnx's is
   float32 only and refuses the ``zipmap`` option a pipeline gives it);
 * :mod:`.trees` : decision trees' missing-value routing (scikit-learn's
@@ -30,8 +32,8 @@ def register():
     global _registered
     if _registered:
         return
-    from publisher.converters import linear_svc, polynomial, power, target
-    for module in (linear_svc, polynomial, power, target):
+    from publisher.converters import float32_splits, linear_svc, polynomial, power, target
+    for module in (float32_splits, linear_svc, polynomial, power, target):
         module.register()
     _registered = True
 
