@@ -67,17 +67,22 @@ def test_a_tree_fitted_with_nan_answers_missing_values_as_scikit_learn(published
     name, model, notebook, card, model_dir = published
     if not card["accepts_missing_values"]:
         pytest.skip("%s does not accept missing values" % name)
-    frame = notebook.head(5).astype(float)
+    numbers = list(notebook.select_dtypes("number").columns)
+    frame = notebook.head(5).astype({c: float for c in numbers})
     rows = json.loads(frame.to_json(orient="records"))  # NaN as null
     records = []
-    for column in frame.columns:  # a missing value in each feature in turn
+    for column in numbers:  # a missing value in each numeric feature in turn
         records += [dict(r, **{column: None}) for r in rows]
     response = serve(MODEL_DIR=model_dir).post({"dataframe_records": records})
     assert response.status_code == 200, response.body
     import pandas as pd
-    want = model.predict(pd.DataFrame(records, columns=frame.columns).astype(float))
-    rtol, atol = card["onnx"]["agreement"]["rtol"], card["onnx"]["agreement"]["atol"]
-    _within(body_of(response)["predictions"], want, rtol, atol)
+    want = model.predict(pd.DataFrame(records, columns=frame.columns).astype(
+        {c: float for c in numbers}))
+    if card["task"] in ("regression", "multioutput"):
+        rtol, atol = card["onnx"]["agreement"]["rtol"], card["onnx"]["agreement"]["atol"]
+        _within(body_of(response)["predictions"], want, rtol, atol)
+    else:
+        assert body_of(response)["predictions"] == want.tolist()
 
 
 def test_the_agreement_check_catches_a_float32_stage_in_a_double_graph():

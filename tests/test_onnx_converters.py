@@ -77,3 +77,26 @@ def test_linear_svc_converts_in_double_with_scikit_learns_labels(labels):
     assert label.tolist() == model.predict(rows).tolist()
     want = model.decision_function(rows)
     np.testing.assert_allclose(scores.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+
+
+def test_quantile_transformer_normal_output_in_double():
+    """The uniform values with scikit-learn's wider bounds, then the normal
+    quantile function: per value within the double tolerance, at the
+    bounds, beyond them, within 1e-7 of them, and for a missing value."""
+    from sklearn.preprocessing import QuantileTransformer
+    rng = np.random.RandomState(2)
+    X = np.column_stack([rng.exponential(size=500), rng.normal(size=500) * 1e3])
+    model = QuantileTransformer(output_distribution="normal", n_quantiles=50,
+                                random_state=0).fit(X)
+    low, high = model.quantiles_[0], model.quantiles_[-1]
+    rows = np.vstack([rng.exponential(size=(1000, 2)) * [1, 1e3], X[:50], [low, high],
+                      [low - 1, high + 1], [low + 5e-8, high - 5e-8], [np.nan, 0.0]])
+    graph = _graph(model, 2)
+    assert onnx_export.float32_stages(graph.SerializeToString()) == []
+    got = _run(graph, rows)[0]
+    want = model.transform(rows)
+    assert np.isnan(got[-1, 0]) and np.isnan(want[-1, 0])
+    rtol, atol = onnx_export.DOUBLE_TOLERANCE
+    error = np.abs(got - want)[:-1]
+    assert (error <= rtol * np.abs(want[:-1]) + atol).all(), error.max()
+    assert got[-4:-2].min() == want[-4:-2].min() < -5  # clipped like scikit-learn

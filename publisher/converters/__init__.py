@@ -12,6 +12,9 @@ of the estimator gets before conversion.
   a double graph too, as scikit-learn compares them;
 * :mod:`.linear_svc` : LinearSVC in the input's precision (skl2onnx's is
   float32 only and refuses the ``zipmap`` option a pipeline gives it);
+* :mod:`.quantile_normal` : QuantileTransformer's normal output (skl2onnx
+  converts the uniform one): the same bounds, then the normal quantile
+  function (AS 241) in standard operators;
 * :mod:`.trees` : decision trees' missing-value routing (scikit-learn's
   ``missing_go_to_left``) carried into the tree operators, which skl2onnx
   leaves at "missing goes right";
@@ -32,8 +35,9 @@ def register():
     global _registered
     if _registered:
         return
-    from publisher.converters import float32_splits, linear_svc, polynomial, power, target
-    for module in (float32_splits, linear_svc, polynomial, power, target):
+    from publisher.converters import (float32_splits, linear_svc, polynomial, power,
+                                      quantile_normal, target)
+    for module in (float32_splits, linear_svc, polynomial, power, quantile_normal, target):
         module.register()
     _registered = True
 

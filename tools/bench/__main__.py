@@ -108,9 +108,11 @@ print("BENCH " + json.dumps({"t": t, "status": STATUS, "heavy": heavy, "lazy": _
 """
 
 # What Lambda does on a cold start: import the handler's module, call it.
+# argv[1]: the package's directory, or the function's and its layer's
+# (/var/task:/opt/python, as Lambda puts them on sys.path).
 COLD_PACKAGE = r"""
 import sys, time
-sys.path[:] = [sys.argv[1]] + [p for p in sys.path if p]
+sys.path[:] = sys.argv[1].split(":") + [p for p in sys.path if p]
 import app
 import json
 """ + _CONTEXT + r"""
@@ -134,7 +136,17 @@ COLD_FLOOR_DATAFRAME = r"""
 import sys, time
 import numpy, sklearn, joblib, pandas
 m = joblib.load(sys.argv[1])
-p = m.predict(pandas.DataFrame(ROW))
+p = m.predict(pandas.DataFrame(ROW).astype(DTYPES))
+t = time.monotonic()
+import json
+""" + _REPORT.replace("STATUS", "200")
+
+# The floor of a text model: the notebook's call on one text.
+COLD_FLOOR_TEXTS = r"""
+import sys, time
+import numpy, sklearn, joblib
+m = joblib.load(sys.argv[1])
+p = m.predict([sys.argv[2]])
 t = time.monotonic()
 import json
 """ + _REPORT.replace("STATUS", "200")
@@ -208,7 +220,8 @@ class Variant:
 
 def package_cmd(code, model, pkg, event_json, extra=(), options=()):
     """(cmd, cwd, env) of a cold start on the unzipped package ``pkg``."""
-    cmd = [PYTHON, "-I", "-S", "-B"] + list(options) + ["-c", code, pkg["task"], event_json] \
+    paths = ":".join([pkg["task"]] + list(pkg.get("layers", ())))
+    cmd = [PYTHON, "-I", "-S", "-B"] + list(options) + ["-c", code, paths, event_json] \
         + list(extra)
     return cmd, pkg["task"], child_env(pkg["task"], pkg["stage_env"], pkg["memory"])
 
@@ -223,8 +236,11 @@ def spawn(variant, model, event_json, floor_env):
     if variant.name == "floor":
         if model.input_kind == "dataframe":
             code = COLD_FLOOR_DATAFRAME.replace(
-                "ROW", repr({k: [v] for k, v in model.single.items()}))
+                "ROW", repr({k: [v] for k, v in model.single.items()})).replace(
+                "DTYPES", repr(getattr(model, "dtypes", None) or {}))
             cmd = [PYTHON, "-c", code, model.artifact]
+        elif model.input_kind == "texts":
+            cmd = [PYTHON, "-c", COLD_FLOOR_TEXTS, model.artifact, model.single]
         else:
             cmd = [PYTHON, "-c", COLD_FLOOR, model.artifact, ",".join(map(str, model.single))]
         cwd, env = REPO, floor_env
