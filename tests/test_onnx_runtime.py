@@ -216,24 +216,33 @@ def test_what_does_not_compile_is_served_by_scikit_learn_and_the_card_says_why(
 
 
 def test_the_agreement_check_catches_a_graph_that_disagrees():
-    """The control: a tree ensemble compiled for double inputs keeps float32
-    thresholds but compares float64 values, so rows of one-decimal data (the
-    thresholds are midpoints between them) fall on the other side of a
-    split. The check must see it (and export then tries float)."""
+    """The control: skl2onnx's own graph of a forest for double inputs
+    compares the float64 value with the threshold where scikit-learn compares
+    float32(x), so rows of one-decimal data (the thresholds are midpoints
+    between them) fall on the other side of a split. The check must see it;
+    the graph whose trees read float32(x) (publisher/converters) agrees."""
     import onnxruntime
+    import skl2onnx
     from chalicelib.schema.features import Schema
+    from publisher.converters import float32_splits
     X_iris, y = load_iris(return_X_y=True)
     model = RandomForestClassifier(n_estimators=200, random_state=0).fit(X_iris, y)
     card = publish_card(model)
     schema = Schema(card["features"], False)
     X = onnx_export.validation_matrix(schema, card["features"], X_iris.tolist())
     expected = onnx_export._sklearn_answers(model, X)
-    graph = onnx_export._convert(__import__("skl2onnx"), model, schema, "matrix", "double")
-    spec = onnx_export._output_spec(graph, expected)
-    answers = onnx_export._onnx_answers(
-        onnx_export._session_model(onnxruntime, graph, card, spec), X, expected)
-    _, problem = onnx_export.compare(expected, answers, "classification")
+
+    def problem_of(graph):
+        spec = onnx_export._output_spec(graph, expected)
+        answers = onnx_export._onnx_answers(
+            onnx_export._session_model(onnxruntime, graph, card, spec), X, expected)
+        return onnx_export.compare(expected, answers, "classification")[1]
+
+    onnx_export._convert(skl2onnx, model, schema, "matrix", "double")  # registers ours
+    with float32_splits.skl2onnx_splits():
+        problem = problem_of(onnx_export._convert(skl2onnx, model, schema, "matrix", "double"))
     assert problem and ("predictions differ" in problem or "probabilities differ" in problem)
+    assert problem_of(onnx_export._convert(skl2onnx, model, schema, "matrix", "double")) is None
 
 
 def publish_card(model):

@@ -9,6 +9,7 @@ registered here feed the tree operator ``double(float32(x))`` instead, which
 is scikit-learn's comparison in the graph's precision. Histogram gradient
 boosting compares the double input itself, and keeps skl2onnx's converter.
 """
+import contextlib
 #: skl2onnx's aliases of the estimators whose trees read float32 inputs.
 ALIASES = ("SklearnDecisionTreeClassifier", "SklearnDecisionTreeRegressor",
            "SklearnRandomForestClassifier", "SklearnRandomForestRegressor",
@@ -59,9 +60,26 @@ def _float32_first(original):
     return convert
 
 
+_ORIGINAL = {}  # alias: skl2onnx's own registered converter
+
+
 def register():
     from skl2onnx.common._registration import get_converter, register_converter
     for alias in ALIASES:
         registered = get_converter(alias)
+        _ORIGINAL[alias] = registered
         register_converter(alias, _float32_first(registered._fct), overwrite=True,
                            options=registered.get_allowed_options())
+
+
+@contextlib.contextmanager
+def skl2onnx_splits():
+    """skl2onnx's own tree converters while active (the double value
+    against the threshold): what the converters here correct."""
+    from skl2onnx.common import _registration
+    ours = {alias: _registration._converter_pool[alias] for alias in _ORIGINAL}
+    _registration._converter_pool.update(_ORIGINAL)
+    try:
+        yield
+    finally:
+        _registration._converter_pool.update(ours)

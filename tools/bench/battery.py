@@ -25,7 +25,8 @@ joblib and published with ``publisher.publish`` (its notebook rows as
   (``tools/bench/battery_packages.py``, with ``tools.bench``'s processes).
 
 ``--packages N`` builds and times only the first N families (0: none); the
-output says which were. Packages are cached in ``build/battery/``; a rerun
+output says which were. ``--report FILE`` prints the table of a ``--json``
+file again (or of an unfinished run's), measuring nothing. Packages are cached in ``build/battery/``; a rerun
 rebuilds only what changed. Everything measured goes to ``--json``.
 """
 import argparse
@@ -90,8 +91,8 @@ def package_cell(pkg):
         return "not built"
     sizes = {z["role"]: z["zipped"] / MIB for z in pkg["zips"]}
     if pkg["layout"] == "split":
-        return "%.1f + %.1f layer (split)" % (sizes["function"], sizes["layer"])
-    return "%.1f" % sizes["package"]
+        return "%.2f + %.2f layer (split)" % (sizes["function"], sizes["layer"])
+    return "%.2f" % sizes["package"]
 
 
 def cold_cell(cold):
@@ -178,7 +179,14 @@ def main(argv=None):
                         help="cold-start rounds per family, after a discarded one (default 3)")
     parser.add_argument("--json", default=os.path.join("build", "battery.json"),
                         help="where the figures go (default build/battery.json)")
+    parser.add_argument("--report", metavar="JSON",
+                        help="print the table of figures measured before (a --json file), "
+                        "measuring nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            print_report(json.load(f), args.report)
+        return 0
     names = [n.strip() for n in args.only.split(",")] if args.only else list(FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
@@ -211,14 +219,20 @@ def main(argv=None):
     figures["seconds"] = round(time.perf_counter() - started, 1)
     figures["summary"] = summary(figures["families"])
     _write(args.json, figures)
+    print_report(figures, args.json)
+    return 0
+
+
+def print_report(figures, path):
     print("Measured %s on %s (%d CPUs, load average %s at the start); command: %s\n"
           % (figures["date"], figures["machine"]["platform"], figures["machine"]["cpus"],
              " ".join("%.1f" % v for v in figures["machine"]["load_average_at_start"]),
              figures["command"]))
     print(markdown(figures["families"]))
-    print("\n" + figures["summary"])
-    print("figures written to %s" % args.json)
-    return 0
+    print("\n" + summary(figures["families"]))
+    if "seconds" not in figures:
+        print("(an unfinished run: %d families measured)" % len(figures["families"]))
+    print("figures in %s" % path)
 
 
 def _write(path, figures):
