@@ -59,6 +59,7 @@ ALLOWED = frozenset((domain, op) for domain, ops in _OPERATORS.items() for op in
 # Scan (see the module's docstring).
 CONTROL_FLOW = frozenset({"Loop", "Scan", "If"})
 MAX_TRIPS = 1 << 20
+SCAN_INTS = ("num_scan_inputs", "scan_input_axes")
 # The only size-making operator the converters emit: its shape must be
 # computed from tensors' shapes (the request's row count) and constants of
 # at most MAX_ELEMENTS elements, by operators that cannot multiply sizes.
@@ -227,14 +228,15 @@ class _Node:
                 graphs.append(value)
             elif number == _ATTR_T and wire == 2 and _Tensor(value).external:
                 _refuse("a tensor's data is in an external file")
-            elif number == _ATTR_I and wire == 0:
-                ints = _signed(value)
-            elif number == _ATTR_INTS:
-                ints = (ints if isinstance(ints, list) else []) + [
-                    _signed(v) for v in _packed_ints(wire, value)]
+            elif number in (_ATTR_I, _ATTR_INTS) and name in SCAN_INTS:
+                # only a Scan's (the name comes first): a tree ensemble's
+                # lists run to millions of values
+                ints.append((number, wire, value))
         self.graphs += [(name, g) for g in graphs]
-        if ints != []:
-            self.ints[name] = ints
+        if ints:
+            single = [_signed(v) for n, w, v in ints if n == _ATTR_I and w == 0]
+            self.ints[name] = single[-1] if single else [
+                _signed(i) for n, w, v in ints if n == _ATTR_INTS for i in _packed_ints(w, v)]
 
 
 class _Graph:
