@@ -154,6 +154,15 @@ OLDER_RELEASES_GLOBALS = frozenset({
     # 1.5 and 1.6 ColumnTransformer: its remainder's columns, an inert list
     # with warning flags
     ("sklearn.compose._column_transformer", "_RemainderColsList"),
+    # GradientBoosting* before 1.4: the loss, a plain object holding its
+    # parameters (the number of classes, alpha); set by fit, never called at load
+    ("sklearn.ensemble._gb_losses", "LeastSquaresError"),
+    ("sklearn.ensemble._gb_losses", "LeastAbsoluteError"),
+    ("sklearn.ensemble._gb_losses", "HuberLossFunction"),
+    ("sklearn.ensemble._gb_losses", "QuantileLossFunction"),
+    ("sklearn.ensemble._gb_losses", "BinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "MultinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "ExponentialLoss"),
 })
 ALLOWED_GLOBALS = ALLOWED_GLOBALS | OLDER_RELEASES_GLOBALS
 
