@@ -12,9 +12,10 @@ there with that release's answers, each published here by
 then served by the real app (Chalice's test client, ``POST /model`` with
 ``instances``) and compared with what the release answered:
 
-* **in env**: the largest difference between the graph and the release's own
-  ``predict``/``predict_proba`` over the rows of the publish check (sample,
-  generated, edge and missing-value rows), measured in the build environment;
+* **in env**: the largest absolute difference between the graph and the
+  release's own ``predict``/``predict_proba`` over the rows of the publish
+  check (sample, generated, edge and missing-value rows), measured in the
+  build environment (the card's ``onnx.agreement``);
 * **served**: the largest difference between the app's answers and the
   release's answers to the fixture's 25 rows (labels must be identical;
   the error is on probabilities, or relative on regression values);
@@ -209,8 +210,8 @@ def run(versions, families, packages):
 
 
 def table(rows):
-    lines = ["| scikit-learn | Python | family | runtime | rows checked in env | max error in env "
-             "| served: labels, max error | package MiB zipped |",
+    lines = ["| scikit-learn | Python | family | runtime | rows checked in env | max abs error in env "
+             "| served: labels, max error (probabilities abs, values rel) | package MiB zipped |",
              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (build_env._key(r["version"]),
                                          FAMILIES.index(r["family"]))):
