@@ -140,6 +140,17 @@ def test_a_model_without_a_build_environment_is_refused_with_the_two_choices(tmp
     assert card["versions"]["scikit-learn"] == "1.0.2" and card["runtime"] == "scikit-learn"
 
 
+def test_a_misnamed_cython_module_resolves_only_to_the_class_it_names_there():
+    from chalicelib.safeload import safe_pickle
+    from chalicelib.safeload.safe_pickle import ModelLoadError
+    from sklearn._loss import _loss
+    # This release names its loss classes by their real module: "_loss" names nothing here.
+    assert _loss.CyHalfBinomialLoss.__module__ == "sklearn._loss._loss"
+    for name in ("CyHalfBinomialLoss", "CyLossFunction", "system", "__builtins__"):
+        with pytest.raises(ModelLoadError):
+            safe_pickle.resolve("_loss", name)
+
+
 # -- the slow tier: real environments of older releases ---------------------
 
 def environment(version):
