@@ -216,9 +216,10 @@ def table(rows):
     for r in sorted(rows, key=lambda r: (build_env._key(r["version"]),
                                          FAMILIES.index(r["family"]))):
         if r["runtime"] == "refused":
-            reason = r["reason"]
-            cut = reason.find("cannot be served without")
-            short = reason[cut:].split(". Either")[0] if cut >= 0 else reason[:160]
+            reason = r["reason"].split(". Either")[0]
+            short = reason.rsplit("agrees with scikit-learn %s: " % r["version"], 1)[-1]
+            if ". Either" in r["reason"]:
+                short += " (choices given: retrain, or --force and ALLOW_VERSION_SKEW)"
             lines.append("| %s | %s | %s | refused: %s | | | | |"
                          % (r["version"], r["python"], r["family"], short.replace("|", "/")))
             continue
