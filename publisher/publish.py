@@ -572,7 +572,7 @@ def publish_report(card, out_dir, *, replaced, estimator, features_given, sample
     if saved_with != pinned:
         lines.append("did: published although it was saved with scikit-learn %s and the "
                      "Lambda ships %s (--force)" % (saved_with, pinned))
-    if card.get("input_kind") == "texts":
+    if card.get("input") == "texts":
         source = "a text vectorizer as the first step: one text per row"
     elif getattr(estimator, "feature_names_in_", None) is not None:
         source = "the estimator's feature_names_in_ (fitted on a DataFrame)"
@@ -591,7 +591,7 @@ def publish_report(card, out_dir, *, replaced, estimator, features_given, sample
                     ", ".join("%d %s" % (n, t) for t, n in sorted(kinds.items())),
                     sum(1 for f in features if f.get("categories")),
                     sum(1 for f in features if f.get("range")), card.get("task"),
-                    "accepted" if card.get("accepts_missing") else "refused (422)",
+                    "accepted" if card.get("accepts_missing_values") else "refused (422)",
                     card.get("runtime")))
     hints = []
     plain_numbers = [f["name"] for f in features
