@@ -12,7 +12,7 @@ PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 .DEFAULT_GOAL := help
 
-.PHONY: help setup serve test test-all docs model build package deploy harden bench batch clean \
+.PHONY: help setup serve publish publish-usage test test-all docs model build package deploy harden bench batch clean \
 	api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
@@ -76,6 +76,13 @@ endif
 	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops"
 	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
 
+# Without FILE the usage is the answer, before anything is installed.
+publish: $(if $(FILE),$(STAMP)-publish,publish-usage)  ## FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics ...']: publish your model into model/NAME, compiled to ONNX where it agrees
+	$(BIN)/python -m publisher.publish "$(FILE)"$(if $(NAME), --name "$(NAME)")$(if $(VERSION), --version "$(VERSION)")$(if $(SAMPLE), --sample "$(SAMPLE)") $(ARGS)
+
+publish-usage:
+	@echo "error: make publish FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics {...}'] (every option: .venv/bin/python -m publisher.publish --help)" >&2; exit 1
+
 test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about a minute)
 	$(BIN)/python -m pytest -q -m "$(FAST)"
 
@@ -102,7 +109,7 @@ package: build  ## deployment.zip (+ layer-deployment.zip when split) + SAM temp
 	  test $$s -eq 0 && { echo "$$out" | grep -q "Reusing existing deployment package" || \
 	    { echo "$$out" | grep -q "Reusing existing app deployment package" && \
 	      echo "$$out" | grep -q "Reusing existing shared layer deployment package"; }; } || \
-	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
+	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/, model/ or requirements.txt changed after make build?)" >&2; exit 1; }
 	@echo "==> $(OUT)/:"
 	@$(BIN)/python -m tools.build.layout $(OUT)
 	@echo "    next: aws cloudformation package --template-file $(OUT)/sam.json --s3-bucket BUCKET --output-template-file $(OUT)/packaged.json"
