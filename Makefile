@@ -68,9 +68,9 @@ help:  ## this list
 
 setup: $(STAMP)-dev  ## install everything (requirements-dev.txt) without running anything
 
-serve: $(STAMP)-serve  ## [MODEL=name] serve model/NAME (default model/iris) at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
+serve: $(STAMP)-serve  ## [MODEL=name] [PORT=$(PORT)] serve model/NAME (default model/iris) at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
 ifneq ($(MODEL),)
-	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (python -m publisher.publish ... --name $(MODEL))" >&2; exit 1; }
+	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (make publish FILE=my.joblib NAME=$(MODEL) VERSION=1.0.0)" >&2; exit 1; }
 	@$(BIN)/python -c 'import json,sys; c=json.load(open(".chalice/config.json")); sys.exit("error: the dev stage sets MODEL_DIR in .chalice/config.json, which would win over MODEL=$(MODEL)" if "MODEL_DIR" in {**c.get("environment_variables",{}), **c["stages"]["dev"].get("environment_variables",{})} else 0)'
 endif
 	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops"
