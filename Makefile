@@ -73,8 +73,10 @@ ifneq ($(MODEL),)
 	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (make publish FILE=my.joblib NAME=$(MODEL) VERSION=1.0.0)" >&2; exit 1; }
 	@$(BIN)/python -c 'import json,sys; c=json.load(open(".chalice/config.json")); sys.exit("error: the dev stage sets MODEL_DIR in .chalice/config.json, which would win over MODEL=$(MODEL)" if "MODEL_DIR" in {**c.get("environment_variables",{}), **c["stages"]["dev"].get("environment_variables",{})} else 0)'
 endif
-	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops"
-	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
+	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops (and restarts, after a change or a publish: no autoreload)"
+# No autoreload: with watchdog installed (mkdocs brings it), Chalice restarts on
+# any file event under the project, a read included, so it would never serve.
+	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --no-autoreload --host 127.0.0.1 --port $(PORT)
 
 # Without FILE the usage is the answer, before anything is installed.
 publish: $(if $(FILE),$(STAMP)-publish,publish-usage)  ## FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics ...']: publish your model into model/NAME, compiled to ONNX where it agrees
