@@ -822,3 +822,14 @@ def test_size_limits_are_loud():
     with pytest.raises(bp.BuildError, match="over Lambda's 250 MiB limit"):
         bp.check_size({"zipped": 30 * MiB, "unzipped": 250 * MiB + 1})
     bp.check_size({"zipped": 39 * MiB, "unzipped": 200 * MiB})
+
+
+def test_a_split_builds_one_zip_figures_say_they_come_before_the_split(capsys):
+    """Over 50 MiB as one zip the build splits: its negative room is the
+    reason, not a failure, and the lines say so."""
+    from tools.build import package as bp
+    bp.check_size({"zipped": 53 * MiB, "unzipped": 155 * MiB,
+                   "by_top": {"model": MiB // 10, "scipy": 16 * MiB}}, model_rel="model", split=True)
+    out = capsys.readouterr().out
+    assert "53.0 MiB zipped as one zip, before the split into function + layer (-3.0 MiB left" in out
+    assert "room for the model under the 50 MiB direct upload: -2.9 MiB zipped in one zip" in out
