@@ -585,9 +585,9 @@ def publish_report(card, out_dir, *, replaced, estimator, features_given, sample
     kinds = {}
     for f in features:
         kinds[f["type"]] = kinds.get(f["type"], 0) + 1
-    lines.append("inferred: %d features from %s: %s; %d with categories, %d with a range; "
+    lines.append("inferred: %d feature%s from %s: %s; %d with categories, %d with a range; "
                  "task %s; missing values %s; served by %s"
-                 % (len(features), source,
+                 % (len(features), "" if len(features) == 1 else "s", source,
                     ", ".join("%d %s" % (n, t) for t, n in sorted(kinds.items())),
                     sum(1 for f in features if f.get("categories")),
                     sum(1 for f in features if f.get("range")), card.get("task"),

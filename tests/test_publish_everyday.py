@@ -184,7 +184,7 @@ def test_a_text_model_takes_its_name_from_a_one_column_sample(tmp_path, serve):
                            onnx=False, report=report)
     assert card["features"] == [{"name": "review", "type": "text"}]
     assert card["example"] == {"instances": [texts[0]]}
-    assert "features from a text vectorizer as the first step" in report[1]
+    assert report[1].startswith("inferred: 1 feature from a text vectorizer as the first step")
     assert not any("--features a,b,c" in line for line in report)
     response = serve(MODEL_DIR=where).post({"dataframe_records": [{"review": t} for t in texts[:8]]})
     assert response.status_code == 200, response.body
