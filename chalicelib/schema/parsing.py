@@ -396,7 +396,9 @@ def _typed_lists(rows, path, schema, order):
                                 % (n, ", ".join(names), len(row)), path + (i,))
     if order is not None:
         rows = [[row[k] for k in order] for row in rows]
-    return schema.build(rows, lambda i, j: path + (i, names[j]))
+    # The place is the client's: the value's index in its row as sent.
+    return schema.build(rows, lambda i, j: path + (
+        i, Position(j if order is None else order[j], names[j])))
 
 
 def _texts(rows, path, schema):
