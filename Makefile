@@ -85,10 +85,10 @@ publish: $(if $(FILE),$(STAMP)-publish,publish-usage)  ## FILE=my.joblib NAME=ch
 publish-usage:
 	@echo "error: make publish FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics {...}'] (every option: .venv/bin/python -m publisher.publish --help)" >&2; exit 1
 
-test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about a minute)
+test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about 60 s of CPU: 1-2 min on 2 cores)
 	$(BIN)/python -m pytest -q -m "$(FAST)"
 
-test-all: $(STAMP)-dev  ## every test, what CI runs (10-15 min on 2 cores; CI=1: no skipping the browser)
+test-all: $(STAMP)-dev  ## every test, what CI runs (35-45 min on 2 cores; CI=1: no skipping the browser)
 	$(BIN)/python -m pytest -q
 
 docs: $(STAMP)-docs  ## build the docs site (mkdocs.yml, docs/) into build/site/; --strict: a broken link or anchor fails
@@ -100,7 +100,7 @@ model: $(STAMP)-publish  ## rebuild the bundled demo model (byte-identical artif
 	$(BIN)/python -m publisher.train
 
 build: $(STAMP)-serve  ## trimmed Lambda package (deps + app + model) into Chalice's cache; over 50 MiB zipped: a function zip + a layer zip (automatic_layer)
-	@echo "==> building the Lambda package (a minute or two; wheels cached in build/wheels/)"
+	@echo "==> building the Lambda package (1-4 minutes; wheels cached in build/wheels/)"
 	$(BIN)/python -m tools.build.package --stage prod
 
 package: build  ## deployment.zip (+ layer-deployment.zip when split) + SAM template (with deploy/merge-prod.json) in $(OUT)/, from the build
