@@ -462,3 +462,46 @@ def load(path):
             guard = pickle_guard.Guard(budget, is_allowed_class)
             reader = BudgetedReader(fobj, budget)
             return RestrictedUnpickler(path, reader, guard).load()
+
+
+# --------------------------------------------------------------------------
+# Resolving ahead. A load first tried in a child process
+# (chalicelib.safeload.trial_load) would import the modules its globals name
+# twice, once in the child and once here; most of a cold load is those
+# imports. The names an uncompressed pickle uses are plain in its bytes, and
+# resolving them (the allowlist applies, as in find_class) before the fork
+# imports them once, in the process that keeps them.
+
+# SHORT_BINUNICODE module, [MEMOIZE], SHORT_BINUNICODE name, [MEMOIZE], STACK_GLOBAL
+_STACK_GLOBAL = re.compile(rb"\x8c([\x01-\xff])([A-Za-z_][\w.]*)\x94?\x8c([\x01-\xff])(\w+)\x94?\x93")
+_GLOBAL = re.compile(rb"c([A-Za-z_][\w.]*)\n([A-Za-z_]\w*)\n")
+_MAX_AHEAD = 256
+
+
+def resolve_ahead(path):
+    """Resolve the allowed globals that ``path``'s bytes name in plain
+    pickle opcodes; anything else (a refused name, a compressed artifact) is
+    left for the load to find. Returns how many were resolved."""
+    import mmap
+    names = set()
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for m in _STACK_GLOBAL.finditer(data):
+                if m.group(1)[0] == len(m.group(2)) and m.group(3)[0] == len(m.group(4)):
+                    names.add((m.group(2), m.group(4)))
+                if len(names) >= _MAX_AHEAD:
+                    break
+            for m in _GLOBAL.finditer(data):
+                names.add((m.group(1), m.group(2)))
+                if len(names) >= 2 * _MAX_AHEAD:
+                    break
+    except (OSError, ValueError):
+        return 0
+    resolved = 0
+    for module, name in sorted(names):
+        try:
+            resolve(module.decode("ascii"), name.decode("ascii"))
+            resolved += 1
+        except (ModelLoadError, UnicodeDecodeError):
+            pass
+    return resolved
