@@ -57,7 +57,7 @@ import warnings
 import joblib
 from joblib import numpy_pickle, numpy_pickle_utils
 
-from chalicelib.safeload import pickle_guard
+from chalicelib.safeload import pickle_guard, trial_load
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.load_budget import Budget, BudgetedReader
 
@@ -331,6 +331,18 @@ def resolve(module, name):
         return obj
     if not (_MODULE.match(module) and _IDENTIFIER.match(name)):
         _refuse(module, name)               # dotted names, odd characters
+    with trial_load.importing():
+        obj, cached = _import_allowed(module, name)
+    if cached:
+        with _resolved_lock:
+            _resolved[key] = obj
+    return obj
+
+
+def _import_allowed(module, name):
+    """``(object, whether it may be cached)``; the extra rules (the user's
+    shipped code among them) answer per load, so they are not cached."""
+    key = (module, name)
     if key in ALLOWED_GLOBALS or key in GUARDED_GLOBALS or key in VALUE_GLOBALS:
         try:
             obj = vars(importlib.import_module(module))[name]
@@ -345,11 +357,9 @@ def resolve(module, name):
             for rule in EXTRA_RULES:
                 extra = rule(module, name)
                 if extra is not None:
-                    return extra
+                    return extra, False
             _refuse(module, name)
-    with _resolved_lock:
-        _resolved[key] = obj
-    return obj
+    return obj, True
 
 
 # --------------------------------------------------------------------------

@@ -11,8 +11,10 @@ pages are shared copy-on-write), under
 
 * ``RLIMIT_AS``: the child's address space at the fork plus the load's byte
   budget (``MODEL_LOAD_MAX_MB``, or by artifact size) and
-  :data:`HEADROOM_BYTES` for the modules a load imports; an allocation
-  past it fails as ``MemoryError`` in the child;
+  :data:`HEADROOM_BYTES` for the modules a load imports, and in a Lambda
+  never more than its memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``) less the
+  parent's resident set and :data:`RESERVE_BYTES`; an allocation past it
+  fails as ``MemoryError`` in the child;
 * ``RLIMIT_CPU``: the time budget (``MODEL_LOAD_TIMEOUT_S``) plus a second;
 * a wall-clock deadline kept by the parent, which ``SIGKILL``s the child at
   ``MODEL_LOAD_TIMEOUT_S`` (a child asleep or blocked uses no CPU).
@@ -28,6 +30,7 @@ or limit is ever set in the parent.
 Where ``os.fork`` does not exist, or ``MODEL_LOAD_ISOLATED=false``, the load
 runs in process under the opcode-level budget only.
 """
+import contextlib
 import json
 import logging
 import math
@@ -46,7 +49,12 @@ log = logging.getLogger(__name__)
 
 # Address space a legitimate load needs beyond its byte budget: extension
 # modules it imports (mapped, mostly never resident) and allocator slack.
-HEADROOM_BYTES = 192 * 1024 * 1024
+HEADROOM_BYTES = 64 * 1024 * 1024
+# What a Lambda keeps free beside the parent and the child's new mappings:
+# pages the child copies on write, the runtime's own.
+RESERVE_BYTES = 128 * 1024 * 1024
+_MIN_CHILD_BYTES = 64 * 1024 * 1024
+LAMBDA_MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 _MAX_REPORT_BYTES = 16 * 1024
 
 
@@ -62,7 +70,7 @@ def trial(load, artifact_path):
     ``artifact_path``; return if it loaded, raise ModelLoadError saying why
     not. The child's result is discarded: the caller then loads for real."""
     budget = Budget.for_artifact(os.path.getsize(artifact_path))
-    limit_bytes = budget.max_bytes + HEADROOM_BYTES
+    limit_bytes = child_limit(budget.max_bytes)
     read_end, write_end = os.pipe()
     with warnings.catch_warnings():
         # A multi-threaded parent (chalice local's server, ONNX Runtime's
@@ -92,11 +100,35 @@ def trial(load, artifact_path):
     raise _death(status, limit_bytes, budget.timeout_s)
 
 
+def child_limit(budget_bytes, env=None):
+    """Bytes of new address space the child may map: the load's budget and
+    headroom, within what the Lambda's memory leaves beside the parent."""
+    limit = budget_bytes + HEADROOM_BYTES
+    raw = (os.environ if env is None else env).get(LAMBDA_MEMORY_ENV, "")
+    if raw.strip().isdigit():
+        room = (int(raw) << 20) - (resident_bytes() or 0) - RESERVE_BYTES
+        limit = min(limit, max(room, _MIN_CHILD_BYTES))
+    return limit
+
+
+def resident_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _child(load, write_end, limit_bytes, timeout_s):
     """Never returns: the child must not run on into the parent's code."""
     code = 1
     try:
         logging.disable(logging.CRITICAL)
+        import faulthandler
+        faulthandler.disable()  # a crash here is the parent's report, not a dump in its log
         _limit_child(limit_bytes, timeout_s)
         try:
             load()
@@ -119,18 +151,40 @@ def _child(load, write_end, limit_bytes, timeout_s):
         os._exit(code)
 
 
+_in_child = False
+
+
+@contextlib.contextmanager
+def importing():
+    """In the trial child, lift the address-space limit while an allowed
+    module is imported: mapping a library (xgboost's is ~200 MiB) is not the
+    artifact's doing, and the parent maps it too. The soft limit comes back
+    before anything the artifact chose runs; elsewhere a no-op."""
+    if not _in_child:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def _limit_child(limit_bytes, timeout_s):
+    global _in_child
+    _in_child = True
     vm = vm_size()
     if vm is not None:
-        _lower(resource.RLIMIT_AS, vm + limit_bytes)
+        _lower(resource.RLIMIT_AS, vm + limit_bytes, keep_hard=True)
     cpu = int(math.ceil(timeout_s)) + 1
     _lower(resource.RLIMIT_CPU, cpu, cpu + 1)
     _lower(resource.RLIMIT_CORE, 0)
 
 
-def _lower(which, soft, hard=None):
+def _lower(which, soft, hard=None, keep_hard=False):
     old_soft, old_hard = resource.getrlimit(which)
-    hard = soft if hard is None else hard
+    hard = old_hard if keep_hard else soft if hard is None else hard
     if old_hard != resource.RLIM_INFINITY:
         hard = min(hard, old_hard)
         soft = min(soft, hard)

@@ -13,8 +13,11 @@ Runs, with their full counts,
   check that no payload's marker file exists; every technique that uses
   allowlisted names only (``TECHNIQUES``) through the app's init phase, each in its own child (a
   crash costs one row, not the table); then ``tests/test_safe_loading.py``
-  and ``tests/test_hostile_artifacts.py`` (controls included). It prints the
-  table of attacks tried and attacks held,
+  and ``tests/test_hostile_artifacts.py`` (controls included); then the
+  attacks that are not artifacts (``tools/harden/attack_rows.py``: a looping
+  graph, a 128-byte NPY body, policy bypasses, a wildcard upload, an S3
+  outage, native-state mutations), each by the tests that replay it. It
+  prints the table of attacks tried and attacks held, one row each,
 
 * the worst-case request bodies at the size limit
   (``tools/harden/hostile_bodies.py``) against a normal body of the same type,
@@ -29,6 +32,8 @@ import os
 import subprocess
 import sys
 import time
+
+from tools.harden import attack_rows
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(PROJECT_DIR, "build", "harden")
@@ -70,6 +75,7 @@ d = tempfile.mkdtemp(prefix="harden-technique-")
 malicious.build_technique(sys.argv[1], d)
 malicious.write_card(d, malicious.CARD_WIDTHS[sys.argv[1]])
 os.environ["MODEL_DIR"] = d
+os.environ.update(malicious.TECHNIQUE_ENV.get(sys.argv[1], {}))
 from chalicelib.protocols import model_api
 from chalicelib.protocols.service import from_environment
 reply = model_api.health(from_environment(), None)
@@ -145,12 +151,19 @@ def _malicious():
     if figures["loaded"] or figures["other_errors"]:
         line += " (loaded: %s; other errors: %s)" % (figures["loaded"], figures["other_errors"])
     held_payloads = figures["refused"] - len(set(figures["side_effects"]))
-    table = ["", "| attack (tools/fixtures/malicious.py) | tried | held |", "|---|---|---|",
-             "| name-based payloads (os.system, eval, pickle.loads, ...) | %d | %d |"
+    rows = attack_rows.run(OUT)
+    held_rows = sum(1 for _, _, held in rows if held)
+    ok = ok and held_rows == len(rows)
+    table = ["", "| attack | tried | held |", "|---|---|---|",
+             "| name-based payloads (os.system, eval, pickle.loads, ...; malicious.py) | %d | %d |"
              % (figures["cases"], max(held_payloads, 0))]
-    table += ["| %s | 1 | %d |" % (name, held) for name, held in techniques]
+    table += ["| artifact: %s | 1 | %s |" % (name, "held" if held else "NOT HELD")
+              for name, held in techniques]
+    table += ["| %s | %d tests | %s |" % (attack, count, "held" if held else "NOT HELD")
+              for attack, count, held in rows]
     table.append("| **attacks tried / attacks held** | **%d** | **%d** |"
-                 % (figures["cases"] + len(techniques), max(held_payloads, 0) + held_techniques))
+                 % (figures["cases"] + len(techniques) + len(rows),
+                    max(held_payloads, 0) + held_techniques + held_rows))
     return line + "\n".join(table), ok
 
 
