@@ -21,6 +21,8 @@ Runs, with their full counts,
 
 * the worst-case request bodies at the size limit
   (``tools/harden/hostile_bodies.py``) against a normal body of the same type,
+* coverage-guided fuzzing (atheris) of the body parsers and the guarded
+  unpickler, ``--coverage-seconds`` each (``tools/harden/coverage_fuzz.py``),
 
 then prints one line per category and exits non-zero if any check failed.
 The tests write their figures to ``build/harden/*.json``; pytest's output
@@ -33,13 +35,14 @@ import subprocess
 import sys
 import time
 
-from tools.harden import attack_rows
+from tools.harden import attack_rows, coverage_fuzz
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(PROJECT_DIR, "build", "harden")
 FUZZ_EXAMPLES = 12_000
 SOAK_REQUESTS = 100_000
 MIN_FUZZ_CASES = 10_000
+COVERAGE_SECONDS = 50      # per target: two targets, about 100 s in all
 
 # Runs in a child process: loads every malicious artifact with the app's
 # loader and reports which were refused and which left a marker file.
@@ -172,6 +175,8 @@ def main(argv=None):
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz-examples", type=int, default=FUZZ_EXAMPLES)
     parser.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS)
+    parser.add_argument("--coverage-seconds", type=int, default=COVERAGE_SECONDS,
+                        help="coverage-guided fuzzing, per target")
     args = parser.parse_args(argv)
     os.makedirs(OUT, exist_ok=True)
     for stale in ("fuzz.json", "fuzz-scikit-learn.json", "fuzz_typed.json", "hostile.json",
@@ -272,6 +277,13 @@ def main(argv=None):
     ok &= bodies_proc.returncode == 0 and bool(hostile_bodies)
     lines.append(malicious_line)
     ok &= malicious_ok
+
+    fuzzed = [coverage_fuzz.run(target, args.coverage_seconds)
+              for target in coverage_fuzz.TARGETS]
+    lines.append("coverage-guided fuzz (atheris; seeds tools/harden/corpus/, found inputs "
+                 "build/harden/corpus-*/):")
+    lines += ["  " + coverage_fuzz.line(result) for result in fuzzed]
+    ok &= all(r["crashes"] == 0 and r["executions"] > 0 for r in fuzzed)
 
     for line in lines:
         print(line)
