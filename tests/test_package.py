@@ -558,7 +558,8 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
         run_dir.mkdir()
         result = run_isolated(byo.unzipped, cases, run_dir,
                               extra_env={"MODEL_DIR": str(d),
-                                         "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest"})
+                                         "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest",
+                                         **malicious.TECHNIQUE_ENV.get(name, {})})
         for case in ("health", "predict"):
             answer = result["answers"][case]
             assert answer["statusCode"] == 503, (name, answer)
