@@ -90,22 +90,25 @@ model: $(STAMP)-publish  ## rebuild the bundled demo model (byte-identical artif
 	@echo "==> training and publishing the bundled model into model/"
 	$(BIN)/python -m publisher.train
 
-build: $(STAMP)-serve  ## trimmed Lambda package (deps + app + model) into Chalice's cache
+build: $(STAMP)-serve  ## trimmed Lambda package (deps + app + model) into Chalice's cache; over 50 MiB zipped: a function zip + a layer zip (automatic_layer)
 	@echo "==> building the Lambda package (a minute or two; wheels cached in build/wheels/)"
 	$(BIN)/python -m tools.build.package --stage prod
 
-package: build  ## deployment.zip + SAM template (with deploy/merge-prod.json) in $(OUT)/, from the build
+package: build  ## deployment.zip (+ layer-deployment.zip when split) + SAM template (with deploy/merge-prod.json) in $(OUT)/, from the build
 	rm -rf $(OUT)
 	$(BIN)/python -m tools.ops.merge_template deploy/merge-prod.json $(MERGE)
 	@echo "==> chalice package --stage prod into $(OUT)/"
 	@out=$$($(BIN)/chalice package --stage prod --merge-template $(MERGE) $(OUT) 2>&1); s=$$?; echo "$$out"; \
-	  test $$s -eq 0 && echo "$$out" | grep -q "Reusing existing deployment package" || \
+	  test $$s -eq 0 && { echo "$$out" | grep -q "Reusing existing deployment package" || \
+	    { echo "$$out" | grep -q "Reusing existing app deployment package" && \
+	      echo "$$out" | grep -q "Reusing existing shared layer deployment package"; }; } || \
 	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
-	@echo "==> $(OUT)/: $$(ls $(OUT) | tr '\n' ' ')"
+	@echo "==> $(OUT)/:"
+	@$(BIN)/python -m tools.build.layout $(OUT)
 	@echo "    next: aws cloudformation package --template-file $(OUT)/sam.json --s3-bucket BUCKET --output-template-file $(OUT)/packaged.json"
 	@echo "          aws cloudformation deploy --template-file $(OUT)/packaged.json --stack-name sklearn-serverless-prod --capabilities CAPABILITY_IAM"
 
-deploy: $(STAMP)-serve  ## make build (refusing a package over the 50 MiB direct upload) + chalice deploy --stage prod
+deploy: $(STAMP)-serve  ## make build (refusing a zip over the 50 MiB direct upload) + chalice deploy --stage prod (publishes the layer too when split)
 	@echo "==> building the Lambda package for a direct upload"
 	$(BIN)/python -m tools.build.package --stage prod --direct-upload
 	@echo "==> chalice deploy --stage prod"
@@ -124,9 +127,9 @@ harden: $(STAMP)-dev  ## 10,000+ fuzz cases, hostile inputs, 100,000-request soa
 	@echo "==> hardening run (several minutes; logs and figures in build/harden/)"
 	$(BIN)/python -m tools.harden
 
-bench: $(STAMP)-dev  ## cold start, imports, sizes, latency, memory -> build/bench.json (QUICK=1 MODELS=... AGAINST=git-ref)
+bench: $(STAMP)-dev  ## cold start, imports, sizes, latency, memory, batch -> build/bench.json (QUICK=1 MODELS=... AGAINST=git-ref BATCH_MB=64, 0: no batch)
 	@echo "==> benchmark (packages built once into build/bench/; figures to build/bench.json)"
-	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) $(if $(AGAINST),--against $(AGAINST)) --json build/bench.json
+	$(BIN)/python -m tools.bench $(if $(QUICK),--quick) $(if $(MODELS),--models $(MODELS)) $(if $(AGAINST),--against $(AGAINST)) --batch-mb $(or $(BATCH_MB),64) --json build/bench.json
 
 batch: $(STAMP)-ops  ## FILE=path|s3://bucket/key [OUTPUT=jsonl] [PROBABILITIES=1] [JOIN=1]: a batch job on the stage's BATCH_BUCKET, followed, downloaded
 	@test -n "$(FILE)" || { echo "error: FILE=path or FILE=s3://bucket/key" >&2; exit 1; }

@@ -36,7 +36,11 @@ import warnings
 import joblib
 import numpy as np
 import sklearn
-from sklearn.exceptions import InconsistentVersionWarning
+try:
+    from sklearn.exceptions import InconsistentVersionWarning
+except ImportError:  # scikit-learn before 1.3 (a build environment) warns with a UserWarning;
+    class InconsistentVersionWarning(UserWarning):  # there the model is of its own release
+        """Never raised: stands for the class older releases lack."""
 
 from chalicelib.runtimes import s3_artifact as remote_artifact
 from chalicelib.safeload import user_code

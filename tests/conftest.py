@@ -199,6 +199,7 @@ MODULE_TIERS = {
     "test_api_keys.py": ("package", "aws"),   # the key verbs after a deploy to moto
     "test_batch.py": ("aws",),                # S3 and SQS on moto
     "test_batch_template.py": ("package", "aws"),  # the batch stage packaged; its queues on moto
+    "test_batch_bench.py": ("aws",),          # the batch benchmark: moto, worker processes
     "test_page_browser.py": ("browser",),     # Chromium through Playwright
     "test_every_estimator.py": ("slow",),     # every scikit-learn estimator, published and served
     "test_soak.py": ("slow",),
@@ -214,6 +215,8 @@ MODULE_TIERS = {
     "test_protocol_fuzz.py": ("slow",),       # hypothesis over every protocol
     "test_mlflow_publish.py": ("slow",),      # a real mlflow server; models logged and published
     "test_mlflow_target.py": ("package", "aws", "slow"),  # mlflow deployments to moto, run-local
+    "test_native_mutations.py": ("slow",),    # hypothesis mutates 13 tree families, each in a child
+    "test_string_missing.py": ("slow",),      # imputed string pipelines trained and published
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
 #: through another fixture).
@@ -245,6 +248,7 @@ SLOW_TESTS = {
                              "test_publish_cli_subprocess_refuses",
                              "test_legitimate_models_publish_and_serve"},
     "test_public_endpoint.py": {"test_an_invalid_api_auth_fails_chalice_loudly"},
+    "test_older_sklearn.py": {"test_a_model_without_a_build_environment_is_refused_with_the_two_choices"},
     "test_protocols.py": {"test_multilabel_model_outputs_are_tensors",
                           "test_text_model_in_every_protocol",
                           "test_typed_dataframe_model_in_every_protocol"},

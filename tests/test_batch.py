@@ -1,5 +1,5 @@
 """Batch transform on S3, fanned out over SQS, driven as Lambda drives it,
-against moto's S3 and SQS on loopback (tests/batch_lambda.py): the object
+against moto's S3 and SQS on loopback (tools/fixtures/batch_lambda.py): the object
 put -> the bucket's notification -> the splitter -> range tasks received
 from the queue -> the worker -> one assembled output, compared with what
 POST /model answers for the same rows."""
@@ -15,8 +15,8 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.batch import ranges
-from tests import batch_lambda
-from tests.aws_emulator import ACCOUNT_ID, REGION, running_emulator
+from tools.fixtures import batch_lambda
+from tools.fixtures.aws_emulator import ACCOUNT_ID, REGION, running_emulator
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 # Ranges of about half a KiB: a file of a few KiB is cut into many parts.

@@ -294,8 +294,8 @@ def test_an_existing_buckets_events_matched_by_the_templates_rule_run_a_job(exis
     """The rule's pattern, given to moto's EventBridge with a queue standing
     in for the splitter's function, picks the input prefix's objects out of
     the bucket's events; the splitter takes the event as EventBridge sends it."""
-    from tests import batch_lambda
-    from tests.aws_emulator import running_emulator
+    from tools.fixtures import batch_lambda
+    from tools.fixtures.aws_emulator import running_emulator
 
     with running_emulator() as aws:
         _reset(aws)
@@ -335,8 +335,8 @@ def test_an_existing_buckets_events_matched_by_the_templates_rule_run_a_job(exis
 def test_the_templates_queues_run_a_job_whose_poison_range_fails_it(sam):
     from unittest import mock
 
-    from tests import batch_lambda
-    from tests.aws_emulator import running_emulator
+    from tools.fixtures import batch_lambda
+    from tools.fixtures.aws_emulator import running_emulator
 
     with running_emulator() as aws:
         _reset(aws)

@@ -21,8 +21,6 @@ from tools.ops import lambda_events as ev
 from tools.build.package import extract_read_only
 from tools.build.project_copy import copy_project, make_writable
 
-xgboost = pytest.importorskip("xgboost")
-lightgbm = pytest.importorskip("lightgbm")
 PINS = {"xgboost": "xgboost-cpu==3.4.1", "lightgbm": "lightgbm==4.7.0"}
 FEATURES = "sepal_length,sepal_width,petal_length,petal_width"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.9, 5.6, 1.8]]
@@ -31,9 +29,12 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 
 def fitted(library):
     from sklearn.datasets import load_iris
     X, y = load_iris(return_X_y=True)
+    # Imported here, not at collection: loading either library costs seconds
+    # that every `make test` would pay for a module in the slow tier.
+    lib = pytest.importorskip(library)
     if library == "xgboost":
-        return xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(X, y)
-    return lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1).fit(X, y)
+        return lib.XGBClassifier(n_estimators=20, max_depth=3).fit(X, y)
+    return lib.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1).fit(X, y)
 
 
 @pytest.fixture(scope="module", params=["xgboost", "lightgbm"])

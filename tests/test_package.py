@@ -10,10 +10,16 @@ Lambda's ``/var/task``: ``app.app(event, context)`` answers API Gateway REST
 proxy events (payload v1, stage ``prod``) for every request format and error
 case of the contract, with the predictions the model gives in the dev venv.
 
+A package over the 50 MiB direct upload (the DataFrame pipeline served by
+scikit-learn, which ships pandas) is a function zip and a layer zip
+(Chalice's ``automatic_layer``): the function is unzipped as ``/var/task``
+and the layer as ``/opt``, both on ``sys.path`` as Lambda puts them.
+
 The wheel download is cached in ``build/wheels`` of this repository, so a
 second run does not download again.
 """
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -26,6 +32,7 @@ import numpy as np
 import pytest
 
 from tools.ops import lambda_events as ev
+from tools.ops.lambda_context import Context
 from tools.build.package import extract_read_only
 from tools.build.project_copy import copy_project, make_writable
 from tests.packaging import packaged_model_rel, serve_in_stage, stage_model_rel
@@ -35,31 +42,24 @@ PYTHON = sys.executable
 CHALICE = os.path.join(os.path.dirname(sys.executable), "chalice")
 WHEELS = os.path.join(REPO, "build", "wheels")
 MiB = 1024 * 1024
+CONTEXT_SOURCE = inspect.getsource(Context)
 MAX_ROWS = 5  # the stage says 10000; the isolated run overrides it to test 413 cheaply
 DIABETES_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
-# Runs in `python -I -S -B`: only the unzipped package and the standard
-# library are importable. Reads events from argv[2], writes answers to argv[3].
+# Runs in `python -I -S -B`: only the unzipped package (argv[1]: the function
+# directory, then the layer's /opt/python if any, os.pathsep-joined) and the
+# standard library are importable. Reads events from argv[2], writes answers
+# to argv[3].
 ISOLATED_RUNNER = r"""
 import json, os, sys
 package, events_file, out_file = sys.argv[1:4]
 stdlib = [p for p in sys.path if p]
-sys.path[:] = [package] + stdlib
+sys.path[:] = package.split(os.pathsep) + stdlib
 assert not any("site-packages" in p for p in sys.path), sys.path
 with open(events_file) as f:
     cases = json.load(f)
 import app
-class Context:
-    function_name = "sklearn-serverless-prod"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sklearn-serverless-prod"
-    memory_limit_in_mb = "512"
-    aws_request_id = "00000000-0000-0000-0000-000000000001"
-    log_group_name = "/aws/lambda/sklearn-serverless-prod"
-    log_stream_name = "stream"
-    def get_remaining_time_in_millis(self):
-        return 10000
-answers = {}
+""" + CONTEXT_SOURCE + r"""answers = {}
 for name, event in cases:
     answers[name] = app.app(event, Context())
 modules = {n: getattr(m, "__file__", None) for n, m in sys.modules.items()
@@ -100,16 +100,33 @@ class Built:
         self.build_output = build_output
         self.package_output = package_output
         self.zip_path = os.path.join(out_dir, "deployment.zip")
+        self.layer_path = os.path.join(out_dir, "layer-deployment.zip")
+        if not os.path.isfile(self.layer_path):
+            self.layer_path = None
+        self.out_dir = out_dir
         self.model_rel = stage_model_rel(project)
         model_dir = os.path.join(project, *self.model_rel.split("/"))
         self.card = json.load(open(os.path.join(model_dir, "model.json")))
         self.estimator = joblib.load(os.path.join(model_dir, "model.joblib"))
         self.unzipped = None
+        self.opt = None
 
     def unzip_read_only(self, dest):
+        """The function zip as /var/task at ``dest``; a layer zip as /opt at
+        ``dest``-opt."""
         extract_read_only(self.zip_path, dest)
         self.unzipped = dest
+        if self.layer_path:
+            self.opt = dest + "-opt"
+            extract_read_only(self.layer_path, self.opt)
         return dest
+
+    @property
+    def sys_path(self):
+        """What Lambda puts on sys.path for this package: /var/task, then
+        the layer's /opt/python."""
+        paths = [self.unzipped] + ([os.path.join(self.opt, "python")] if self.opt else [])
+        return os.pathsep.join(paths)
 
 
 def build_and_package(project, out_dir):
@@ -122,7 +139,9 @@ def build_and_package(project, out_dir):
 
 
 def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS, extra_env=None):
-    """Answer ``cases`` [(name, event)] with the unzipped package, isolated."""
+    """Answer ``cases`` [(name, event)] with the unzipped package, isolated
+    (``package``: the function directory, or it and the layer's python
+    directory, os.pathsep-joined)."""
     events_file = tmp_path / "events.json"
     out_file = tmp_path / "answers.json"
     events_file.write_text(json.dumps(cases))
@@ -130,15 +149,16 @@ def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS, extra_env=None):
         config = json.load(f)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "AWS_REGION": "us-east-1",
-           "AWS_LAMBDA_FUNCTION_NAME": "sklearn-serverless-prod", "LAMBDA_TASK_ROOT": package}
+           "AWS_LAMBDA_FUNCTION_NAME": "sklearn-serverless-prod",
+           "LAMBDA_TASK_ROOT": package.split(os.pathsep)[0]}
     env.update(config.get("environment_variables", {}))
     env.update(config["stages"]["prod"].get("environment_variables", {}))
-    env["MODEL_DIR"] = packaged_model_rel(package)
+    env["MODEL_DIR"] = packaged_model_rel(package.split(os.pathsep)[0])
     env["MAX_ROWS"] = str(max_rows)
     env.update(extra_env or {})
     proc = subprocess.run([PYTHON, "-I", "-S", "-B", "-c", ISOLATED_RUNNER, package,
                            str(events_file), str(out_file)],
-                          cwd=package, env=env, stdout=subprocess.PIPE,
+                          cwd=package.split(os.pathsep)[0], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout
     result = json.loads(out_file.read_text())
@@ -241,6 +261,7 @@ def tabular(tmp_path_factory):
                                     "--runtime", "scikit-learn")
     yield built
     make_writable(task)
+    make_writable(task + "-opt")
 
 
 # ---------------------------------------------------------------- the cases
@@ -385,6 +406,9 @@ def _walk_dirs(root):
 
 
 def check_zip(built, direct_upload=True):
+    assert built.layer_path is None  # one zip: no layer next to it, none asked of Chalice
+    assert not json.load(open(os.path.join(built.project, ".chalice", "config.json")))[
+        "stages"]["prod"].get("automatic_layer")
     assert "Reusing existing deployment package" in built.package_output, built.package_output
     cached = [f for f in os.listdir(os.path.join(built.project, ".chalice", "deployments"))
               if f.endswith(".zip")]
@@ -449,19 +473,74 @@ def test_byo_model_package(byo, tmp_path):
     check_contract(byo, tmp_path)
 
 
+def check_split(built):
+    """A function zip and a layer zip, shipped by Chalice's automatic_layer
+    byte for byte as the build wrote them: each within the 50 MiB direct
+    upload, together within 250 MiB unzipped; the app, the model and pandas
+    in the function, numpy, scipy and scikit-learn under the layer's
+    ``python/``; the SAM template publishes the layer and the function uses it."""
+    out = built.package_output
+    assert "Reusing existing app deployment package" in out, out
+    assert "Reusing existing shared layer deployment package" in out, out
+    with open(os.path.join(built.project, ".chalice", "config.json")) as f:
+        assert json.load(f)["stages"]["prod"]["automatic_layer"] is True  # set by the build
+    deployments = os.path.join(built.project, ".chalice", "deployments")
+    cached = sorted(f for f in os.listdir(deployments) if f.endswith(".zip"))
+    assert [c.split("-")[0] for c in cached] == ["appcode", "managed"], cached
+    assert sha256(os.path.join(deployments, cached[0])) == sha256(built.zip_path)
+    assert sha256(os.path.join(deployments, cached[1])) == sha256(built.layer_path)
+    sizes = {}
+    names = {}
+    for label, path in (("function", built.zip_path), ("layer", built.layer_path)):
+        with zipfile.ZipFile(path) as zf:
+            assert zf.testzip() is None
+            infos = zf.infolist()
+            names[label] = {i.filename for i in infos}
+            sizes[label] = (os.path.getsize(path), sum(i.file_size for i in infos))
+            for info in infos:
+                assert (info.external_attr >> 16) & 0o444 == 0o444, info.filename
+                if info.filename.endswith(".pyc"):
+                    assert int.from_bytes(zf.read(info)[4:8], "little") == 0b01, info.filename
+        assert sizes[label][0] <= 50 * MiB, (label, sizes[label])
+    assert sizes["function"][1] + sizes["layer"][1] <= 250 * MiB, sizes
+    function_tops = {n.split("/")[0] for n in names["function"]}
+    assert {"app.py", "chalice", "chalicelib", "model", "pandas"} <= function_tops
+    assert "__pycache__/app.cpython-312.pyc" in names["function"]
+    assert all(n.startswith("python/") for n in names["layer"])
+    layer_tops = {n.split("/")[1] for n in names["layer"]}
+    assert {"numpy", "numpy.libs", "scipy", "scipy.libs", "sklearn", "joblib"} <= layer_tops
+    assert not function_tops & layer_tops, function_tops & layer_tops
+    with zipfile.ZipFile(built.zip_path) as zf:
+        assert json.loads(zf.read(built.model_rel + "/model.json")) == built.card
+        assert hashlib.sha256(zf.read(built.model_rel + "/model.joblib")).hexdigest() == \
+            built.card["sha256"]
+    with open(os.path.join(built.out_dir, "sam.json")) as f:
+        resources = json.load(f)["Resources"]
+    layers = [name for name, r in resources.items()
+              if r["Type"] == "AWS::Serverless::LayerVersion"]
+    assert len(layers) == 1
+    assert resources[layers[0]]["Properties"]["ContentUri"] == "./layer-deployment.zip"
+    assert resources["APIHandler"]["Properties"]["CodeUri"] == "./deployment.zip"
+    assert resources["APIHandler"]["Properties"]["Layers"] == [{"Ref": layers[0]}]
+    return sizes
+
+
 def test_dataframe_pipeline_package(tabular, bundled, tmp_path):
-    """The packaged Lambda serves the typed DataFrame pipeline: every format,
-    the notebook's own predictions, typed errors; pandas ships for it and
-    not for the bundled matrix model."""
+    """The DataFrame pipeline served by scikit-learn ships pandas, which puts
+    the one zip over the 50 MiB direct upload: the build splits it into a
+    function zip and a layer zip, each deployable directly. Run as Lambda
+    runs it (the function as /var/task, the layer as /opt/python, a fresh
+    isolated interpreter), it answers every format with the notebook's own
+    predictions and the typed errors; pandas ships for it and not for the
+    bundled matrix model, which stays one zip."""
     import io
-    size, unzipped, files = check_zip(tabular, direct_upload=False)
-    print("tabular (pandas): %.2f MiB zipped, %.2f MiB unzipped, %d files"
-          % (size / MiB, unzipped / MiB, files))
+    sizes = check_split(tabular)
+    print("tabular (pandas): function %.2f MiB zipped (%.2f unzipped), layer %.2f MiB zipped "
+          "(%.2f unzipped)" % (sizes["function"][0] / MiB, sizes["function"][1] / MiB,
+                               sizes["layer"][0] / MiB, sizes["layer"][1] / MiB))
     assert "budget: " in tabular.build_output
-    if size > 50 * MiB:  # the build says which route fits
-        assert "aws cloudformation package" in tabular.build_output
-    with zipfile.ZipFile(tabular.zip_path) as a, zipfile.ZipFile(bundled.zip_path) as b:
-        assert any(n.startswith("pandas/") for n in a.namelist())
+    assert "layout: function + layer (the one zip would be" in tabular.build_output
+    with zipfile.ZipFile(bundled.zip_path) as b:
         assert not any(n.startswith("pandas/") for n in b.namelist())
     frame = tabular.notebook
     records = json.loads(frame.to_json(orient="records"))
@@ -479,7 +558,19 @@ def test_dataframe_pipeline_package(tabular, bundled, tmp_path):
         ("unknown-category", ev.post_model(js({"instances": bad}))),
         ("number-for-string", ev.post_model(js({"instances": [dict(records[0], city=7)]}))),
     ]
-    result = run_isolated(tabular.unzipped, cases, tmp_path, max_rows=100)
+    result = run_isolated(tabular.sys_path, cases, tmp_path, max_rows=100)
+    assert result["sys_path"][:2] == tabular.sys_path.split(os.pathsep)
+    # pandas from the function, the scikit-learn stack from the layer,
+    # nothing from anywhere but the two and the standard library
+    task = os.path.realpath(tabular.unzipped) + os.sep
+    opt = os.path.realpath(tabular.opt) + os.sep
+    stdlib = os.path.realpath(sys.base_prefix) + os.sep
+    where = {name: os.path.realpath(path) for name, path in result["modules"].items()}
+    for name in ("app", "chalicelib", "pandas"):
+        assert where[name].startswith(task), (name, where[name])
+    for name in ("numpy", "scipy", "sklearn", "joblib"):
+        assert where[name].startswith(opt), (name, where[name])
+    assert all(p.startswith((task, opt, stdlib)) for p in where.values())
     answers = {name: (a["statusCode"], json.loads(a["body"])) for name, a in result["answers"].items()}
     expected = tabular.estimator.predict(frame).tolist()
     for name in ("records", "instances", "split", "csv"):
@@ -503,6 +594,7 @@ def tabular_compiled(tmp_path_factory):
     built, task = _packaged_tabular(tmp_path_factory, "tabular-onnx", "3.1.0")
     yield built
     make_writable(task)
+    make_writable(task + "-opt")
 
 
 def test_compiled_dataframe_pipeline_package(tabular_compiled, tmp_path):

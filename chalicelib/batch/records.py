@@ -12,17 +12,12 @@ serve at all (503) fails the range.
 import csv
 import io
 import json
-import re
 
 import numpy as np
 
-from chalicelib.http.errors import ModelUnavailable, ServiceError
+from chalicelib.http.errors import Line, ModelUnavailable, ServiceError
 from chalicelib.schema.parsing import decode_json, parse_csv, parse_payload
 from chalicelib.batch.layout import CSV
-
-_PLACE = re.compile(r"^(CSV line \d+|instances\[0\])")
-_CSV_LINE = re.compile(r"^malformed CSV: line \d+: ")
-
 
 class Row:
     __slots__ = ("line", "text", "value")
@@ -144,10 +139,14 @@ def _plain(values):
 
 
 def _reason(exc):
-    """The parser's message without its place in the batch body: the line
-    number is reported beside it."""
-    message = _CSV_LINE.sub("malformed CSV: ", exc.message)
-    return _PLACE.sub("row", message)
+    """The parser's message with the row as its place: the line number
+    (in the file, not in the parsed chunk) is reported beside it."""
+    loc = exc.loc
+    if loc[:1] == ("instances",):
+        loc = loc[2:]
+    elif loc and isinstance(loc[0], Line):
+        loc = loc[1:]
+    return exc.relocated(("row",) + loc).message if loc else exc.detail
 
 
 def _csv_line(fields):

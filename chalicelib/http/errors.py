@@ -5,17 +5,89 @@ The status codes live here and nowhere else;
 :func:`chalicelib.protocols.wrapper.render_error` turns any of these into a
 response in each protocol's error shape.
 """
+import json
+
+
+class Line(int):
+    """A place part: a line of a CSV body (1-based, as editors count)."""
+
+
+class Column(tuple):
+    """A place part: a field of a CSV line, by position (1-based; None when
+    the place is the feature alone) and feature name."""
+
+    def __new__(cls, position, name):
+        return super().__new__(cls, (position, name))
+
+
+class Position(tuple):
+    """A place part: a value in a row given as a list, by index and the
+    feature that index stands for."""
+
+    def __new__(cls, index, name):
+        return super().__new__(cls, (index, name))
+
+
+class Row(int):
+    """A place part: a row of a request whose rows are not a list of its own
+    (tensors given column by column)."""
+
+
+class Tensor(str):
+    """A place part: a tensor the client named (Open Inference inputs)."""
+
+
+def place(loc):
+    """The text of a location: ``("instances", 3, "petal_width")`` ->
+    ``instances[3].petal_width``; ``(Line(4), Column(2, "x"))`` ->
+    ``CSV line 4, column 2 (x)``; ``(Tensor("x"), 3)`` -> ``input "x"[3]``."""
+    out = []
+    for part in loc:
+        if isinstance(part, Line):
+            out.append("CSV line %d" % part)
+        elif isinstance(part, Column):
+            position, name = part
+            out.append(", column %s" % name if position is None
+                       else ", column %d (%s)" % (position, name))
+        elif isinstance(part, Position):
+            out.append("[%d] (%s)" % part)
+        elif isinstance(part, Row):
+            out.append("%srow %d" % (", " if out else "", part))
+        elif isinstance(part, Tensor):
+            out.append("input %s" % json.dumps(str(part)))
+        elif isinstance(part, int):
+            out.append("[%d]" % part)
+        else:
+            out.append(("." if out else "") + part)
+    return "".join(out)
 
 
 class ServiceError(Exception):
-    """Base class: a failure with a status code and a client-safe message."""
+    """Base class: a failure with a status code and a client-safe message.
+
+    ``loc`` is where in the request the failure is, as data (keys, indexes,
+    and the part types above), the way pydantic reports it; ``detail`` is
+    what is wrong there. Each protocol may name the place its own way
+    (:meth:`relocated`); ``message`` is the place's text and the detail."""
 
     status = 500
     code = "InternalServerError"
 
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, detail, loc=()):
+        self.detail = detail
+        self.loc = tuple(loc)
+        super().__init__(self.message)
+
+    @property
+    def message(self):
+        return "%s: %s" % (place(self.loc), self.detail) if self.loc else self.detail
+
+    def relocated(self, loc):
+        """The same error at another place (the client's name for it)."""
+        error = type(self)(self.detail, loc)
+        error.__dict__.update({k: v for k, v in self.__dict__.items()
+                               if k not in ("detail", "loc")})
+        return error
 
 
 class BadRequest(ServiceError):

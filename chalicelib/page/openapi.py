@@ -77,30 +77,6 @@ def document_json(service):
 # --------------------------------------------------------------------------
 # Schemas generated from the card.
 
-_JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean",
-               "string": "string", "text": "string"}
-
-
-def _feature_value(feature, accepts_missing):
-    """One feature's JSON Schema, from its card type: numbers (with the
-    training range as a description), integers, booleans, strings (an enum
-    of the known categories when the encoder refuses unknown ones), texts."""
-    feature = feature if isinstance(feature, dict) else {}
-    kind = feature.get("type", "number")
-    json_type = _JSON_TYPES.get(kind, "number")
-    schema = {"type": [json_type, "null"] if accepts_missing else json_type}
-    categories = feature.get("categories")
-    if categories and feature.get("unknown_categories", "error") == "error":
-        schema["enum"] = list(categories) + ([None] if accepts_missing else [])
-    elif categories:
-        schema["examples"] = list(categories)[:20]
-    if "range" in feature and isinstance(feature["range"], list):
-        schema["description"] = "seen in training: %s to %s" % tuple(feature["range"][:2])
-    if kind == "text":
-        schema["description"] = "a text (one document per row)"
-    return schema
-
-
 def _row_schemas(card):
     """(row as a list, row as an object) schemas for ``card``."""
     if card is None:
@@ -108,9 +84,8 @@ def _row_schemas(card):
                 {"type": "object", "minProperties": 1,
                  "additionalProperties": {"type": ["number", "null"]}})
     names = list(card.feature_names)
-    features = card.raw["features"]
-    values = [_feature_value(f, card.accepts_missing or (
-        isinstance(f, dict) and f.get("accepts_missing_values") is True)) for f in features]
+    schema = card.schema
+    values = [f.json_schema(schema.takes_missing(j)) for j, f in enumerate(schema.features)]
     n = len(names)
     # Lists carry values by position; the number type is the same for all
     # features unless the card says otherwise.

@@ -33,6 +33,8 @@ import os
 import re
 import threading
 
+from chalicelib.schema.features import finite, usable_range
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_PAGE_BYTES = 50 * 1024
@@ -45,21 +47,6 @@ _lock = threading.Lock()
 
 # --------------------------------------------------------------------------
 # The form, from the card.
-
-def _finite(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
-
-
-def _range_of(feature):
-    """``(low, high)`` of a usable ``range`` (two finite numbers, low < high),
-    else None."""
-    bounds = feature.get("range")
-    if isinstance(bounds, list) and len(bounds) == 2 and all(map(_finite, bounds)) \
-            and bounds[0] < bounds[1]:
-        return bounds[0], bounds[1]
-    return None
-
 
 def _number_text(value, kind):
     if kind == "integer" and float(value).is_integer():
@@ -115,14 +102,14 @@ def form_fields(card):
             field.update(kind="text" if kind == "text" else "string",
                          value="" if given is None else str(given))
         else:
-            bounds = _range_of(feature)
+            bounds = usable_range(feature)
             field.update(kind=kind, range=bounds)
             if bounds:
                 low, high = bounds
                 # a round step of at most 1% of the range, so whole values sit on it
                 field["step"] = "1" if kind == "integer" else \
                     "%g" % 10 ** math.floor(math.log10((high - low) / 100))
-            if _finite(given):
+            if finite(given):
                 value = given
             elif bounds:
                 value = (low + high) / 2

@@ -2,7 +2,6 @@
 payload through the app's own parsing and model, and writing JSON. Running
 a request and rendering its errors is :mod:`.wrapper`'s."""
 import json
-import re
 
 import numpy as np
 
@@ -35,30 +34,30 @@ def check_model_name(model, name, version=None):
                        % (json.dumps(name), json.dumps(version), json.dumps(model.card.version)))
 
 
-def run_payload(service, payload, probabilities=False, rename=None):
+def run_payload(service, payload, probabilities=False, relocate=None):
     """Parse ``payload`` (a ``POST /model`` JSON payload as Python objects)
     with the app's parser and run the model: ``(model, predictions,
-    probabilities or None, rows)``. ``rename`` = (the payload key, what the
-    client called it), or a function of the message: error messages then
-    name the client's own field."""
+    probabilities or None, rows)``. ``relocate`` maps an error's location in
+    ``payload`` to its place in the client's own request (see
+    :func:`renamed`)."""
     model = service.model.ready()
     try:
         parsed = parse_payload(payload, model.schema, service.config.max_rows)
     except ServiceError as error:
-        if rename is None:
+        if relocate is None or not error.loc:
             raise
-        message = rename(error.message) if callable(rename) else rename_path(error.message,
-                                                                            *rename)
-        raise type(error)(message) from None
+        raise error.relocated(relocate(error.loc)) from None
     want = parsed.probabilities or probabilities
     predictions, proba = model.infer(parsed.X, want)
     return model, predictions, proba, len(parsed.X)
 
 
-def rename_path(message, ours, theirs):
-    """``message`` with the app's field name ``ours`` at the start of a
-    place (``instances[3].x``) replaced by the client's ``theirs``."""
-    return re.sub(r"(?<![\w.])%s(?=[\[.:\s]|$)" % re.escape(ours), theirs, message)
+def renamed(ours, theirs):
+    """The relocation for a payload key ``ours`` that the client called
+    ``theirs``: ``("instances", 3, "x")`` -> ``("inputs", 3, "x")``."""
+    def relocate(loc):
+        return (theirs,) + loc[1:] if loc[:1] == (ours,) else loc
+    return relocate
 
 
 def _plain(value):

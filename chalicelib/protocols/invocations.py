@@ -26,7 +26,7 @@ from chalicelib.protocols.identity import SERVER_VERSION
 from chalicelib.protocols.mlflow import InvalidParameterValue
 from chalicelib.protocols import mlflow, sagemaker
 from chalicelib.http.reply import Reply
-from chalicelib.protocols.common import body_bytes, decode_text, load_json, run_payload
+from chalicelib.protocols.common import body_bytes, decode_text, load_json, renamed, run_payload
 from chalicelib.protocols.wrapper import MLFLOW, handle
 
 ROUTE = "POST /invocations"
@@ -81,7 +81,7 @@ def _invoke(service, request):
     if media == sagemaker.NPY_TYPE:
         result = run_payload(service, sagemaker.npy_payload(body, service.config.max_rows),
                              _flag(query),
-                             ("instances", "npy"))
+                             renamed("instances", "npy"))
         bare = True
     elif media == sagemaker.CSV_TYPE:
         model = service.model.ready()
@@ -96,7 +96,7 @@ def _invoke(service, request):
             model = service.model.ready()
             try:
                 result = run_payload(service, sagemaker.json_rows_payload(document, model.schema),
-                                     _flag(query), ("instances", "rows"))
+                                     _flag(query), renamed("instances", "rows"))
             except Unprocessable as error:
                 # Not rows of this model: MLflow's answer to a JSON array.
                 raise BadRequest("%s; MLflow's requests are a JSON object (dataframe_split, "

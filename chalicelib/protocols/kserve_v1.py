@@ -21,7 +21,8 @@ import json
 from chalicelib.http.errors import BadRequest, NotFound
 from chalicelib.http.media import accepted
 from chalicelib.protocols.common import (body_bytes, check_model_name, decode_text, json_reply,
-                                         load_json, predictions_document, run_payload, with_model)
+                                         load_json, predictions_document, renamed, run_payload,
+                                         with_model)
 from chalicelib.protocols.wrapper import KSERVE_V1, handle
 
 KEYS = ("instances", "inputs", "probabilities")
@@ -73,8 +74,8 @@ def predict(service, request, segment):
         model = service.model.ready()
         check_model_name(model, name)
         document = load_json(decode_text(body_bytes(service, request)))
-        payload, rename = _payload(document)
-        model, predictions, proba, rows = run_payload(service, payload, rename=rename)
+        payload, relocate = _payload(document)
+        model, predictions, proba, rows = run_payload(service, payload, relocate=relocate)
         return json_reply(model, predictions_document(model, predictions, proba)), rows
     return handle(service, request, KSERVE_V1, "POST /v1/models/{name}:predict", work)
 
@@ -98,5 +99,5 @@ def _payload(document):
     if "inputs" in document:
         payload = dict(document)
         payload["instances"] = payload.pop("inputs")
-        return payload, ("instances", "inputs")
+        return payload, renamed("instances", "inputs")
     return document, None

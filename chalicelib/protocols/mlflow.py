@@ -18,7 +18,7 @@ The answer is MLflow's ``{"predictions": [...]}``; errors are
 ``{"error_code", "message"}`` (see :func:`.wrapper.render_error`).
 """
 from chalicelib.http.errors import BadRequest
-from chalicelib.protocols.common import run_payload
+from chalicelib.protocols.common import renamed, run_payload
 
 
 class InvalidParameterValue(BadRequest):
@@ -44,7 +44,7 @@ def read_params(params):
 
 
 def to_payload(document):
-    """``(payload for parse_payload, probabilities, rename)`` from MLflow's
+    """``(payload for parse_payload, probabilities, relocate)`` from MLflow's
     JSON request object."""
     unknown = [k for k in document if k not in KEYS]
     if unknown:
@@ -61,12 +61,12 @@ def to_payload(document):
     inputs = payload.pop("inputs")
     if type(inputs) is dict:
         payload["dataframe_split"] = _columns_to_split(inputs)
-        return payload, probabilities, ("dataframe_split", "inputs")
+        return payload, probabilities, renamed("dataframe_split", "inputs")
     if type(inputs) is not list:
         raise BadRequest("inputs: expected a list of rows or an object of columns, got %s"
                          % type(inputs).__name__)
     payload["instances"] = inputs
-    return payload, probabilities, ("instances", "inputs")
+    return payload, probabilities, renamed("instances", "inputs")
 
 
 def _columns_to_split(columns):
@@ -83,10 +83,10 @@ def _columns_to_split(columns):
 
 def predict_document(service, document):
     """``(model, predictions, probabilities, rows)`` for a JSON request object."""
-    payload, probabilities, rename = to_payload(document)
+    payload, probabilities, relocate = to_payload(document)
     model = service.model.ready()
     _positional_columns(payload, model.schema)
-    return run_payload(service, payload, probabilities, rename)
+    return run_payload(service, payload, probabilities, relocate)
 
 
 def _positional_columns(payload, schema):

@@ -31,16 +31,16 @@ classification extension (:mod:`.triton`) answers the top classes of
 """
 import json
 import math
-import re
 import struct
 import time
 
 import numpy as np
 
-from chalicelib.http.errors import BadRequest, ServiceError, Unprocessable
+from chalicelib.http.errors import BadRequest, Row, ServiceError, Tensor, Unprocessable
 from chalicelib.protocols import triton
 from chalicelib.protocols.common import (body_bytes, check_model_name, decode_text, dumps,
-                                         json_reply, load_json, run_payload, with_model)
+                                         json_reply, load_json, renamed, run_payload,
+                                         with_model)
 from chalicelib.protocols.wrapper import OPEN_INFERENCE, handle
 from chalicelib.protocols.identity import SERVER_NAME, SERVER_VERSION
 from chalicelib.http.reply import Reply
@@ -61,8 +61,6 @@ INTEGER_TYPES = {"UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u
 FLOAT_TYPES = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 DATATYPES = tuple(INTEGER_TYPES) + tuple(FLOAT_TYPES) + ("BOOL", "BYTES")
 # The card's feature types -> the tensor datatype the metadata announces.
-_FEATURE_DATATYPES = {"integer": "INT64", "boolean": "BOOL", "string": "BYTES", "text": "BYTES"}
-
 
 # --------------------------------------------------------------------------
 # Health and metadata.
@@ -107,8 +105,8 @@ def model_metadata(service, request, name, version=None):
 def metadata(model):
     """The model's metadata, from its card: one input tensor per feature."""
     card = model.card
-    inputs = [{"name": f["name"], "datatype": _FEATURE_DATATYPES.get(f.get("type"), "FP64"),
-               "shape": [-1]} for f in card.raw["features"]]
+    inputs = [{"name": f.name, "datatype": f.datatype, "shape": [-1]}
+              for f in card.schema.features]
     classes = model.classes
     flat = [c for group in classes for c in group] if classes and \
         all(isinstance(c, list) for c in classes) else (classes or [])
@@ -198,10 +196,10 @@ def _infer(service, model, document, binary, binary_allowed=True):
                                        if type(spec) is dict})
     wanted = _requested_outputs(document.get("outputs"), model, binary_default)
     tensors = _tensors(inputs, binary)
-    payload, rename = _payload(tensors, model.schema.feature_names)
+    payload, relocate = _payload(tensors, model.schema.feature_names)
     model, predictions, proba, rows = run_payload(
         service, payload, probabilities=any(w.name == "probabilities" for w in wanted),
-        rename=rename)
+        relocate=relocate)
     if isinstance(proba, list):
         raise Unprocessable("outputs: this model's probabilities differ in shape per output "
                             "and make no tensor; ask for outputs [{\"name\": \"predictions\"}]")
@@ -394,7 +392,7 @@ def _from_binary(raw, datatype, count, where):
 
 
 def _payload(tensors, features):
-    """The app's ``instances`` payload and the rename for its messages."""
+    """The app's ``instances`` payload and the relocation of its errors."""
     if len(tensors) == 1 and tensors[0].name not in features:
         tensor = tensors[0]
         n = len(features)
@@ -404,7 +402,7 @@ def _payload(tensors, features):
                                 % (tensor.name, n, ", ".join(features), tensor.shape))
         values = tensor.values
         rows = [values[i * n:(i + 1) * n] for i in range(tensor.shape[0])]
-        return {"instances": rows}, ("instances", tensor.name)
+        return {"instances": rows}, renamed("instances", tensor.name)
     lengths = set()
     for i, tensor in enumerate(tensors):
         if tensor.name not in features:
@@ -425,12 +423,14 @@ def _payload(tensors, features):
     return {"instances": records}, _feature_place
 
 
-def _feature_place(message):
-    """``instances[3].petal_width: ...`` -> ``input "petal_width"[3]: ...``:
-    the place in the client's own tensors."""
-    return re.sub(r"\binstances\[(\d+)\]\.([^:\s]+)", r'input "\2"[\1]',
-                  message.replace("instances[", "inputs: row ", 1)
-                  if not re.search(r"\binstances\[\d+\]\.", message) else message)
+def _feature_place(loc):
+    """``("instances", 3, "petal_width")`` -> ``input "petal_width"[3]``, and
+    a whole row -> ``inputs, row 3``: the place in the client's own tensors."""
+    if loc[:1] != ("instances",):
+        return loc
+    if len(loc) > 2:
+        return (Tensor(loc[2]), loc[1]) + loc[3:]
+    return ("inputs",) + tuple(Row(i) for i in loc[1:])
 
 
 def _datatype(array):

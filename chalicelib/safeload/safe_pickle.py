@@ -154,8 +154,25 @@ OLDER_RELEASES_GLOBALS = frozenset({
     # 1.5 and 1.6 ColumnTransformer: its remainder's columns, an inert list
     # with warning flags
     ("sklearn.compose._column_transformer", "_RemainderColsList"),
+    # GradientBoosting* before 1.4: the loss, a plain object holding its
+    # parameters (the number of classes, alpha); set by fit, never called at load
+    ("sklearn.ensemble._gb_losses", "LeastSquaresError"),
+    ("sklearn.ensemble._gb_losses", "LeastAbsoluteError"),
+    ("sklearn.ensemble._gb_losses", "HuberLossFunction"),
+    ("sklearn.ensemble._gb_losses", "QuantileLossFunction"),
+    ("sklearn.ensemble._gb_losses", "BinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "MultinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "ExponentialLoss"),
 })
 ALLOWED_GLOBALS = ALLOWED_GLOBALS | OLDER_RELEASES_GLOBALS
+
+#: Modules some older releases' Cython classes name instead of their own:
+#: scikit-learn 1.5 to 1.7 (built with meson) give the loss classes that
+#: GradientBoosting* and HistGradientBoosting* keep ``__module__ == "_loss"``,
+#: so their pickles name ``_loss.CyHalfBinomialLoss``. Such a name resolves
+#: only to a class the real module defines under that name, in an environment
+#: of such a release; here there is none, so it is refused.
+MISNAMED_MODULES = {"_loss": "sklearn._loss._loss"}
 
 #: Reconstruction helpers: functions pickle calls to rebuild arrays, dtypes,
 #: scalars and random states (the audit's "core"; other functions on the
@@ -179,6 +196,7 @@ SKLEARN_CLASS_BASES = frozenset({
     ("sklearn._loss.loss", "BaseLoss"),
     ("sklearn._loss.link", "BaseLink"),
     ("sklearn._loss._loss", "CyLossFunction"),
+    ("_loss", "CyLossFunction"),  # the same, as releases 1.5 to 1.7 name it (below)
     ("sklearn.gaussian_process.kernels", "Kernel"),
     ("sklearn.metrics._dist_metrics", "DistanceMetric"),
     ("sklearn.metrics._scorer", "_BaseScorer"),   # searches with scoring=...
@@ -281,6 +299,9 @@ def _by_rule(module, name):
     Modules are imported only once their name has passed the checks; the
     attribute is read from the module's ``__dict__`` (no module
     ``__getattr__``, no dotted traversal)."""
+    if module in MISNAMED_MODULES:
+        obj = vars(importlib.import_module(MISNAMED_MODULES[module])).get(name)
+        return obj if _defined_here(obj, module) and _derives_from_allowed_base(obj) else None
     root = module.split(".", 1)[0]
     if root == "sklearn":
         if _denied_sklearn(module):

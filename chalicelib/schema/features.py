@@ -43,8 +43,38 @@ class SchemaError(ValueError):
     """A card's feature list that cannot be served."""
 
 
+# The JSON type of each card type, and the Open Inference (V2) tensor
+# datatype a feature's values travel in.
+_JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean",
+               "string": "string", "text": "string"}
+_TENSOR_DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL",
+                     "string": "BYTES", "text": "BYTES"}
+
+
+def finite(value):
+    """A JSON number that is finite (a boolean is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def usable_range(spec):
+    """``(low, high)`` of a card feature's ``range`` when it is usable (two
+    finite numbers, low < high), else None. Read leniently: a range is a
+    hint for readers (the form, the OpenAPI description), never a check."""
+    bounds = spec.get("range") if isinstance(spec, dict) else None
+    if isinstance(bounds, list) and len(bounds) == 2 and all(map(finite, bounds)) \
+            and bounds[0] < bounds[1]:
+        return bounds[0], bounds[1]
+    return None
+
+
 class Feature:
-    __slots__ = ("name", "type", "categories", "unknown", "dtype", "missing", "_allowed")
+    """One card feature: its type and categories (what parsing checks), and
+    what every reader shows of it: the training range, the JSON Schema of a
+    value (OpenAPI) and the tensor datatype (Open Inference metadata)."""
+
+    __slots__ = ("name", "type", "categories", "unknown", "dtype", "missing", "range",
+                 "_allowed")
 
     def __init__(self, spec):
         if not isinstance(spec, dict):
@@ -70,8 +100,31 @@ class Feature:
         if type(self.missing) is not bool:
             raise SchemaError("feature %s: accepts_missing_values must be true or false"
                               % self.name)
+        self.range = usable_range(spec)
         self._allowed = (frozenset(self.categories)
                          if self.categories is not None and self.unknown == "error" else None)
+
+    @property
+    def datatype(self):
+        """The Open Inference (V2) tensor datatype of this feature's values."""
+        return _TENSOR_DATATYPES[self.type]
+
+    def json_schema(self, accepts_missing):
+        """The JSON Schema of one value: numbers (with the training range as
+        a description), integers, booleans, strings (an enum of the known
+        categories when unknown ones are refused), texts; null too when
+        ``accepts_missing``."""
+        json_type = _JSON_TYPES[self.type]
+        schema = {"type": [json_type, "null"] if accepts_missing else json_type}
+        if self.categories and self.unknown == "error":
+            schema["enum"] = list(self.categories) + ([None] if accepts_missing else [])
+        elif self.categories:
+            schema["examples"] = list(self.categories)[:20]
+        if self.range:
+            schema["description"] = "seen in training: %s to %s" % self.range
+        if self.type == "text":
+            schema["description"] = "a text (one document per row)"
+        return schema
 
     def describe_categories(self):
         shown = [json.dumps(c) for c in self.categories[:20]]
@@ -137,7 +190,8 @@ class Schema:
     def build(self, rows, where, from_csv=False):
         """Rows of client values in card order -> what the estimator takes.
 
-        ``where(i, j)`` names row ``i``, feature ``j`` for an error message.
+        ``where(i, j)`` is the location (``ServiceError.loc``) of row ``i``,
+        feature ``j`` in the client's request.
         """
         columns = [self._column(j, [row[j] for row in rows], where, from_csv)
                    for j in range(self.n_features)]
@@ -179,8 +233,8 @@ class Schema:
         if allowed is not None and not allowed.issuperset(out):
             for i, v in enumerate(out):
                 if v not in allowed and not (v is None or v != v):
-                    raise Unprocessable("%s: expected one of %s, got %s"
-                                        % (where(i, j), feature.describe_categories(), describe(v)))
+                    raise Unprocessable("expected one of %s, got %s"
+                                        % (feature.describe_categories(), describe(v)), where(i, j))
         if feature.type == "number":
             return np.asarray(out, dtype=np.float64)
         if feature.type in ("integer", "boolean"):
@@ -231,7 +285,7 @@ class Schema:
     def _missing(self, where, i, j, what):
         if self.takes_missing(j):
             return None
-        raise Unprocessable("%s: expected %s, got a missing value" % (where(i, j), what))
+        raise Unprocessable("expected %s, got a missing value" % what, where(i, j))
 
 
 def _number(schema, feature, v, from_csv, where, i, j):
@@ -243,20 +297,20 @@ def _number(schema, feature, v, from_csv, where, i, j):
             schema._missing(where, i, j, "a number")  # raises unless missing values are accepted
             return math.nan
         else:
-            raise Unprocessable("%s: expected a number, got %s" % (where(i, j), describe(v)))
+            raise Unprocessable("expected a number, got %s" % describe(v), where(i, j))
     elif kind is int:
         try:
             v = float(v)
         except OverflowError:
-            raise Unprocessable("%s: number out of range" % where(i, j)) from None
+            raise Unprocessable("number out of range", where(i, j)) from None
     elif v is None:
         schema._missing(where, i, j, "a number")
         return math.nan
     elif kind is not float:
-        raise Unprocessable("%s: expected a number, got %s" % (where(i, j), describe(v)))
+        raise Unprocessable("expected a number, got %s" % describe(v), where(i, j))
     if math.isfinite(v) or (v != v and schema.accepts_missing):
         return v
-    raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected a finite number, got %s" % describe(v), where(i, j))
 
 
 def _integer(schema, feature, v, from_csv, where, i, j):
@@ -265,7 +319,7 @@ def _integer(schema, feature, v, from_csv, where, i, j):
             # Checked for range below like a JSON integer (int64 has at most
             # 19 digits; int() refuses strings past 4,300 digits).
             if len(v.lstrip("+-0")) > 19:
-                raise Unprocessable("%s: integer out of range" % where(i, j))
+                raise Unprocessable("integer out of range", where(i, j))
             v = int(v)
         elif v in MISSING_TOKENS:
             return schema._missing(where, i, j, "an integer")
@@ -274,12 +328,12 @@ def _integer(schema, feature, v, from_csv, where, i, j):
     if type(v) is int:
         if -2**63 <= v < 2**63:
             return v
-        raise Unprocessable("%s: integer out of range" % where(i, j))
+        raise Unprocessable("integer out of range", where(i, j))
     if v is None:
         return schema._missing(where, i, j, "an integer")
     if type(v) is float and v.is_integer() and abs(v) < 2**53:
         return int(v)
-    raise Unprocessable("%s: expected an integer, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected an integer, got %s" % describe(v), where(i, j))
 
 
 def _boolean(schema, feature, v, from_csv, where, i, j):
@@ -292,7 +346,7 @@ def _boolean(schema, feature, v, from_csv, where, i, j):
         return v
     elif v is None:
         return schema._missing(where, i, j, "true or false")
-    raise Unprocessable("%s: expected true or false, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected true or false, got %s" % describe(v), where(i, j))
 
 
 def _string(schema, feature, v, from_csv, where, i, j):
@@ -309,7 +363,7 @@ def _string(schema, feature, v, from_csv, where, i, j):
         return v
     if v is None:
         return schema._missing(where, i, j, "a string")
-    raise Unprocessable("%s: expected a string, got %s" % (where(i, j), describe(v)))
+    raise Unprocessable("expected a string, got %s" % describe(v), where(i, j))
 
 
 _COERCERS = {"number": _number, "integer": _integer, "boolean": _boolean,

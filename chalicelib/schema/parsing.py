@@ -27,10 +27,12 @@ import io
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 
-from chalicelib.http.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from chalicelib.http.errors import (BadRequest, Column, Line, PayloadTooLarge, Position,
+                                     Unprocessable, UnsupportedMediaType)
 from chalicelib.schema.features import CSV_NUMBER as _CSV_NUMBER
 from chalicelib.schema.features import MISSING_TOKENS
 from chalicelib.schema.features import describe as _describe
@@ -129,7 +131,7 @@ def _query_flag(value):
         return True
     if lowered in ("false", "0"):
         return False
-    raise BadRequest("probabilities: expected true or false, got %s" % _describe(value))
+    raise BadRequest("expected true or false, got %s" % _describe(value), ("probabilities",))
 
 
 def decode_utf8(body):
@@ -258,8 +260,8 @@ def parse_payload(payload, schema, max_rows, numbers_only=False, bools_possible=
                          % (", ".join(FORMAT_KEYS), " and ".join(formats) or "none"))
     probabilities = payload.get("probabilities", False)
     if type(probabilities) is not bool:
-        raise BadRequest("probabilities: expected true or false, got %s"
-                         % _describe(probabilities))
+        raise BadRequest("expected true or false, got %s" % _describe(probabilities),
+                         ("probabilities",))
     key = formats[0]
     X = _FORMAT_PARSERS[key](payload[key], schema, max_rows, numbers_only, bools_possible)
     return Parsed(X, probabilities)
@@ -267,52 +269,54 @@ def parse_payload(payload, schema, max_rows, numbers_only=False, bools_possible=
 
 def _check_rows(rows, path, max_rows):
     if type(rows) is not list:
-        raise BadRequest("%s: expected a list of rows, got %s" % (path, _describe(rows)))
+        raise BadRequest("expected a list of rows, got %s" % _describe(rows), path)
     if not rows:
-        raise BadRequest("%s: expected at least one row" % path)
+        raise BadRequest("expected at least one row", path)
     if len(rows) > max_rows:
-        raise PayloadTooLarge("%s: %d rows exceed the limit of %d per request"
-                              % (path, len(rows), max_rows))
+        raise PayloadTooLarge("%d rows exceed the limit of %d per request"
+                              % (len(rows), max_rows), path)
 
 
 def parse_instances(rows, schema, max_rows, numbers_only=False, bools_possible=True):
-    _check_rows(rows, "instances", max_rows)
+    path = ("instances",)
+    _check_rows(rows, path, max_rows)
     if type(rows[0]) is dict:
-        return _records_to_matrix(rows, "instances", schema, bools_possible)
+        return _records_to_matrix(rows, path, schema, bools_possible)
     if schema.input_kind == "texts" and type(rows[0]) is str:
-        return _texts(rows, "instances", schema)
-    return _lists_to_matrix(rows, "instances", schema, bools_possible, numbers_only)
+        return _texts(rows, path, schema)
+    return _lists_to_matrix(rows, path, schema, bools_possible, numbers_only)
 
 
 def parse_dataframe_records(rows, schema, max_rows, numbers_only=False, bools_possible=True):
-    _check_rows(rows, "dataframe_records", max_rows)
-    return _records_to_matrix(rows, "dataframe_records", schema, bools_possible)
+    path = ("dataframe_records",)
+    _check_rows(rows, path, max_rows)
+    return _records_to_matrix(rows, path, schema, bools_possible)
 
 
 def parse_dataframe_split(split, schema, max_rows, numbers_only=False, bools_possible=True):
-    path = "dataframe_split"
+    path = ("dataframe_split",)
     if type(split) is not dict:
-        raise BadRequest("%s: expected an object with columns and data, got %s"
-                         % (path, _describe(split)))
+        raise BadRequest("expected an object with columns and data, got %s"
+                         % _describe(split), path)
     unknown = [k for k in split if k not in ("columns", "data", "index")]
     if unknown:
-        raise BadRequest("%s: unknown key %s; accepted keys: columns, data, index"
-                         % (path, _describe(unknown[0])))
+        raise BadRequest("unknown key %s; accepted keys: columns, data, index"
+                         % _describe(unknown[0]), path)
     if "data" not in split:
-        raise BadRequest("%s: missing key 'data'" % path)
+        raise BadRequest("missing key 'data'", path)
     columns = split.get("columns")
     if columns is None:
         columns = list(schema.feature_names)
     elif type(columns) is not list or not all(type(c) is str for c in columns):
-        raise BadRequest("%s.columns: expected a list of feature names, got %s"
-                         % (path, _describe(columns)))
-    order = _column_order(columns, path + ".columns", schema)
+        raise BadRequest("expected a list of feature names, got %s" % _describe(columns),
+                         path + ("columns",))
+    order = _column_order(columns, path + ("columns",), schema)
     rows = split["data"]
-    _check_rows(rows, path + ".data", max_rows)
+    _check_rows(rows, path + ("data",), max_rows)
     index = split.get("index")
     if index is not None and (type(index) is not list or len(index) != len(rows)):
-        raise BadRequest("%s.index: expected a list with one label per row" % path)
-    return _lists_to_matrix(rows, path + ".data", schema, bools_possible,
+        raise BadRequest("expected a list with one label per row", path + ("index",))
+    return _lists_to_matrix(rows, path + ("data",), schema, bools_possible,
                             columns=columns, order=order)
 
 
@@ -321,14 +325,14 @@ def _column_order(columns, path, schema):
     seen = set()
     for column in columns:
         if column not in schema.index:
-            raise Unprocessable("%s: unknown feature %s; expected: %s"
-                                % (path, _describe(column), ", ".join(schema.feature_names)))
+            raise Unprocessable("unknown feature %s; expected: %s"
+                                % (_describe(column), ", ".join(schema.feature_names)), path)
         if column in seen:
-            raise Unprocessable("%s: feature %s appears twice" % (path, _describe(column)))
+            raise Unprocessable("feature %s appears twice" % _describe(column), path)
         seen.add(column)
     missing = [n for n in schema.feature_names if n not in seen]
     if missing:
-        raise Unprocessable("%s: missing feature %s" % (path, _describe(missing[0])))
+        raise Unprocessable("missing feature %s" % _describe(missing[0]), path)
     if tuple(columns) == schema.feature_names:
         return None
     return [columns.index(name) for name in schema.feature_names]
@@ -342,25 +346,25 @@ def _records_to_matrix(rows, path, schema, bools_possible):
     keys = schema.index.keys()
     for i, record in enumerate(rows):
         if type(record) is not dict:
-            raise BadRequest("%s[%d]: expected an object keyed by feature name, got %s"
-                             % (path, i, _describe(record)))
+            raise BadRequest("expected an object keyed by feature name, got %s"
+                             % _describe(record), path + (i,))
         if len(record) != n or record.keys() != keys:
-            _explain_record_keys(record, "%s[%d]" % (path, i), schema)
+            _explain_record_keys(record, path + (i,), schema)
         append(schema.ordered_values(record))
     if not schema.numeric:
-        return schema.build(values, lambda i, j: "%s[%d].%s" % (path, i, names[j]))
+        return schema.build(values, lambda i, j: path + (i, names[j]))
     return _to_matrix(values, schema, bools_possible,
-                      lambda i, j: "%s[%d].%s" % (path, i, names[j]),
-                      lambda i: "%s[%d]" % (path, i))
+                      lambda i, j: path + (i, names[j]),
+                      lambda i: path + (i,))
 
 
 def _explain_record_keys(record, where, schema):
     unknown = [k for k in record if k not in schema.index]
     if unknown:
-        raise Unprocessable("%s: unknown feature %s; expected: %s"
-                            % (where, _describe(unknown[0]), ", ".join(schema.feature_names)))
+        raise Unprocessable("unknown feature %s; expected: %s"
+                            % (_describe(unknown[0]), ", ".join(schema.feature_names)), where)
     missing = [n for n in schema.feature_names if n not in record]
-    raise Unprocessable("%s: missing feature %s" % (where, _describe(missing[0])))
+    raise Unprocessable("missing feature %s" % _describe(missing[0]), where)
 
 
 def _lists_to_matrix(rows, path, schema, bools_possible, numbers_only=False,
@@ -368,13 +372,13 @@ def _lists_to_matrix(rows, path, schema, bools_possible, numbers_only=False,
     names = columns or schema.feature_names
 
     def where(i, j):
-        return "%s[%d][%d] (%s)" % (path, i, j, names[j])
+        return path + (i, Position(j, names[j]))
 
     if not schema.numeric:
         return _typed_lists(rows, path, schema, order)
     X = _numbers_to_matrix(rows, schema.n_features) if numbers_only else None
     if X is None:
-        X = _to_matrix(rows, schema, bools_possible, where, lambda i: "%s[%d]" % (path, i))
+        X = _to_matrix(rows, schema, bools_possible, where, lambda i: path + (i,))
     elif len(rows) > _FEW_ROWS or not _sum_is_finite(rows):
         _check_finite(X, schema, where)
     return X if order is None else np.ascontiguousarray(X[:, order])
@@ -385,23 +389,23 @@ def _typed_lists(rows, path, schema, order):
     names = schema.feature_names
     for i, row in enumerate(rows):
         if type(row) is not list:
-            raise BadRequest("%s[%d]: expected a list of %d values, got %s"
-                             % (path, i, n, _describe(row)))
+            raise BadRequest("expected a list of %d values, got %s" % (n, _describe(row)),
+                             path + (i,))
         if len(row) != n:
-            raise Unprocessable("%s[%d]: expected %d values (%s), got %d"
-                                % (path, i, n, ", ".join(names), len(row)))
+            raise Unprocessable("expected %d values (%s), got %d"
+                                % (n, ", ".join(names), len(row)), path + (i,))
     if order is not None:
         rows = [[row[k] for k in order] for row in rows]
-    return schema.build(rows, lambda i, j: "%s[%d].%s" % (path, i, names[j]))
+    return schema.build(rows, lambda i, j: path + (i, names[j]))
 
 
 def _texts(rows, path, schema):
     """A text model's instances as plain strings: one text per row."""
     for i, row in enumerate(rows):
         if type(row) is not str:
-            raise Unprocessable("%s[%d]: expected a text (a string), got %s"
-                                % (path, i, _describe(row)))
-    return schema.build([(row,) for row in rows], lambda i, j: "%s[%d]" % (path, i))
+            raise Unprocessable("expected a text (a string), got %s" % _describe(row),
+                                path + (i,))
+    return schema.build([(row,) for row in rows], lambda i, j: path + (i,))
 
 
 def _numbers_to_matrix(rows, n_features):
@@ -464,8 +468,8 @@ def _check_finite(X, schema, where):
         if not bad.any():
             return
     i, j = np.argwhere(bad)[0]
-    raise Unprocessable("%s: expected a finite number, got %s"
-                        % (where(int(i), int(j)), _describe(float(X[i, j]))))
+    raise Unprocessable("expected a finite number, got %s" % _describe(float(X[i, j])),
+                        where(int(i), int(j)))
 
 
 def _explain_rows(rows, schema, where, row_where):
@@ -474,11 +478,11 @@ def _explain_rows(rows, schema, where, row_where):
     out = np.empty((len(rows), n), dtype=np.float64)
     for i, row in enumerate(rows):
         if type(row) not in (list, tuple):
-            raise BadRequest("%s: expected a list of %d numbers, got %s"
-                             % (row_where(i), n, _describe(row)))
+            raise BadRequest("expected a list of %d numbers, got %s" % (n, _describe(row)),
+                             row_where(i))
         if len(row) != n:
-            raise Unprocessable("%s: expected %d values (%s), got %d"
-                                % (row_where(i), n, ", ".join(schema.feature_names), len(row)))
+            raise Unprocessable("expected %d values (%s), got %d"
+                                % (n, ", ".join(schema.feature_names), len(row)), row_where(i))
         for j, value in enumerate(row):
             out[i, j] = _number(value, schema, where, i, j)
     return out
@@ -489,15 +493,15 @@ def _number(value, schema, where, i, j):
     if kind is float:
         if math.isfinite(value) or (value != value and schema.accepts_missing):
             return value
-        raise Unprocessable("%s: expected a finite number, got %s" % (where(i, j), _describe(value)))
+        raise Unprocessable("expected a finite number, got %s" % _describe(value), where(i, j))
     if kind is int:
         try:
             return float(value)
         except OverflowError:
-            raise Unprocessable("%s: number out of range" % where(i, j)) from None
+            raise Unprocessable("number out of range", where(i, j)) from None
     if value is None and schema.accepts_missing:
         return math.nan
-    raise Unprocessable("%s: expected a number, got %s" % (where(i, j), _describe(value)))
+    raise Unprocessable("expected a number, got %s" % _describe(value), where(i, j))
 
 
 def csv_header_param(content_type):
@@ -546,16 +550,16 @@ def parse_csv(text, schema, max_rows, header=None):
                         head = [f.strip() for f in fields[:n + 2]]
                         if header or _header_attempt(head, schema):
                             _column_order(head[1:] if head[0] == "" else head,
-                                          "CSV header", schema)
-                    raise Unprocessable("CSV line %d: expected %d values (%s), got %d"
-                                        % (reader.line_num, n, ", ".join(schema.feature_names),
-                                           len(fields)))
+                                          _CSV_HEADER, schema)
+                    raise Unprocessable("expected %d values (%s), got %d"
+                                        % (n, ", ".join(schema.feature_names), len(fields)),
+                                        (Line(reader.line_num),))
                 # A text keeps its spaces; numbers and categories lose theirs.
                 lines.append((reader.line_num, fields if keep_spaces else [f.strip() for f in fields]))
                 if len(lines) > max_rows + 1:
                     break
     except csv.Error as exc:
-        raise BadRequest("malformed CSV: line %d: %s" % (reader.line_num, exc)) from None
+        raise BadRequest("malformed CSV: %s" % exc, (Line(reader.line_num),)) from None
     names = schema.feature_names
     order = None
     indexed = False
@@ -565,11 +569,11 @@ def parse_csv(text, schema, max_rows, header=None):
         if columns is None and (header or _header_attempt(first, schema)):
             # A header that is not one: its error names the wrong column.
             _column_order(first[1:] if len(first) == n + 1 and first[0] in _INDEX_NAMES
-                          else first, "CSV header", schema)
+                          else first, _CSV_HEADER, schema)
         if columns is not None:
             lines.pop(0)
             indexed, names = columns
-            order = _column_order(list(names), "CSV header", schema)
+            order = _column_order(list(names), _CSV_HEADER, schema)
             if order is not None or names != schema.feature_names:
                 names = tuple(names)
     if not lines:
@@ -581,26 +585,46 @@ def parse_csv(text, schema, max_rows, header=None):
     width = n + indexed
     for line_num, fields in lines:
         if len(fields) != width:
-            raise Unprocessable("CSV line %d: expected %d values (%s%s), got %d"
-                                % (line_num, width, "index, " if indexed else "",
-                                   ", ".join(names), len(fields)))
+            raise Unprocessable("expected %d values (%s%s), got %d"
+                                % (width, "index, " if indexed else "", ", ".join(names),
+                                   len(fields)), (Line(line_num),))
     if indexed:
         lines = [(line_num, fields[1:]) for line_num, fields in lines]
     if not schema.numeric:
         rows = [fields if order is None else [fields[k] for k in order] for _, fields in lines]
-        return schema.build(rows, lambda i, j: "CSV line %d, column %s" % (
-            lines[i][0], schema.feature_names[j]), from_csv=True)
-    X = np.empty((len(lines), n), dtype=np.float64)
-    for i, (line_num, fields) in enumerate(lines):
-        for j, field in enumerate(fields):
-            X[i, j] = _csv_number(field, schema, "CSV line %d, column %d (%s)"
-                                  % (line_num, j + 1 + indexed, names[j]))
+        return schema.build(rows, lambda i, j: (
+            Line(lines[i][0]), Column(None, schema.feature_names[j])), from_csv=True)
+    X = _csv_matrix(lines, n)
+    if X is None:  # something to refuse or a missing value: field by field
+        X = np.empty((len(lines), n), dtype=np.float64)
+        for i, (line_num, fields) in enumerate(lines):
+            for j, field in enumerate(fields):
+                X[i, j] = _csv_number(field, schema, line_num, j + 1 + indexed, names[j])
     return X if order is None else np.ascontiguousarray(X[:, order])
+
+
+# Every field a plain finite-looking number: one regex pass over all of them
+# (joined by a newline, which a field of a number cannot hold) proves it.
+_CSV_NUMBERS = re.compile(r"(?:%s\n)*+%s\Z" % ((_CSV_NUMBER.pattern[:-2],) * 2), re.ASCII)
+
+
+def _csv_matrix(lines, n):
+    """The fast path for CSV rows of numbers: the float64 matrix when every
+    field is a number (:data:`CSV_NUMBER`) and finite, else None."""
+    fields = [field for _, line in lines for field in line]
+    if not _CSV_NUMBERS.match("\n".join(fields)):
+        return None
+    try:
+        X = np.fromiter(map(float, fields), np.float64, len(fields)).reshape(len(lines), n)
+    except ValueError:  # a quoted field holding a newline
+        return None
+    return X if np.isfinite(X).all() else None
 
 
 # The header pandas writes above its index column: an empty field (an
 # unnamed index), or the name pandas gives it when it reads one back.
 _INDEX_NAMES = ("", "Unnamed: 0")
+_CSV_HEADER = ("CSV header",)
 
 
 def _header_columns(fields, schema):
@@ -653,19 +677,21 @@ def csv_header(fields, schema):
     if _header_columns(fields, schema) is None:
         n = schema.n_features
         _column_order(fields[1:] if len(fields) == n + 1 and fields[0] in _INDEX_NAMES
-                      else fields, "CSV header", schema)
+                      else fields, _CSV_HEADER, schema)
     return fields
 
 
-def _csv_number(field, schema, where):
+def _csv_number(field, schema, line_num, position, name):
     if _CSV_NUMBER.match(field):
         value = float(field)
         if math.isfinite(value):
             return value
-        raise Unprocessable("%s: expected a finite number, got %s" % (where, field))
+        raise Unprocessable("expected a finite number, got %s" % field,
+                            (Line(line_num), Column(position, name)))
     if schema.accepts_missing and field in MISSING_TOKENS:
         return math.nan
-    raise Unprocessable("%s: expected a number, got %s" % (where, _describe(field)))
+    raise Unprocessable("expected a number, got %s" % _describe(field),
+                        (Line(line_num), Column(position, name)))
 
 
 _FORMAT_PARSERS = {

@@ -12,6 +12,7 @@ wrapped the way Lambda's Python runtime (awslambdaric) wraps it, flushing
 after every write, so each request's log line costs its write(2) as there.
 """
 import json
+import os
 import sys
 import time
 
@@ -34,17 +35,15 @@ class Unbuffered:
         return getattr(self.stream, name)
 
 
-class Context:
-    function_name = "sklearn-serverless-prod"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sklearn-serverless-prod"
-    memory_limit_in_mb = "512"
-    aws_request_id = "00000000-0000-0000-0000-000000000001"
-    log_group_name = "/aws/lambda/sklearn-serverless-prod"
-    log_stream_name = "stream"
-
-    def get_remaining_time_in_millis(self):
-        return 10000
+def lambda_context():
+    """``tools/ops/lambda_context.py``'s Context, run from its source: this
+    interpreter imports nothing but the package and the standard library."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "ops",
+                        "lambda_context.py")
+    namespace = {}
+    with open(path) as f:
+        exec(compile(f.read(), path, "exec"), namespace)
+    return namespace["Context"]()
 
 
 def pct(values, q):
@@ -114,7 +113,7 @@ def main():
     served = svc.model.ready()
     predict, bare_label, served_predict = bare_model(served)
     est = served.estimator
-    ctx = Context()
+    ctx = lambda_context()
     single, batch = spec["single_event"], spec["batch_event"]
     if spec.get("input") == "dataframe" and getattr(est, "by_columns", False):
         # A DataFrame model compiled to ONNX: its package ships no pandas;

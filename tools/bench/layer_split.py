@@ -24,14 +24,9 @@ import time
 import zipfile
 
 from tools.build.common import REPO_DIR, MiB
+from tools.build.layout import LAYER_PYTHON, in_function
 from tools.build.model import model_dir_in_package
 from tools.ops import lambda_events
-
-#: Top-level entries that go with the function (they change with the model,
-#: or only a DataFrame model needs them).
-FUNCTION_TOPS = ("app.py", "chalicelib", "chalice", "model", "lib", "pandas", "dateutil",
-                 "pytz", "tzdata", "six.pyc", "pandas-", "python_dateutil-", "pytz-",
-                 "tzdata-", "six-")
 
 RUNNER = r"""
 import json, sys, time
@@ -47,16 +42,17 @@ print(app.app(json.loads(sys.argv[2]), Context())["statusCode"])
 
 
 def split(package, out):
-    task, layer = os.path.join(out, "task"), os.path.join(out, "opt", "python")
+    task, layer = os.path.join(out, "task"), os.path.join(out, "opt", LAYER_PYTHON)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(task)
     os.makedirs(layer)
-    for name in os.listdir(package):
-        in_function = name in FUNCTION_TOPS or name.startswith(
-            tuple(t for t in FUNCTION_TOPS if t.endswith("-")))
-        src = os.path.join(package, name)
-        dest = os.path.join(task if in_function else layer, name)
-        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dest)
+    for base, dirs, files in os.walk(package):
+        for name in files:
+            src = os.path.join(base, name)
+            rel = os.path.relpath(src, package).replace(os.sep, "/")
+            dest = os.path.join(task if in_function(rel) else layer, *rel.split("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy2(src, dest)
     sizes = {}
     for label, root in (("function", task), ("layer", os.path.dirname(layer))):
         path = os.path.join(out, label + ".zip")

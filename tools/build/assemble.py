@@ -83,14 +83,19 @@ def assemble(site_dir, keep, sources, app_dir, pkg_dir, keep_sources, optimize):
                 os.remove(source)
 
 
-def write_zip(pkg_dir, zip_path, compresslevel):
+def write_zip(pkg_dir, zip_path, compresslevel, select=None, prefix=""):
     """Deterministic zip: sorted entries, fixed timestamps, world-readable
-    modes (Lambda runs the code as another user than the one who zipped)."""
+    modes (Lambda runs the code as another user than the one who zipped).
+    ``select(rel)`` picks the files of ``pkg_dir`` that go in (``rel``:
+    relative, ``/`` separators; default: all); ``prefix`` is the folder they
+    go under in the zip."""
     entries = []
     for root, dirs, files in os.walk(pkg_dir):
         for name in files:
             full = os.path.join(root, name)
-            entries.append((os.path.relpath(full, pkg_dir).replace(os.sep, "/"), full))
+            rel = os.path.relpath(full, pkg_dir).replace(os.sep, "/")
+            if select is None or select(rel):
+                entries.append((prefix + rel, full))
     entries.sort()
     tmp = zip_path + ".tmp"
     unzipped = 0
@@ -137,13 +142,14 @@ def extract_read_only(zip_path, target):
         os.chmod(root, 0o555)
 
 
-def check_size(sizes, direct_upload=False, model_rel=None):
+def check_size(sizes, direct_upload=False, model_rel=None, split=False):
     """The budget under each of Lambda's limits, and the deploy route that
     fits: ``chalice deploy`` uploads the zip directly (50 MiB zipped); over
     that, the CloudFormation route (``make package``, then ``aws
     cloudformation package`` + ``deploy``, the zip going through S3) allows
     up to 250 MiB unzipped. ``direct_upload`` (``make deploy``) makes the
-    50 MiB limit an error."""
+    50 MiB limit an error. With ``split`` the one zip is only reported:
+    the function and its layer are checked each (:mod:`tools.build.layout`)."""
     zipped, unzipped = sizes["zipped"], sizes["unzipped"]
     log("budget: %.1f MiB zipped (%.1f MiB left under the 50 MiB direct upload), "
         "%.1f MiB unzipped (%.1f MiB left under 250 MiB)"
@@ -162,6 +168,8 @@ def check_size(sizes, direct_upload=False, model_rel=None):
     if unzipped > UNZIPPED_LIMIT:
         raise BuildError("the package is %.1f MiB unzipped, over Lambda's 250 MiB limit"
                          % (unzipped / MiB))
+    if split:
+        return
     if zipped > ZIP_LIMIT:
         message = ("the package is %.1f MiB zipped, over Lambda's 50 MiB limit for a direct "
                    "upload (what `chalice deploy` does)" % (zipped / MiB))

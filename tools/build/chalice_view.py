@@ -15,7 +15,8 @@ class ChaliceView:
 
     def __init__(self, project_dir, stage):
         from chalice.config import Config
-        from chalice.deploy.packager import DependencyBuilder, LambdaDeploymentPackager
+        from chalice.deploy.packager import (AppOnlyDeploymentPackager, DependencyBuilder,
+                                             LambdaDeploymentPackager, LayerDeploymentPackager)
         from chalice.utils import UI, OSUtils
 
         config_file = os.path.join(project_dir, ".chalice", "config.json")
@@ -28,9 +29,9 @@ class ChaliceView:
             raise BuildError("stage %r is not in %s" % (stage, config_file))
         config = Config(chalice_stage=stage, config_from_disk=from_disk,
                         user_provided_params={"project_dir": project_dir})
-        if config.automatic_layer:
-            raise BuildError("automatic_layer is set for stage %s: this build fills only "
-                             "the function's package cache" % stage)
+        self.config_file = config_file
+        self.stage = stage
+        self.automatic_layer = bool(config.automatic_layer)
         self.architecture = config.lambda_architecture
         if self.architecture != "x86_64":
             raise BuildError("lambda_architecture %s: this build targets x86_64 only "
@@ -40,6 +41,14 @@ class ChaliceView:
         osutils = OSUtils()
         self.dependency_builder = DependencyBuilder(osutils, architecture=self.architecture)
         self.packager = LambdaDeploymentPackager(
+            osutils=osutils, dependency_builder=self.dependency_builder, ui=UI(),
+            architecture=self.architecture)
+        # What Chalice ships instead with automatic_layer: the app files
+        # alone, and requirements.txt + vendor/ in its managed layer.
+        self.app_packager = AppOnlyDeploymentPackager(
+            osutils=osutils, dependency_builder=self.dependency_builder, ui=UI(),
+            architecture=self.architecture)
+        self.layer_packager = LayerDeploymentPackager(
             osutils=osutils, dependency_builder=self.dependency_builder, ui=UI(),
             architecture=self.architecture)
         self.abi = self.packager._RUNTIME_TO_ABI[self.python_version]  # 'cp312'
@@ -53,6 +62,18 @@ class ChaliceView:
 
     def package_filename(self):
         return self.packager.deployment_package_filename(self.project_dir, self.python_version)
+
+    def split_filenames(self):
+        """(function, layer): the cache files Chalice reuses for a stage with
+        ``automatic_layer`` (``appcode-<hash>`` hashes the app files,
+        ``managed-layer-<hash>`` requirements.txt and vendor/)."""
+        return (self.app_packager.deployment_package_filename(self.project_dir,
+                                                               self.python_version),
+                self.layer_packager.deployment_package_filename(self.project_dir,
+                                                                 self.python_version))
+
+    def cache_filenames(self, split):
+        return self.split_filenames() if split else (self.package_filename(),)
 
     def app_files(self):
         """(source, zip path) of app.py, chalicelib/ and Chalice's runtime,

@@ -36,17 +36,24 @@ leaving a broken or stale zip behind:
 4. **trim**: what ships from the dependencies is what the trace used, at
    package granularity (see :func:`select_files`), extension modules
    stripped, every ``.py`` compiled to unchecked-hash ``.pyc``;
-5. **verify**: the zip is unpacked into a read-only directory and the same
-   requests are replayed there, isolated, lazy imports on; every answer
-   must equal the one from the untrimmed dependencies;
-6. size limits are checked and the zip replaces any other in
+5. **layout** (:mod:`tools.build.layout`): a package over the 50 MiB direct
+   upload is split into a function zip (the app, the model, pandas) and a
+   layer zip (numpy, scipy, scikit-learn, ... under ``python/``), written
+   as the two cache files Chalice reuses under ``automatic_layer``, which
+   the build sets on the stage (and clears when one zip fits again);
+   ``--layout one|split`` overrides the size rule;
+6. **verify**: the zip (or the function as ``/var/task`` and the layer as
+   ``/opt``) is unpacked into a read-only directory and the same requests
+   are replayed there, isolated, lazy imports on; every answer must equal
+   the one from the untrimmed dependencies;
+7. size limits are checked and the zip(s) replace any other in
    ``.chalice/deployments/``.
 
 The steps live in their own modules: :mod:`tools.build.chalice_view` (Chalice's
 view), :mod:`tools.build.wheels`, :mod:`tools.build.model`,
 :mod:`tools.build.exercise` (the requests, run isolated) and
 :mod:`tools.build.trace`, :mod:`tools.build.lazy`, :mod:`tools.build.trim`,
-:mod:`tools.build.assemble`.
+:mod:`tools.build.assemble`, :mod:`tools.build.layout`.
 This module runs them in order.
 """
 import argparse
@@ -55,6 +62,7 @@ import shutil
 import sys
 import time
 
+from tools.build import layout
 from tools.build.assemble import (assemble, check_size, extract_read_only,  # noqa: F401
                                   write_zip)
 from tools.build.chalice_view import ChaliceView, settle_bytecode, stage_app
@@ -73,7 +81,7 @@ from tools.build.wheels import (download_wheels, drop_pandas_unless_used,  # noq
 
 
 def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimize=2,
-          compresslevel=9, direct_upload=False):
+          compresslevel=9, direct_upload=False, requested_layout="auto"):
     started = time.perf_counter()
     project_dir = os.path.abspath(project_dir)
     build_dir = os.path.join(project_dir, "build")
@@ -81,6 +89,7 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     view = ChaliceView(project_dir, stage)
     settle_bytecode(project_dir)
     package_path = view.package_filename()
+    cache_names = {split: view.cache_filenames(split) for split in (False, True)}
     app_dir = os.path.join(build_dir, "app")
     model_rel = model_dir_in_package(view.environment)
     stage_app(view, app_dir, model_rel)
@@ -118,39 +127,81 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     zip_tmp = os.path.join(build_dir, "package.zip")
     sizes = write_zip(pkg_dir, zip_tmp, compresslevel)
     check_model(pkg_dir, model_rel, left_out)
-    check_size(sizes, direct_upload, model_rel)
+    chosen = layout.choose(requested_layout, sizes["zipped"])
     verify_dir = os.path.join(build_dir, "verify")
-    extract_read_only(zip_tmp, verify_dir)
-    check_model(verify_dir, model_rel, left_out)
-    replay = run_exercise([verify_dir], environment, model_rel,
-                          os.path.join(build_dir, "replay.json"), cwd=verify_dir)
+    _make_writable(verify_dir)
+    shutil.rmtree(verify_dir, ignore_errors=True)
+    if chosen == "one":
+        check_size(sizes, direct_upload, model_rel)
+        outputs = [(zip_tmp, sizes)]
+        extract_read_only(zip_tmp, verify_dir)
+        paths = [verify_dir]
+    else:
+        check_size(sizes, model_rel=model_rel, split=True)
+        function_tmp = os.path.join(build_dir, "function.zip")
+        layer_tmp = os.path.join(build_dir, "layer.zip")
+        function = write_zip(pkg_dir, function_tmp, compresslevel, select=layout.in_function)
+        layer = write_zip(pkg_dir, layer_tmp, compresslevel, prefix=layout.LAYER_PYTHON + "/",
+                          select=lambda rel: not layout.in_function(rel))
+        log("layout: function + layer (%s): the function zip holds %s; the layer (%s/ on "
+            "sys.path as /opt/python) the rest"
+            % ("the one zip would be %.2f MiB, over the 50 MiB direct upload" % (
+                sizes["zipped"] / MiB) if requested_layout == "auto" else "--layout split",
+               ", ".join(sorted(t for t in os.listdir(pkg_dir) if layout.in_function(t))),
+               layout.LAYER_PYTHON))
+        layout.check_split_size(function, layer, direct_upload)
+        os.remove(zip_tmp)
+        outputs = [(function_tmp, function), (layer_tmp, layer)]
+        task, opt = os.path.join(verify_dir, "task"), os.path.join(verify_dir, "opt")
+        extract_read_only(function_tmp, task)
+        extract_read_only(layer_tmp, opt)
+        paths = [task, os.path.join(opt, layout.LAYER_PYTHON)]
+    check_model(paths[0], model_rel, left_out)
+    replay = run_exercise(paths, environment, model_rel,
+                          os.path.join(build_dir, "replay.json"), cwd=paths[0])
     check_results(replay, "from the unzipped package")
     compare_replay(trace, replay, verify_dir)
-    shipped_openmp = os.path.join(verify_dir, RUNTIME_LIB_DIR, OPENMP)
+    shipped_openmp = os.path.join(paths[0], RUNTIME_LIB_DIR, OPENMP)
     if os.path.join(RUNTIME_LIB_DIR, OPENMP) in keep and shipped_openmp not in replay["mapped"]:
         raise BuildError("the replay did not load the shipped %s/%s" % (RUNTIME_LIB_DIR, OPENMP))
-    log("replay: the unzipped package, read-only and isolated, answers all %d requests "
+    log("replay: the unzipped package%s, read-only and isolated, answers all %d requests "
         "as the untrimmed dependencies do (import: %.2fs; %d lazy modules never ran)"
-        % (len(replay["results"]), replay["import_seconds"],
+        % (" (function as /var/task, layer as /opt)" if chosen == "split" else "",
+           len(replay["results"]), replay["import_seconds"],
            len(set(replay["lazy_pending"]) & set(lazy))))
     _make_writable(verify_dir)
     shutil.rmtree(verify_dir)
-    if view.package_filename() != package_path:
+    split = chosen == "split"
+    targets = cache_names[split]
+    if view.cache_filenames(split) != targets:
         raise BuildError("the project changed during the build (requirements.txt, app.py, "
                          "chalicelib/ or vendor/); run the build again")
     deployments = os.path.dirname(package_path)
     os.makedirs(deployments, exist_ok=True)
     for name in os.listdir(deployments):
         full = os.path.join(deployments, name)
-        if name.endswith(".zip") and full != package_path:
+        if name.endswith(".zip") and full not in targets:
             os.remove(full)  # stale: Chalice would never pick it again, or worse
-    os.replace(zip_tmp, package_path)
-    sizes["seconds"] = round(time.perf_counter() - started, 1)
-    sizes["path"] = package_path
-    print("package: %s\n  %.2f MiB zipped, %.2f MiB unzipped, %d files (built in %.1fs)\n"
-          "  `chalice package --stage %s OUT/` and `chalice deploy --stage %s` now reuse it."
-          % (_rel(package_path), sizes["zipped"] / MiB, sizes["unzipped"] / MiB,
-             sizes["files"], sizes["seconds"], stage, stage), flush=True)
+    for (built, built_sizes), target in zip(outputs, targets):
+        os.replace(built, target)
+        built_sizes["path"] = target
+    if layout.record(view.config_file, stage, split):
+        log("layout: %s automatic_layer for stage %s in %s, so that Chalice ships %s"
+            % ("set" if split else "cleared", stage, _rel(view.config_file),
+               "the function and its layer" if split else "the one zip"))
+    seconds = round(time.perf_counter() - started, 1)
+    reuse = ("`chalice package --stage %s OUT/` and `chalice deploy --stage %s` now reuse %s."
+             % (stage, stage, "both" if split else "it"))
+    for label, built_sizes in zip(("function", "layer") if split else ("package",),
+                                  [o[1] for o in outputs]):
+        print("%s: %s\n  %.2f MiB zipped, %.2f MiB unzipped, %d files"
+              % (label, _rel(built_sizes["path"]), built_sizes["zipped"] / MiB,
+                 built_sizes["unzipped"] / MiB, built_sizes["files"]), flush=True)
+    print("  built in %.1fs; %s" % (seconds, reuse), flush=True)
+    result = dict(outputs[0][1], seconds=seconds, layout=chosen)
+    if split:
+        result["layer"] = outputs[1][1]
+    return result
     return sizes
 
 
@@ -168,6 +219,10 @@ def main(argv=None):
     parser.add_argument("--compresslevel", type=int, default=9)
     parser.add_argument("--direct-upload", action="store_true",
                         help="fail above 50 MiB zipped (for `chalice deploy`)")
+    parser.add_argument("--layout", choices=layout.LAYOUTS, default="auto",
+                        help="one zip, or a function zip + a layer zip (Chalice's "
+                        "automatic_layer, set on the stage by the build); default auto: the "
+                        "split when the one zip is over the 50 MiB direct upload")
     parser.add_argument("--exercise", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     parser.add_argument("--model-rel", help=argparse.SUPPRESS)
@@ -179,7 +234,8 @@ def main(argv=None):
     try:
         build(args.project_dir, args.stage, args.wheels_dir,
               keep_sources=args.keep_sources, optimize=args.optimize,
-              compresslevel=args.compresslevel, direct_upload=args.direct_upload)
+              compresslevel=args.compresslevel, direct_upload=args.direct_upload,
+              requested_layout=args.layout)
     except BuildError as exc:
         print("build: error: %s" % exc, file=sys.stderr, flush=True)
         return 2

@@ -45,10 +45,11 @@ def submit(s3, config, source, output=None, probabilities=False, join=False):
                              ContentType=head.get("ContentType") or "binary/octet-stream")
         return name, put["CopyObjectResult"]["ETag"]
     name = os.path.basename(source)
-    with open(source, "rb") as f:
-        put = s3.put_object(Bucket=config.bucket, Key=config.input_prefix + name, Body=f,
-                            Metadata=metadata)
-    return name, put["ETag"]
+    key = config.input_prefix + name
+    # A multipart upload above 8 MiB (S3 takes at most 5 GB in one PUT);
+    # its notification, like a PUT's, starts the job.
+    s3.upload_file(source, config.bucket, key, ExtraArgs={"Metadata": metadata})
+    return name, s3.head_object(Bucket=config.bucket, Key=key)["ETag"]
 
 
 def manifest_of(s3, config, name):
