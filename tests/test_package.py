@@ -153,6 +153,9 @@ def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS, extra_env=None):
            "LAMBDA_TASK_ROOT": package.split(os.pathsep)[0]}
     env.update(config.get("environment_variables", {}))
     env.update(config["stages"]["prod"].get("environment_variables", {}))
+    # as Lambda sets it: the trial load's memory cap is sized from it
+    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(config["stages"]["prod"].get(
+        "lambda_memory_size", config.get("lambda_memory_size", 128)))
     env["MODEL_DIR"] = packaged_model_rel(package.split(os.pathsep)[0])
     env["MAX_ROWS"] = str(max_rows)
     env.update(extra_env or {})
@@ -650,7 +653,8 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
         run_dir.mkdir()
         result = run_isolated(byo.unzipped, cases, run_dir,
                               extra_env={"MODEL_DIR": str(d),
-                                         "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest"})
+                                         "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest",
+                                         **malicious.TECHNIQUE_ENV.get(name, {})})
         for case in ("health", "predict"):
             answer = result["answers"][case]
             assert answer["statusCode"] == 503, (name, answer)

@@ -57,7 +57,7 @@ import warnings
 import joblib
 from joblib import numpy_pickle, numpy_pickle_utils
 
-from chalicelib.safeload import pickle_guard
+from chalicelib.safeload import pickle_guard, trial_load
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.load_budget import Budget, BudgetedReader
 
@@ -352,6 +352,18 @@ def resolve(module, name):
         return obj
     if not (_MODULE.match(module) and _IDENTIFIER.match(name)):
         _refuse(module, name)               # dotted names, odd characters
+    with trial_load.importing():
+        obj, cached = _import_allowed(module, name)
+    if cached:
+        with _resolved_lock:
+            _resolved[key] = obj
+    return obj
+
+
+def _import_allowed(module, name):
+    """``(object, whether it may be cached)``; the extra rules (the user's
+    shipped code among them) answer per load, so they are not cached."""
+    key = (module, name)
     if key in ALLOWED_GLOBALS or key in GUARDED_GLOBALS or key in VALUE_GLOBALS:
         try:
             obj = vars(importlib.import_module(module))[name]
@@ -366,11 +378,9 @@ def resolve(module, name):
             for rule in EXTRA_RULES:
                 extra = rule(module, name)
                 if extra is not None:
-                    return extra
+                    return extra, False
             _refuse(module, name)
-    with _resolved_lock:
-        _resolved[key] = obj
-    return obj
+    return obj, True
 
 
 # --------------------------------------------------------------------------
@@ -483,3 +493,46 @@ def load(path):
             guard = pickle_guard.Guard(budget, is_allowed_class)
             reader = BudgetedReader(fobj, budget)
             return RestrictedUnpickler(path, reader, guard).load()
+
+
+# --------------------------------------------------------------------------
+# Resolving ahead. A load first tried in a child process
+# (chalicelib.safeload.trial_load) would import the modules its globals name
+# twice, once in the child and once here; most of a cold load is those
+# imports. The names an uncompressed pickle uses are plain in its bytes, and
+# resolving them (the allowlist applies, as in find_class) before the fork
+# imports them once, in the process that keeps them.
+
+# SHORT_BINUNICODE module, [MEMOIZE], SHORT_BINUNICODE name, [MEMOIZE], STACK_GLOBAL
+_STACK_GLOBAL = re.compile(rb"\x8c([\x01-\xff])([A-Za-z_][\w.]*)\x94?\x8c([\x01-\xff])(\w+)\x94?\x93")
+_GLOBAL = re.compile(rb"c([A-Za-z_][\w.]*)\n([A-Za-z_]\w*)\n")
+_MAX_AHEAD = 256
+
+
+def resolve_ahead(path):
+    """Resolve the allowed globals that ``path``'s bytes name in plain
+    pickle opcodes; anything else (a refused name, a compressed artifact) is
+    left for the load to find. Returns how many were resolved."""
+    import mmap
+    names = set()
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for m in _STACK_GLOBAL.finditer(data):
+                if m.group(1)[0] == len(m.group(2)) and m.group(3)[0] == len(m.group(4)):
+                    names.add((m.group(2), m.group(4)))
+                if len(names) >= _MAX_AHEAD:
+                    break
+            for m in _GLOBAL.finditer(data):
+                names.add((m.group(1), m.group(2)))
+                if len(names) >= 2 * _MAX_AHEAD:
+                    break
+    except (OSError, ValueError):
+        return 0
+    resolved = 0
+    for module, name in sorted(names):
+        try:
+            resolve(module.decode("ascii"), name.decode("ascii"))
+            resolved += 1
+        except (ModelLoadError, UnicodeDecodeError):
+            pass
+    return resolved
