@@ -117,14 +117,19 @@ def _frame_with_gaps():
     return X, y
 
 
-def test_a_sample_with_missing_values_in_its_first_row(tmp_path, serve):
-    X, y = _frame_with_gaps()
-    model = make_pipeline(
+def _imputed_pipeline(X, y):
+    """Strings imputed then one-hot encoded, numbers imputed then scaled."""
+    return make_pipeline(
         make_column_transformer(
             (make_pipeline(SimpleImputer(strategy="most_frequent"),
                            OneHotEncoder(handle_unknown="ignore")), ["color", "city"]),
             (make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"])),
         LogisticRegression(max_iter=1000)).fit(X, y)
+
+
+def test_a_sample_with_missing_values_in_its_first_row(tmp_path, serve):
+    X, y = _frame_with_gaps()
+    model = _imputed_pipeline(X, y)
     sample = tmp_path / "sample.csv"
     X.head(40).to_csv(sample, index=False)
     card, where = _publish(model, tmp_path, "gaps", sample=str(sample))
@@ -159,12 +164,7 @@ def test_a_sample_without_one_complete_row(tmp_path, serve):
 
 def test_the_report_says_what_the_card_says_of_missing_values(tmp_path):
     X, y = _frame_with_gaps()
-    model = make_pipeline(
-        make_column_transformer(
-            (make_pipeline(SimpleImputer(strategy="most_frequent"),
-                           OneHotEncoder(handle_unknown="ignore")), ["color", "city"]),
-            (make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"])),
-        LogisticRegression(max_iter=1000)).fit(X, y)
+    model = _imputed_pipeline(X, y)
     report = []
     card, _ = _publish(model, tmp_path, "gaps", sample=X.head(40), onnx=False, report=report)
     assert card["accepts_missing_values"] is True  # the imputers fill every column
