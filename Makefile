@@ -12,7 +12,7 @@ PORT ?= 8000
 export AWS_DEFAULT_REGION ?= us-east-1
 .DEFAULT_GOAL := help
 
-.PHONY: help setup serve test test-all docs model build package deploy harden bench batch clean \
+.PHONY: help setup serve publish publish-usage test test-all docs model build package deploy harden bench batch clean \
 	api-key api-key-list api-key-revoke
 OUT ?= dist/prod
 # What Chalice cannot configure (SnapStart, alias, gradual deployment, alarms).
@@ -68,18 +68,27 @@ help:  ## this list
 
 setup: $(STAMP)-dev  ## install everything (requirements-dev.txt) without running anything
 
-serve: $(STAMP)-serve  ## [MODEL=name] serve model/NAME (default model/iris) at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
+serve: $(STAMP)-serve  ## [MODEL=name] [PORT=$(PORT)] serve model/NAME (default model/iris) at http://127.0.0.1:$(PORT)/model (try-it page: /) with chalice local
 ifneq ($(MODEL),)
-	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (python -m publisher.publish ... --name $(MODEL))" >&2; exit 1; }
+	@test -f model/$(MODEL)/model.json || { echo "error: no model/$(MODEL)/model.json (make publish FILE=my.joblib NAME=$(MODEL) VERSION=1.0.0)" >&2; exit 1; }
 	@$(BIN)/python -c 'import json,sys; c=json.load(open(".chalice/config.json")); sys.exit("error: the dev stage sets MODEL_DIR in .chalice/config.json, which would win over MODEL=$(MODEL)" if "MODEL_DIR" in {**c.get("environment_variables",{}), **c["stages"]["dev"].get("environment_variables",{})} else 0)'
 endif
-	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops"
-	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --host 127.0.0.1 --port $(PORT)
+	@echo "==> chalice local: http://127.0.0.1:$(PORT)/ (the try-it page), POST /model; one line per request below; Ctrl-C stops (and restarts, after a change or a publish: no autoreload)"
+# No autoreload: with watchdog installed (mkdocs brings it), Chalice restarts on
+# any file event under the project, a read included, so it would never serve.
+	$(if $(MODEL),MODEL_DIR=model/$(MODEL) )$(BIN)/chalice local --no-autoreload --host 127.0.0.1 --port $(PORT)
 
-test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about a minute)
+# Without FILE the usage is the answer, before anything is installed.
+publish: $(if $(FILE),$(STAMP)-publish,publish-usage)  ## FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics ...']: publish your model into model/NAME, compiled to ONNX where it agrees
+	$(BIN)/python -m publisher.publish "$(FILE)"$(if $(NAME), --name "$(NAME)")$(if $(VERSION), --version "$(VERSION)")$(if $(SAMPLE), --sample "$(SAMPLE)") $(ARGS)
+
+publish-usage:
+	@echo "error: make publish FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics {...}'] (every option: .venv/bin/python -m publisher.publish --help)" >&2; exit 1
+
+test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about 60 s of CPU: 1-2 min on 2 cores)
 	$(BIN)/python -m pytest -q -m "$(FAST)"
 
-test-all: $(STAMP)-dev  ## every test, what CI runs (10-15 min on 2 cores; CI=1: no skipping the browser)
+test-all: $(STAMP)-dev  ## every test, what CI runs (35-45 min on 2 cores; CI=1: no skipping the browser)
 	$(BIN)/python -m pytest -q
 
 docs: $(STAMP)-docs  ## build the docs site (mkdocs.yml, docs/) into build/site/; --strict: a broken link or anchor fails
@@ -91,7 +100,7 @@ model: $(STAMP)-publish  ## rebuild the bundled demo model (byte-identical artif
 	$(BIN)/python -m publisher.train
 
 build: $(STAMP)-serve  ## trimmed Lambda package (deps + app + model) into Chalice's cache; over 50 MiB zipped: a function zip + a layer zip (automatic_layer)
-	@echo "==> building the Lambda package (a minute or two; wheels cached in build/wheels/)"
+	@echo "==> building the Lambda package (1-4 minutes; wheels cached in build/wheels/)"
 	$(BIN)/python -m tools.build.package --stage prod
 
 package: build  ## deployment.zip (+ layer-deployment.zip when split) + SAM template (with deploy/merge-prod.json) in $(OUT)/, from the build
@@ -102,7 +111,7 @@ package: build  ## deployment.zip (+ layer-deployment.zip when split) + SAM temp
 	  test $$s -eq 0 && { echo "$$out" | grep -q "Reusing existing deployment package" || \
 	    { echo "$$out" | grep -q "Reusing existing app deployment package" && \
 	      echo "$$out" | grep -q "Reusing existing shared layer deployment package"; }; } || \
-	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/ or requirements.txt changed after make build?)" >&2; exit 1; }
+	  { echo "error: chalice did not reuse the build (app.py, chalicelib/, vendor/, model/ or requirements.txt changed after make build?)" >&2; exit 1; }
 	@echo "==> $(OUT)/:"
 	@$(BIN)/python -m tools.build.layout $(OUT)
 	@echo "    next: aws cloudformation package --template-file $(OUT)/sam.json --s3-bucket BUCKET --output-template-file $(OUT)/packaged.json"

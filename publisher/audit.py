@@ -95,6 +95,7 @@ def _child(path, code_dir=None, code_names=()):
     try:
         from chalicelib.safeload import validate_native
         modules = user_code.load_modules(code_dir, code_names) if code_names else {}
+        _tried_first(path, code_dir, modules)
         with user_code.allowing(code_dir, modules):
             estimator = safe_pickle.load(path)
             validate_native.validate(estimator)
@@ -113,6 +114,25 @@ def _child(path, code_dir=None, code_names=()):
         with user_code.allowing(code_dir, modules):
             report.update(model_audit.inspect_model(estimator))
     return report
+
+
+def _tried_first(path, code_dir, modules):
+    """The app's trial load (a forked child within the load's memory and time
+    budgets, :mod:`chalicelib.safeload.trial_load`): what the app refuses at
+    start for a bomb in C or after unpickling, publish refuses for the same
+    reason, before this process spends the work."""
+    from chalicelib.safeload import loading, model_audit, safe_pickle, trial_load, user_code
+    from chalicelib.safeload import validate_native
+    if not trial_load.enabled():
+        return
+    loading.resolve_ahead(path)  # the stack's imports once, here, as the app does
+
+    def load():
+        with user_code.allowing(code_dir, modules):
+            estimator = safe_pickle.load(path)
+            validate_native.validate(estimator)
+            model_audit.inspect_model(estimator)
+    trial_load.trial(load, path)
 
 
 def _resolved_non_classes(safe_pickle):

@@ -30,15 +30,26 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PINS_FILE = "sklearn-serverless-pins.json"
 PIP_TIMEOUT_S = 1800
 
-# Older releases cannot run this project's loader: it is written for numpy 2,
-# which scikit-learn supports from 1.4.2 on. scipy 1.15: older ones write a
-# temporary file when scipy.stats is imported, which the audit's limits forbid.
+# Per release series: the oldest release an environment is known for, the
+# Pythons to try (newest first; ``since`` names the first release of the series
+# with wheels for a Python, when not the oldest) and the pins with wheels for
+# it. Before 1.4.2 scikit-learn is built against numpy 1, whose last release
+# (1.26.4) has wheels up to Python 3.12; from 1.4.2 on numpy 2. scipy is 1.15
+# throughout: older ones write a temporary file when scipy.stats is imported,
+# which the audit's limits forbid, and 1.15 supports numpy 1.23.5 to 2.x.
+NUMPY_1 = {"numpy": "1.26.4", "scipy": "1.15.3", "pandas": "2.2.3"}
 RELEASES = {
+    "1.1": {"oldest": "1.1.3", "pythons": ("3.11", "3.10"), "pins": NUMPY_1},
+    "1.2": {"oldest": "1.2.0", "pythons": ("3.11", "3.10"), "pins": NUMPY_1},
+    "1.3": {"oldest": "1.3.0", "pythons": ("3.12", "3.11", "3.10"), "since": {"3.12": "1.3.1"},
+            "pins": NUMPY_1},
     "1.4": {"oldest": "1.4.2", "pythons": ("3.12", "3.11", "3.10"),
             "pins": {"numpy": "2.0.2", "scipy": "1.15.3", "pandas": "2.2.3"}},
     "1.5": {"oldest": "1.5.0", "pythons": ("3.12", "3.11", "3.10"),
             "pins": {"numpy": "2.0.2", "scipy": "1.15.3", "pandas": "2.2.3"}},
     "1.6": {"oldest": "1.6.0", "pythons": ("3.12", "3.11", "3.10"),
+            "pins": {"numpy": "2.2.6", "scipy": "1.15.3", "pandas": "2.2.3"}},
+    "1.7": {"oldest": "1.7.0", "pythons": ("3.12", "3.11", "3.10"),
             "pins": {"numpy": "2.2.6", "scipy": "1.15.3", "pandas": "2.2.3"}},
 }
 # Taken from this project's requirements: joblib because the restricted
@@ -109,14 +120,22 @@ def find_python(minor):
 def python_for(version):
     """``(minor, interpreter)``: the first Python the release has wheels for
     that this machine has; NoEnvironment naming them all if none."""
-    release = release_of(version)
-    for minor in release["pythons"]:
+    minors = pythons(version)
+    for minor in minors:
         path = find_python(minor)
         if path:
             return minor, path
     raise NoEnvironment("scikit-learn %s needs one of Python %s (it has wheels for them) and "
                         "none is installed here (pyenv install %s)"
-                        % (version, ", ".join(release["pythons"]), release["pythons"][0]))
+                        % (version, ", ".join(minors), minors[0]))
+
+
+def pythons(version):
+    """The Python minors scikit-learn ``version`` has wheels for, newest first."""
+    release = release_of(version)
+    since = release.get("since", {})
+    return tuple(m for m in release["pythons"]
+                 if _key(version) >= _key(since.get(m, release["oldest"])))
 
 
 def cache_root():

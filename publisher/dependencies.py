@@ -10,6 +10,8 @@ import sys
 import re
 import types
 
+from chalicelib.safeload.safe_pickle import MISNAMED_MODULES
+
 _SCALARS = (str, bytes, int, float, complex, bool, type(None))
 
 
@@ -45,7 +47,9 @@ def modules_of(estimator, limit=200_000):
             stack.extend(vars(obj).values())
         if isinstance(obj, functools.partial):
             stack.extend([obj.func, obj.args, obj.keywords])
-    return {m.split(".")[0] for m in found if m}
+    # A Cython class of some releases names a module of its own ("_loss")
+    # rather than the package's module that defines it.
+    return {MISNAMED_MODULES.get(m, m).split(".")[0] for m in found if m}
 
 
 def canonical(name):

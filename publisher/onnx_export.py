@@ -74,7 +74,8 @@ def _export(estimator, card, rows):
         import onnxruntime
         import skl2onnx
     except ImportError as exc:
-        raise NotExported("%s is not installed here (requirements-dev.txt)" % exc.name) from None
+        raise NotExported("%s is not installed in this environment (`make publish` installs "
+                          "the ONNX compiler; then publish again with --force)" % exc.name) from None
     from publisher import converters
     converters.register()
     parsed = ModelCard(card)
@@ -131,7 +132,18 @@ def _export(estimator, card, rows):
             if reasons:  # the attempts that came first, and why they were not kept
                 spec["tried"] = _unique(reasons)
             return graph, spec
-    raise NotExported("; ".join(_unique(reasons)) or "no input layout fits this model")
+    raise NotExported("; ".join(_grouped(reasons)) or "no input layout fits this model")
+
+
+def _grouped(reasons):
+    """``"layout dtype: why"`` reasons, one per distinct why: a converter that
+    refuses every layout for the same reason says it once, naming them."""
+    tags = {}
+    for reason in _unique(reasons):
+        tag, _, why = reason.partition(": ")
+        tags.setdefault(why, []).append(tag)
+    return ["%s: %s" % (names[0], why) if len(names) == 1 else
+            "%s (tried %s)" % (why, ", ".join(names)) for why, names in tags.items()]
 
 
 def _unique(reasons):

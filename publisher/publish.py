@@ -36,7 +36,11 @@ import warnings
 import joblib
 import numpy as np
 import sklearn
-from sklearn.exceptions import InconsistentVersionWarning
+try:
+    from sklearn.exceptions import InconsistentVersionWarning
+except ImportError:  # scikit-learn before 1.3 (a build environment) warns with a UserWarning;
+    class InconsistentVersionWarning(UserWarning):  # there the model is of its own release
+        """Never raised: stands for the class older releases lack."""
 
 from chalicelib.runtimes import s3_artifact as remote_artifact
 from chalicelib.safeload import user_code
@@ -568,7 +572,7 @@ def publish_report(card, out_dir, *, replaced, estimator, features_given, sample
     if saved_with != pinned:
         lines.append("did: published although it was saved with scikit-learn %s and the "
                      "Lambda ships %s (--force)" % (saved_with, pinned))
-    if card.get("input_kind") == "texts":
+    if card.get("input") == "texts":
         source = "a text vectorizer as the first step: one text per row"
     elif getattr(estimator, "feature_names_in_", None) is not None:
         source = "the estimator's feature_names_in_ (fitted on a DataFrame)"
@@ -581,13 +585,13 @@ def publish_report(card, out_dir, *, replaced, estimator, features_given, sample
     kinds = {}
     for f in features:
         kinds[f["type"]] = kinds.get(f["type"], 0) + 1
-    lines.append("inferred: %d features from %s: %s; %d with categories, %d with a range; "
+    lines.append("inferred: %d feature%s from %s: %s; %d with categories, %d with a range; "
                  "task %s; missing values %s; served by %s"
-                 % (len(features), source,
+                 % (len(features), "" if len(features) == 1 else "s", source,
                     ", ".join("%d %s" % (n, t) for t, n in sorted(kinds.items())),
                     sum(1 for f in features if f.get("categories")),
                     sum(1 for f in features if f.get("range")), card.get("task"),
-                    "accepted" if card.get("accepts_missing") else "refused (422)",
+                    "accepted" if card.get("accepts_missing_values") else "refused (422)",
                     card.get("runtime")))
     hints = []
     plain_numbers = [f["name"] for f in features

@@ -54,10 +54,9 @@ def infer(estimator, features=None, sample=None):
     by the user; ``sample`` a pandas DataFrame of training rows, or None."""
     if isinstance(first_step(estimator), _VectorizerMixin) and \
             getattr(first_step(estimator), "input", "content") == "content":
-        name = features[0] if features else "text"
         if features and len(features) != 1:
             raise InferenceError("a text model takes one text per row: give one --features name")
-        return [{"name": name, "type": "text"}], "texts"
+        return [{"name": _text_column(features, sample), "type": "text"}], "texts"
     names_in = getattr(estimator, "feature_names_in_", None)
     n_in = getattr(estimator, "n_features_in_", None)
     if features:
@@ -85,6 +84,25 @@ def infer(estimator, features=None, sample=None):
         _from_encoder(specs[names[index[0]]], encoder, index[1])
     _from_hist_gradient_boosting(estimator, specs, names)
     return [specs[n] for n in names], input_kind
+
+
+def _text_column(features, sample):
+    """The name of a text model's one feature: ``--features``, else the
+    header of a one-column ``--sample``, else "text"."""
+    if features:
+        name = features[0]
+    elif sample is None:
+        return "text"
+    elif len(sample.columns) == 1:
+        name = str(sample.columns[0])
+    else:
+        raise InferenceError(
+            "a text model takes one text per row, but --sample has %d columns (%s): give it "
+            "only the text column, or name that column with --features"
+            % (len(sample.columns), ", ".join(map(str, sample.columns[:5]))))
+    if sample is not None and name not in sample.columns:
+        raise InferenceError("--sample lacks the column %r" % name)
+    return name
 
 
 def _from_sample(specs, names, sample):

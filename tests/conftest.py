@@ -217,6 +217,7 @@ MODULE_TIERS = {
     "test_mlflow_target.py": ("package", "aws", "slow"),  # mlflow deployments to moto, run-local
     "test_native_mutations.py": ("slow",),    # hypothesis mutates 13 tree families, each in a child
     "test_string_missing.py": ("slow",),      # imputed string pipelines trained and published
+    "test_coverage_fuzz.py": ("slow",),       # atheris; `make harden` runs it at full length
 }
 #: Fixtures that put a test in a tier wherever it is used (directly or
 #: through another fixture).
@@ -249,6 +250,11 @@ SLOW_TESTS = {
                              "test_legitimate_models_publish_and_serve"},
     "test_public_endpoint.py": {"test_an_invalid_api_auth_fails_chalice_loudly"},
     "test_older_sklearn.py": {"test_a_model_without_a_build_environment_is_refused_with_the_two_choices"},
+    "test_trial_load.py": {"test_control_in_process_the_same_artifact_outruns_its_budget",
+                           "test_control_in_process_the_same_artifact_passes_a_512_mb_lambda",
+                           "test_quadratic_c_work_after_unpickling_is_a_503_at_the_deadline",
+                           "test_memory_spent_after_unpickling_is_a_503_within_a_512_mb_lambda"},
+    "test_chalice_local.py": {"test_make_serve_keeps_serving_while_its_files_are_read"},
     "test_protocols.py": {"test_multilabel_model_outputs_are_tensors",
                           "test_text_model_in_every_protocol",
                           "test_typed_dataframe_model_in_every_protocol"},

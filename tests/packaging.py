@@ -101,12 +101,14 @@ def stage_settings(project_dir: Path, stage: str = "prod") -> dict:
     A stage value wins over the top-level one; environment variables are the
     top-level ones updated by the stage's. Memory and timeout must be set
     explicitly (Chalice's silent defaults, 128 MB and 60 s, are not a choice).
-    Per-function overrides (``lambda_functions``) are not used by this app;
-    they are refused here so that adding one makes this helper be revisited.
+    Per-function overrides (``lambda_functions``) name only the batch
+    functions; one for the API's own function (``api_handler``) is refused
+    here, so that adding it makes this helper be revisited.
     """
     config = json.loads((Path(project_dir) / ".chalice" / "config.json").read_text())
     stage_cfg = config["stages"][stage]
-    assert "lambda_functions" not in config and "lambda_functions" not in stage_cfg
+    for scope in (config, stage_cfg):
+        assert "api_handler" not in scope.get("lambda_functions", {})
 
     def pick(key):
         if key in stage_cfg:

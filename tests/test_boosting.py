@@ -79,7 +79,8 @@ def project_factory(tmp_path_factory):
     return make
 
 
-def test_publish_refuses_them_unpinned_then_the_app_serves_them(artifact, tmp_path, serve):
+def test_publish_refuses_them_unpinned_then_the_app_serves_them(artifact, tmp_path, serve,
+                                                               monkeypatch):
     library, path, model = artifact
     project = copy_project(str(tmp_path / "project"))
     args = [PYTHON, "-m", "publisher.publish", path, "--name", library, "--version", "1.0.0",
@@ -90,6 +91,9 @@ def test_publish_refuses_them_unpinned_then_the_app_serves_them(artifact, tmp_pa
         f.write(PINS[library] + "\n")
     done = run(args, cwd=project)
     assert done.returncode == 0, done.stdout
+    # This process trained the booster: libgomp's pool does not survive a
+    # fork, so a trial child would hang in OpenMP (a served process loads fresh).
+    monkeypatch.setenv("MODEL_LOAD_ISOLATED", "false")
     response = serve(MODEL_DIR=os.path.join(project, "model", library)).post(
         {"instances": ROWS, "probabilities": True})
     assert response.status_code == 200, response.body

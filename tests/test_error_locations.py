@@ -116,3 +116,16 @@ def test_a_batch_row_error_is_named_by_its_row():
     assert _reason(Unprocessable("expected a number", ("instances", 0, "x"))) == \
         "row.x: expected a number"
     assert _reason(Unprocessable("expected 4 values", (Line(9),))) == "expected 4 values"
+
+
+def test_a_typed_row_names_the_value_by_its_index_as_sent():
+    from chalicelib.schema.features import Schema
+    typed = Schema([{"name": "city", "type": "string"}, {"name": "age", "type": "integer"}],
+                   False, "dataframe")
+    error = _error(typed, {"instances": [["Oslo", 40], ["Rome", "old"]]})
+    assert error.loc == ("instances", 1, Position(1, "age"))
+    assert error.message == 'instances[1][1] (age): expected an integer, got "old"'
+    # columns sent in another order: the index is the client's, not the card's
+    error = _error(typed, {"dataframe_split": {"columns": ["age", "city"],
+                                               "data": [[40, "Oslo"], ["old", "Rome"]]}})
+    assert error.loc == ("dataframe_split", "data", 1, Position(0, "age"))

@@ -22,8 +22,10 @@ from publisher.publish import PublishError, publish
 from tests.conftest import PROJECT_DIR, body_of
 
 DIABETES = load_diabetes()
-RELEASES = ("1.4.2", "1.6.1")
-COMPILED = ("numeric_pipeline", "dataframe_strings", "forest")
+# From October 2022 to September 2025: numpy 1 (1.1 to 1.3, 1.1.3 and 1.2.2 on
+# Python 3.11) and numpy 2 (1.4.2 on).
+RELEASES = ("1.1.3", "1.2.2", "1.3.2", "1.4.2", "1.6.1", "1.7.2")
+COMPILED = ("numeric_pipeline", "dataframe_strings", "forest", "gradient_boosting")
 
 
 def dump_as(model, path, version, **kwargs):
@@ -101,26 +103,52 @@ def test_build_environment_pins_are_exact_and_share_the_serving_onnx_stack():
         assert "onnxruntime==%s\n" % pins["onnxruntime"] in f.read()
 
 
-@pytest.mark.parametrize("version", ["1.3.2", "1.4.1", "0.24.2", "2.0", "nonsense"])
+@pytest.mark.parametrize("version", ["1.1.2", "1.4.1", "1.0.2", "0.24.2", "2.0", "nonsense"])
 def test_releases_without_a_build_environment_say_which_exist(version):
-    with pytest.raises(build_env.NoEnvironment, match="known: 1.4.x \\(from 1.4.2\\)"):
+    with pytest.raises(build_env.NoEnvironment,
+                       match="known: 1.1.x \\(from 1.1.3\\), 1.2.x \\(from 1.2.0\\), .*"
+                             "1.4.x \\(from 1.4.2\\)"):
         build_env.release_of(version)
+
+
+@pytest.mark.parametrize("version, pythons", [
+    ("1.1.3", ("3.11", "3.10")), ("1.2.2", ("3.11", "3.10")), ("1.3.0", ("3.11", "3.10")),
+    ("1.3.2", ("3.12", "3.11", "3.10")), ("1.7.2", ("3.12", "3.11", "3.10"))])
+def test_each_release_is_built_on_a_python_it_has_wheels_for(version, pythons):
+    assert build_env.pythons(version) == pythons
+
+
+def test_releases_before_numpy_2_get_numpy_1():
+    for version, numpy in (("1.1.3", "1.26.4"), ("1.3.2", "1.26.4"), ("1.4.2", "2.0.2"),
+                           ("1.7.2", "2.2.6")):
+        assert "numpy==%s" % numpy in build_env.requirements(version)
 
 
 def test_a_model_without_a_build_environment_is_refused_with_the_two_choices(tmp_path):
     model = SVR().fit(DIABETES.data[:50], DIABETES.target[:50])
     path = tmp_path / "old.joblib"
-    dump_as(model, path, "1.3.2")
+    dump_as(model, path, "1.0.2")
     with pytest.raises(PublishError) as refused:
         publish(str(path), name="old", version="1", out_dir=str(tmp_path / "out"))
     message = str(refused.value)
-    assert "saved with scikit-learn 1.3.2" in message
-    assert "no build environment is known for scikit-learn 1.3.2" in message
+    assert "saved with scikit-learn 1.0.2" in message
+    assert "no build environment is known for scikit-learn 1.0.2" in message
     assert "retrain" in message and "ALLOW_VERSION_SKEW=true at your own risk" in message
     assert not (tmp_path / "out").exists()
     card = publish(str(path), name="old", version="1", out_dir=str(tmp_path / "out"),
                    force=True)
-    assert card["versions"]["scikit-learn"] == "1.3.2" and card["runtime"] == "scikit-learn"
+    assert card["versions"]["scikit-learn"] == "1.0.2" and card["runtime"] == "scikit-learn"
+
+
+def test_a_misnamed_cython_module_resolves_only_to_the_class_it_names_there():
+    from chalicelib.safeload import safe_pickle
+    from chalicelib.safeload.safe_pickle import ModelLoadError
+    from sklearn._loss import _loss
+    # This release names its loss classes by their real module: "_loss" names nothing here.
+    assert _loss.CyHalfBinomialLoss.__module__ == "sklearn._loss._loss"
+    for name in ("CyHalfBinomialLoss", "CyLossFunction", "system", "__builtins__"):
+        with pytest.raises(ModelLoadError):
+            safe_pickle.resolve("_loss", name)
 
 
 # -- the slow tier: real environments of older releases ---------------------

@@ -153,6 +153,9 @@ def run_isolated(package, cases, tmp_path, max_rows=MAX_ROWS, extra_env=None):
            "LAMBDA_TASK_ROOT": package.split(os.pathsep)[0]}
     env.update(config.get("environment_variables", {}))
     env.update(config["stages"]["prod"].get("environment_variables", {}))
+    # as Lambda sets it: the trial load's memory cap is sized from it
+    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(config["stages"]["prod"].get(
+        "lambda_memory_size", config.get("lambda_memory_size", 128)))
     env["MODEL_DIR"] = packaged_model_rel(package.split(os.pathsep)[0])
     env["MAX_ROWS"] = str(max_rows)
     env.update(extra_env or {})
@@ -650,7 +653,8 @@ def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
         run_dir.mkdir()
         result = run_isolated(byo.unzipped, cases, run_dir,
                               extra_env={"MODEL_DIR": str(d),
-                                         "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest"})
+                                         "AWS_SECRET_ACCESS_KEY": malicious.SECRET + "rest",
+                                         **malicious.TECHNIQUE_ENV.get(name, {})})
         for case in ("health", "predict"):
             answer = result["answers"][case]
             assert answer["statusCode"] == 503, (name, answer)
@@ -822,3 +826,14 @@ def test_size_limits_are_loud():
     with pytest.raises(bp.BuildError, match="over Lambda's 250 MiB limit"):
         bp.check_size({"zipped": 30 * MiB, "unzipped": 250 * MiB + 1})
     bp.check_size({"zipped": 39 * MiB, "unzipped": 200 * MiB})
+
+
+def test_a_split_builds_one_zip_figures_say_they_come_before_the_split(capsys):
+    """Over 50 MiB as one zip the build splits: its negative room is the
+    reason, not a failure, and the lines say so."""
+    from tools.build import package as bp
+    bp.check_size({"zipped": 53 * MiB, "unzipped": 155 * MiB,
+                   "by_top": {"model": MiB // 10, "scipy": 16 * MiB}}, model_rel="model", split=True)
+    out = capsys.readouterr().out
+    assert "53.0 MiB zipped as one zip, before the split into function + layer (-3.0 MiB left" in out
+    assert "room for the model under the 50 MiB direct upload: -2.9 MiB zipped in one zip" in out

@@ -129,6 +129,16 @@ def test_a_text_full_of_brackets_is_not_a_flood():
     assert parsed.X.tolist() == [text]
 
 
+@pytest.mark.parametrize("row", [None, 5, True])
+def test_a_text_models_row_that_is_no_text_is_named_as_such(row):
+    schema = Schema([{"name": "text", "type": "text"}], input_kind="texts")
+    with pytest.raises(Unprocessable) as exc:
+        parse({"instances": [row, "a fine text"]}, schema)
+    assert str(exc.value) == "instances[0]: expected a text (a string), got %s" % json.dumps(row)
+    assert parse({"instances": [["a text as a one-value row"]]}, schema).X.tolist() == \
+        ["a text as a one-value row"]
+
+
 @pytest.mark.parametrize("field,expected", [
     ("9223372036854775807", 2**63 - 1), ("-9223372036854775808", -2**63),
     ("-000000000000000000000000001", -1),

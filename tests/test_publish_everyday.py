@@ -1,7 +1,9 @@
 """Everyday DataFrame pipelines a notebook writes, really fitted, published
 with ``publisher.publish`` and served: columns chosen by
 ``make_column_selector``, a TargetEncoder meeting a category it never saw,
-and a ``--sample`` with missing values (in its first row too)."""
+a ``--sample`` with missing values (in its first row too), a text model
+named after its sample's column, and the report publish prints agreeing
+with the card it wrote."""
 import json
 
 import joblib
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.compose import make_column_selector, make_column_transformer
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold
@@ -17,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from chalicelib.safeload import safe_pickle
-from publisher.publish import publish
+from publisher.publish import PublishError, publish
 from tests.conftest import body_of
 from tools.fixtures.fixtures_families import CITIES, customers
 
@@ -114,14 +117,19 @@ def _frame_with_gaps():
     return X, y
 
 
-def test_a_sample_with_missing_values_in_its_first_row(tmp_path, serve):
-    X, y = _frame_with_gaps()
-    model = make_pipeline(
+def _imputed_pipeline(X, y):
+    """Strings imputed then one-hot encoded, numbers imputed then scaled."""
+    return make_pipeline(
         make_column_transformer(
             (make_pipeline(SimpleImputer(strategy="most_frequent"),
                            OneHotEncoder(handle_unknown="ignore")), ["color", "city"]),
             (make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"])),
         LogisticRegression(max_iter=1000)).fit(X, y)
+
+
+def test_a_sample_with_missing_values_in_its_first_row(tmp_path, serve):
+    X, y = _frame_with_gaps()
+    model = _imputed_pipeline(X, y)
     sample = tmp_path / "sample.csv"
     X.head(40).to_csv(sample, index=False)
     card, where = _publish(model, tmp_path, "gaps", sample=str(sample))
@@ -152,3 +160,38 @@ def test_a_sample_without_one_complete_row(tmp_path, serve):
     assert response.status_code == 200, response.body
     frame = pd.DataFrame([example])
     assert np.allclose(body_of(response)["predictions"], model.predict(frame), rtol=1e-9)
+
+
+def test_the_report_says_what_the_card_says_of_missing_values(tmp_path):
+    X, y = _frame_with_gaps()
+    model = _imputed_pipeline(X, y)
+    report = []
+    card, _ = _publish(model, tmp_path, "gaps", sample=X.head(40), onnx=False, report=report)
+    assert card["accepts_missing_values"] is True  # the imputers fill every column
+    assert "; missing values accepted;" in report[1]
+
+
+REVIEWS = ["great product, works well", "I love it", "excellent and fast delivery",
+           "terrible, broke after a day", "I hate it", "slow delivery and rude support"]
+
+
+def test_a_text_model_takes_its_name_from_a_one_column_sample(tmp_path, serve):
+    texts = [REVIEWS[i % 6] + (" really" if i % 4 == 0 else "") for i in range(60)]
+    labels = ["positive" if i % 6 < 3 else "negative" for i in range(60)]
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, labels)
+    report = []
+    card, where = _publish(model, tmp_path, "reviews", sample=pd.DataFrame({"review": texts[:10]}),
+                           onnx=False, report=report)
+    assert card["features"] == [{"name": "review", "type": "text"}]
+    assert card["example"] == {"instances": [texts[0]]}
+    assert report[1].startswith("inferred: 1 feature from a text vectorizer as the first step")
+    assert not any("--features a,b,c" in line for line in report)
+    response = serve(MODEL_DIR=where).post({"dataframe_records": [{"review": t} for t in texts[:8]]})
+    assert response.status_code == 200, response.body
+    assert body_of(response)["predictions"] == model.predict(texts[:8]).tolist()
+    # several columns: which one holds the texts is the user's to say
+    both = pd.DataFrame({"review": texts[:5], "label": labels[:5]})
+    with pytest.raises(PublishError, match="only the text column, or name that column"):
+        _publish(model, tmp_path, "two", sample=both)
+    card, _ = _publish(model, tmp_path, "named", sample=both, features=["review"], onnx=False)
+    assert card["features"] == [{"name": "review", "type": "text"}]

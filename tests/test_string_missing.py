@@ -102,3 +102,33 @@ def test_an_encoder_ignoring_unknowns_keeps_refusing_missing_values(serve, tmp_p
     assert response.status_code == 422, response.body
     assert body_of(response)["Message"] == \
         "CSV line 4, column city: expected a string, got a missing value"
+
+
+def test_a_converter_refusing_every_layout_alike_says_so_once(tmp_path):
+    """An imputer filling NaN in string columns with a constant: skl2onnx
+    refuses it whatever the input layout or dtype, and the reason the card
+    gives (and publish prints) names that refusal once."""
+    import joblib
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from publisher.publish import publish
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"monthly charges ($)": rng.normal(70, 30, 80).round(2),
+                          "contract type": rng.choice(["monthly", "yearly", None], 80)})
+    y = frame["monthly charges ($)"] > 70
+    model = make_pipeline(ColumnTransformer([
+        ("num", StandardScaler(), ["monthly charges ($)"]),
+        ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
+                              OneHotEncoder(handle_unknown="ignore")), ["contract type"])]),
+        LogisticRegression()).fit(frame, y)
+    joblib.dump(model, tmp_path / "m.joblib")
+    card = publish(str(tmp_path / "m.joblib"), name="m", version="1", out_dir=str(tmp_path / "m"),
+                   sample=frame.head(20))
+    assert card["runtime"] == "scikit-learn"
+    reason = card["onnx"]["not_used"]
+    assert reason.count("skl2onnx cannot convert") == 1, reason
+    assert " double, " in reason and reason.endswith(" float)"), reason

@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 from chalicelib.batch import assemble, manifest, ranges
 from chalicelib.batch.layout import (CONTENT_TYPES, CSV, JobKeys, JobRefused, Options, Task,
                                      job_id)
-from chalicelib.batch.records import Scorer, Writer, split_rows
+from chalicelib.batch.records import Scorer, Writer, row_chunks
 from chalicelib.http.errors import ServiceError
 from chalicelib.schema.parsing import csv_header, decode_utf8, is_csv_header
 
@@ -192,22 +192,33 @@ class Batch:
         model = self.model.ready()
         owned = ranges.read_owned(_ranged_get(s3, task.bucket, task.key, task.etag),
                                   task.size, task.start, task.end)
-        rows, failed = split_rows(owned.data, owned.lines_before, task.header_at, owned.first)
         header = task.header if task.input_format == CSV else None
-        scored = Scorer(model, task.input_format, header, task.probabilities,
-                        self.config.rows_per_call).score(rows)
-        scored.failed = sorted(failed + scored.failed)
+        scorer = Scorer(model, task.input_format, header, task.probabilities,
+                        self.config.rows_per_call)
         writer = Writer(task.output_format, task.input_format, header, model.classes,
                         task.probabilities, task.join, model.schema.feature_names)
-        text = (writer.header() if task.part == 1 else "") + writer.write(scored)
-        data = text.encode("utf-8")
+        # Chunk by chunk, keeping only the output's bytes: the rows of a
+        # whole range as objects would not fit the function's memory.
+        out = [writer.header().encode("utf-8")] if task.part == 1 else []
+        failed, rows_in, rows_scored = [], 0, 0
+        for rows, bad in row_chunks(owned.data, owned.lines_before, task.header_at, owned.first,
+                                    self.config.rows_per_call):
+            scored = scorer.score(rows)
+            out.append(writer.write(scored).encode("utf-8"))
+            failed += bad + scored.failed
+            rows_in += len(rows) + len(bad)
+            rows_scored += len(scored.rows)
+        owned.data = None
+        data = b"".join(out)
+        del out
+        failed.sort()
         s3.put_object(Bucket=task.bucket, Key=keys.part(task.part), Body=data)
         errors = "".join(json.dumps({"line": line, "reason": reason}, separators=(",", ":")) + "\n"
-                         for line, reason in scored.failed)
+                         for line, reason in failed)
         s3.put_object(Bucket=task.bucket, Key=keys.part_errors(task.part),
                       Body=errors.encode("utf-8"))
-        return {"rows_in": len(rows) + len(failed), "rows_scored": len(scored.rows),
-                "rows_failed": len(scored.failed), "newlines": owned.newlines,
+        return {"rows_in": rows_in, "rows_scored": rows_scored,
+                "rows_failed": len(failed), "newlines": owned.newlines,
                 "bytes": len(data)}
 
     def _assemble(self, task, keys):

@@ -42,28 +42,49 @@ def split_rows(data, lines_before, skip_offset=-1, first_offset=0):
     ``\\n`` are read like any line; blank lines are no rows. The line at
     byte ``skip_offset`` (the header) is skipped."""
     rows, failed = [], []
-    pieces = data.split(b"\n")
-    if data.endswith(b"\n"):
-        pieces.pop()
-    offset = first_offset
-    for k, raw in enumerate(pieces):
-        at = offset
-        offset += len(raw) + 1
-        if at == skip_offset:
-            continue
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if at == 0 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        line = lines_before + k
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            failed.append((line, "not valid UTF-8 (byte %d of the line)" % exc.start))
-            continue
-        if text.strip():
-            rows.append(Row(line, text))
+    for some, bad in row_chunks(data, lines_before, skip_offset, first_offset, len(data) + 1):
+        rows += some
+        failed += bad
     return rows, failed
+
+
+def row_chunks(data, lines_before, skip_offset=-1, first_offset=0, lines_per_chunk=10000):
+    """:func:`split_rows` ``lines_per_chunk`` lines at a time: ``(rows,
+    failed)`` per chunk, so that a range's rows never all stand as Python
+    objects at once (a 16 MB range is about a million rows)."""
+    offset, k, n = first_offset, 0, len(data)
+    start = 0
+    while start < n:
+        rows, failed = [], []
+        for _ in range(lines_per_chunk):
+            if start >= n:
+                break
+            stop = data.find(b"\n", start)
+            stop = n if stop == -1 else stop
+            raw = data[start:stop]
+            start = stop + 1
+            at = offset
+            offset += len(raw) + 1
+            line = lines_before + k
+            k += 1
+            if at == skip_offset:
+                continue
+            _add_row(raw, at, line, rows, failed)
+        yield rows, failed
+
+
+def _add_row(raw, at, line, rows, failed):
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if at == 0 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        failed.append((line, "not valid UTF-8 (byte %d of the line)" % exc.start))
+        return
+    if text.strip():
+        rows.append(Row(line, text))
 
 
 class Scorer:

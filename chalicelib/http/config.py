@@ -117,6 +117,9 @@ MODEL_LOAD_MAX_MB = Setting("MODEL_LOAD_MAX_MB", None, _positive_number,
                             "MiB a load may decompress or allocate (unset: by artifact size)")
 MODEL_LOAD_TIMEOUT_S = Setting("MODEL_LOAD_TIMEOUT_S", 20.0, _positive_number,
                                "seconds a load may take before it is a 503")
+MODEL_LOAD_ISOLATED = Setting("MODEL_LOAD_ISOLATED", True, _flag,
+                              "try the load first in a forked child under hard memory, CPU "
+                              "and wall-clock limits")
 LAZY_IMPORTS = Setting("LAZY_IMPORTS", True, _flag,
                        "off runs every module at import, ignoring the build's list")
 BATCH_EVENT_SOURCES = ("off", "chalice", "template")
@@ -167,7 +170,8 @@ BATCH_SWEEP_MINUTES = Setting("BATCH_SWEEP_MINUTES", 5, _positive_int,
 #: Every setting, in the order the configuration table lists them.
 SETTINGS = (MODEL_DIR, MODEL_RUNTIME, MAX_ROWS, MAX_BODY_BYTES, LOG_REQUESTS, API_AUTH,
             CORS_ALLOW_ORIGIN, METRICS_NAMESPACE, MODEL_CACHE_DIR, ALLOW_VERSION_SKEW,
-            TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, LAZY_IMPORTS,
+            TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, MODEL_LOAD_ISOLATED,
+            LAZY_IMPORTS,
             BATCH_EVENTS, BATCH_BUCKET, BATCH_BUCKET_EXISTS, BATCH_INPUT_PREFIX,
             BATCH_OUTPUT_PREFIX, BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
             BATCH_SQS_BATCH_SIZE, BATCH_MAX_CONCURRENCY, BATCH_MAX_RECEIVE, BATCH_SWEEP_MINUTES)

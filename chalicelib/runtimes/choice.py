@@ -16,6 +16,7 @@ runtime until it is chosen.
 """
 import contextlib
 import functools
+import os
 
 from chalicelib.runtimes import onnx_runtime, s3_artifact
 from chalicelib.schema.card import SCIKIT_LEARN, CardError, ModelCard
@@ -55,14 +56,19 @@ def chosen_runtime(card, choice=None):
 
 
 def load_model_dir(model_dir, choice=None):
-    """A :class:`Loaded` for ``model_dir``, or ModelLoadError saying why not."""
+    """A :class:`Loaded` for ``model_dir``, or ModelLoadError saying why not.
+    The load is tried first in a child process under hard limits
+    (:mod:`chalicelib.safeload.trial_load`); only a load that held there is
+    run here."""
     try:
         card = ModelCard.read(model_dir)
     except CardError as exc:
         raise ModelLoadError(str(exc)) from None
     runtime = chosen_runtime(card, choice)
     if runtime == onnx_runtime.RUNTIME:
-        return Loaded(card, onnx_runtime.load(model_dir, card), runtime, contextlib.nullcontext)
+        load = functools.partial(onnx_runtime.load, model_dir, card)
+        _tried(load, os.path.join(model_dir, onnx_runtime.ONNX_FILE), "onnxruntime")
+        return Loaded(card, load(), runtime, contextlib.nullcontext)
     try:
         from chalicelib.safeload import loading
         import sklearn
@@ -71,8 +77,31 @@ def load_model_dir(model_dir, choice=None):
                              "package was built for a model served by ONNX Runtime; rebuild "
                              "it for this model" % exc.name) from None
     loading.check_versions(card)  # before a download: a refused model costs no transfer
-    estimator = loading.load_pickled(model_dir, card, s3_artifact.artifact_path(model_dir, card))
+    artifact = s3_artifact.artifact_path(model_dir, card)
+    load = functools.partial(loading.load_pickled, model_dir, card, artifact)
+    _tried(load, artifact, None, ahead=loading.resolve_ahead)
+    estimator = load()
     # Parsing already proved X finite (or NaN where the card allows it),
     # so scikit-learn's own finiteness scans are repeated work.
     return Loaded(card, estimator, runtime,
                   functools.partial(sklearn.config_context, assume_finite=True))
+
+
+def _tried(load, path, runtime_module, ahead=None):
+    """Raise ModelLoadError unless ``load`` completes in a child process
+    within the load's limits. The runtime (and, by ``ahead(path)``, the
+    modules the artifact names) is imported here first, so that the child
+    shares it instead of importing it twice."""
+    if not os.path.isfile(path):
+        return  # the load itself says the file is missing
+    from chalicelib.safeload import trial_load
+    if not trial_load.enabled():
+        return
+    if runtime_module:
+        try:
+            __import__(runtime_module)
+        except ImportError:
+            return  # the load itself says it is not installed
+    if ahead is not None:
+        ahead(path)
+    trial_load.trial(load, path)

@@ -113,7 +113,7 @@ class BudgetedReader:
         return getattr(self._raw, name)
 
 
-def _vm_size():
+def vm_size():
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmSize:"):
@@ -127,7 +127,7 @@ def address_space_limit(extra_bytes):
     duration (no-op where /proc or setrlimit is unavailable)."""
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        current = _vm_size()
+        current = vm_size()
     except (OSError, ValueError, AttributeError):
         current = None
     if current is None:

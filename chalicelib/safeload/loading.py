@@ -102,7 +102,8 @@ def load_artifact(path, trust=None, n_features=None):
     is the card's feature count, the width native state is checked against."""
     if trust is None:
         trust = _setting(config.TRUST_MODEL_PICKLE)
-    # A bomb nobody predicted fails as MemoryError, not an OOM-killed process.
+    # A bomb nobody predicted fails as MemoryError, not an OOM-killed process:
+    # unpickling, native-state validation and the audit alike.
     margin = max(2 * Budget.for_artifact(os.path.getsize(path)).max_bytes, 1 << 30)
     with address_space_limit(margin):
         if trust:
@@ -112,26 +113,35 @@ def load_artifact(path, trust=None, n_features=None):
             estimator = joblib.load(path)
         else:
             estimator = safe_pickle.load(path)
-    # Indices native code trusts (trees, sparse, neighbors, libsvm): a crafted
-    # state is a 503 here, not a segfault on the first request.
-    try:
-        validate_native.validate(estimator, n_features)
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        raise ModelLoadError("artifact state cannot be checked: %s: %s"
-                             % (type(exc).__name__, str(exc)[:200]),
-                             public="artifact state cannot be checked (%s)"
-                             % type(exc).__name__) from None
-    if not trust:
-        # Allowed classes can still be wired to read files: the
-        # same rules publisher.publish applies, at every load.
-        reason = model_audit.refusal(model_audit.inspect_model(estimator))
-        if reason:
-            raise ModelLoadError("%s; %s" % (reason, safe_pickle.OPT_OUT),
-                                 public="%s; %s" % (reason.split(": ", 1)[0],
-                                                    safe_pickle.OPT_OUT))
+        # Indices native code trusts (trees, sparse, neighbors, libsvm): a crafted
+        # state is a 503 here, not a segfault on the first request.
+        try:
+            validate_native.validate(estimator, n_features)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError("artifact state cannot be checked: %s: %s"
+                                 % (type(exc).__name__, str(exc)[:200]),
+                                 public="artifact state cannot be checked (%s)"
+                                 % type(exc).__name__) from None
+        if not trust:
+            # Allowed classes can still be wired to read files: the
+            # same rules publisher.publish applies, at every load.
+            reason = model_audit.refusal(model_audit.inspect_model(estimator))
+            if reason:
+                raise ModelLoadError("%s; %s" % (reason, safe_pickle.OPT_OUT),
+                                     public="%s; %s" % (reason.split(": ", 1)[0],
+                                                        safe_pickle.OPT_OUT))
     return estimator
+
+
+def resolve_ahead(path):
+    """Import, before a trial load forks, the allowed modules ``path`` names
+    (:func:`chalicelib.safeload.safe_pickle.resolve_ahead`); never raises."""
+    try:
+        return safe_pickle.resolve_ahead(path)
+    except Exception:  # an optimisation: the load itself reports any problem
+        return 0
 
 
 def load_pickled(model_dir, card, artifact):

@@ -221,7 +221,10 @@ class Guard:
     # Calls ----------------------------------------------------------------
 
     def _call_table(self):
-        from numpy._core import multiarray, numeric
+        try:
+            from numpy._core import multiarray, numeric
+        except ImportError:  # numpy 1.x: a build environment of a release before 1.4.2
+            from numpy.core import multiarray, numeric
         from numpy.random import _pickle as random_pickle
         from numpy.random.bit_generator import BitGenerator
         from sklearn.utils.validation import check_array

@@ -57,7 +57,7 @@ import warnings
 import joblib
 from joblib import numpy_pickle, numpy_pickle_utils
 
-from chalicelib.safeload import pickle_guard
+from chalicelib.safeload import pickle_guard, trial_load
 from chalicelib.http.errors import ModelLoadError
 from chalicelib.safeload.load_budget import Budget, BudgetedReader
 
@@ -154,8 +154,25 @@ OLDER_RELEASES_GLOBALS = frozenset({
     # 1.5 and 1.6 ColumnTransformer: its remainder's columns, an inert list
     # with warning flags
     ("sklearn.compose._column_transformer", "_RemainderColsList"),
+    # GradientBoosting* before 1.4: the loss, a plain object holding its
+    # parameters (the number of classes, alpha); set by fit, never called at load
+    ("sklearn.ensemble._gb_losses", "LeastSquaresError"),
+    ("sklearn.ensemble._gb_losses", "LeastAbsoluteError"),
+    ("sklearn.ensemble._gb_losses", "HuberLossFunction"),
+    ("sklearn.ensemble._gb_losses", "QuantileLossFunction"),
+    ("sklearn.ensemble._gb_losses", "BinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "MultinomialDeviance"),
+    ("sklearn.ensemble._gb_losses", "ExponentialLoss"),
 })
 ALLOWED_GLOBALS = ALLOWED_GLOBALS | OLDER_RELEASES_GLOBALS
+
+#: Modules some older releases' Cython classes name instead of their own:
+#: scikit-learn 1.5 to 1.7 (built with meson) give the loss classes that
+#: GradientBoosting* and HistGradientBoosting* keep ``__module__ == "_loss"``,
+#: so their pickles name ``_loss.CyHalfBinomialLoss``. Such a name resolves
+#: only to a class the real module defines under that name, in an environment
+#: of such a release; here there is none, so it is refused.
+MISNAMED_MODULES = {"_loss": "sklearn._loss._loss"}
 
 #: Reconstruction helpers: functions pickle calls to rebuild arrays, dtypes,
 #: scalars and random states (the audit's "core"; other functions on the
@@ -179,6 +196,7 @@ SKLEARN_CLASS_BASES = frozenset({
     ("sklearn._loss.loss", "BaseLoss"),
     ("sklearn._loss.link", "BaseLink"),
     ("sklearn._loss._loss", "CyLossFunction"),
+    ("_loss", "CyLossFunction"),  # the same, as releases 1.5 to 1.7 name it (below)
     ("sklearn.gaussian_process.kernels", "Kernel"),
     ("sklearn.metrics._dist_metrics", "DistanceMetric"),
     ("sklearn.metrics._scorer", "_BaseScorer"),   # searches with scoring=...
@@ -281,6 +299,9 @@ def _by_rule(module, name):
     Modules are imported only once their name has passed the checks; the
     attribute is read from the module's ``__dict__`` (no module
     ``__getattr__``, no dotted traversal)."""
+    if module in MISNAMED_MODULES:
+        obj = vars(importlib.import_module(MISNAMED_MODULES[module])).get(name)
+        return obj if _defined_here(obj, module) and _derives_from_allowed_base(obj) else None
     root = module.split(".", 1)[0]
     if root == "sklearn":
         if _denied_sklearn(module):
@@ -331,6 +352,18 @@ def resolve(module, name):
         return obj
     if not (_MODULE.match(module) and _IDENTIFIER.match(name)):
         _refuse(module, name)               # dotted names, odd characters
+    with trial_load.importing():
+        obj, cached = _import_allowed(module, name)
+    if cached:
+        with _resolved_lock:
+            _resolved[key] = obj
+    return obj
+
+
+def _import_allowed(module, name):
+    """``(object, whether it may be cached)``; the extra rules (the user's
+    shipped code among them) answer per load, so they are not cached."""
+    key = (module, name)
     if key in ALLOWED_GLOBALS or key in GUARDED_GLOBALS or key in VALUE_GLOBALS:
         try:
             obj = vars(importlib.import_module(module))[name]
@@ -345,11 +378,9 @@ def resolve(module, name):
             for rule in EXTRA_RULES:
                 extra = rule(module, name)
                 if extra is not None:
-                    return extra
+                    return extra, False
             _refuse(module, name)
-    with _resolved_lock:
-        _resolved[key] = obj
-    return obj
+    return obj, True
 
 
 # --------------------------------------------------------------------------
@@ -462,3 +493,46 @@ def load(path):
             guard = pickle_guard.Guard(budget, is_allowed_class)
             reader = BudgetedReader(fobj, budget)
             return RestrictedUnpickler(path, reader, guard).load()
+
+
+# --------------------------------------------------------------------------
+# Resolving ahead. A load first tried in a child process
+# (chalicelib.safeload.trial_load) would import the modules its globals name
+# twice, once in the child and once here; most of a cold load is those
+# imports. The names an uncompressed pickle uses are plain in its bytes, and
+# resolving them (the allowlist applies, as in find_class) before the fork
+# imports them once, in the process that keeps them.
+
+# SHORT_BINUNICODE module, [MEMOIZE], SHORT_BINUNICODE name, [MEMOIZE], STACK_GLOBAL
+_STACK_GLOBAL = re.compile(rb"\x8c([\x01-\xff])([A-Za-z_][\w.]*)\x94?\x8c([\x01-\xff])(\w+)\x94?\x93")
+_GLOBAL = re.compile(rb"c([A-Za-z_][\w.]*)\n([A-Za-z_]\w*)\n")
+_MAX_AHEAD = 256
+
+
+def resolve_ahead(path):
+    """Resolve the allowed globals that ``path``'s bytes name in plain
+    pickle opcodes; anything else (a refused name, a compressed artifact) is
+    left for the load to find. Returns how many were resolved."""
+    import mmap
+    names = set()
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for m in _STACK_GLOBAL.finditer(data):
+                if m.group(1)[0] == len(m.group(2)) and m.group(3)[0] == len(m.group(4)):
+                    names.add((m.group(2), m.group(4)))
+                if len(names) >= _MAX_AHEAD:
+                    break
+            for m in _GLOBAL.finditer(data):
+                names.add((m.group(1), m.group(2)))
+                if len(names) >= 2 * _MAX_AHEAD:
+                    break
+    except (OSError, ValueError):
+        return 0
+    resolved = 0
+    for module, name in sorted(names):
+        try:
+            resolve(module.decode("ascii"), name.decode("ascii"))
+            resolved += 1
+        except (ModelLoadError, UnicodeDecodeError):
+            pass
+    return resolved

@@ -282,8 +282,8 @@ def parse_instances(rows, schema, max_rows, numbers_only=False, bools_possible=T
     _check_rows(rows, path, max_rows)
     if type(rows[0]) is dict:
         return _records_to_matrix(rows, path, schema, bools_possible)
-    if schema.input_kind == "texts" and type(rows[0]) is str:
-        return _texts(rows, path, schema)
+    if schema.input_kind == "texts" and type(rows[0]) is not list:
+        return _texts(rows, path, schema)  # a null or a number is a text missing, not a row
     return _lists_to_matrix(rows, path, schema, bools_possible, numbers_only)
 
 
@@ -396,7 +396,9 @@ def _typed_lists(rows, path, schema, order):
                                 % (n, ", ".join(names), len(row)), path + (i,))
     if order is not None:
         rows = [[row[k] for k in order] for row in rows]
-    return schema.build(rows, lambda i, j: path + (i, names[j]))
+    # The place is the client's: the value's index in its row as sent.
+    return schema.build(rows, lambda i, j: path + (
+        i, Position(j if order is None else order[j], names[j])))
 
 
 def _texts(rows, path, schema):

@@ -226,11 +226,20 @@ def worker_figures(run):
         w = per.setdefault(pid, {"pid": pid, "tasks": 0, "ranges_scored": 0, "rows": 0,
                                  "busy_s": 0.0, "cpu_s": 0.0, "s3_s": 0.0})
         w["tasks"] += 1
+        # where the peak grew (a range scored, the assembly): what sizes memory
+        grown = task["maxrss_kib"] / 1024.0 - w.get("_rss", 0.0)
+        w["_rss"] = task["maxrss_kib"] / 1024.0
+        if grown > 32:
+            w.setdefault("rss_growth", []).append({
+                "part": task["part"], "assembled": task["assembly_s"] is not None,
+                "redelivery_left": task["left_for_redelivery"], "grew_mib": round(grown, 1),
+                "peak_mib": round(w["_rss"], 1)})
         w["ranges_scored"] += task["scored"]
         w["rows"] += task["rows"]
         w["busy_s"] += task["seconds"]
         w["cpu_s"] += task["cpu_seconds"]
     for pid, w in per.items():
+        w.pop("_rss", None)
         last = run.last[pid]
         w["s3_s"] = sum(last["s3_seconds"].values())
         w["maxrss_mib"] = last["maxrss_kib"] / 1024.0

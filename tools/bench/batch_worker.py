@@ -17,7 +17,6 @@ settings in the environment before numpy does.
 import io
 import json
 import os
-import resource
 import signal
 import time
 
@@ -56,6 +55,17 @@ class CountedS3:
 def _crash_mid_range(name, kwargs):
     key = kwargs.get("Key", "")
     return name == "put_object" and "/work/" in key and key.endswith(".errors.jsonl")
+
+
+def peak_rss_kib():
+    """This process's peak resident memory since its exec (``VmHWM``): not
+    ``ru_maxrss``, which a process spawned (fork, then exec) from a large
+    parent inherits from the parent's resident memory at the fork."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 def run(endpoint, settings, index, inject, stop, results, queue_arn):
@@ -111,6 +121,6 @@ def run(endpoint, settings, index, inject, stop, results, queue_arn):
                 "rows": stats["rows_in"] if stats else 0, "scored": stats is not None,
                 "assembly_s": seen.get("assembly_s"), "left_for_redelivery": redeliver,
                 "s3_calls": dict(s3.calls), "s3_seconds": dict(s3.seconds),
-                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                "maxrss_kib": peak_rss_kib()}))
             first = False
     results.put(("done", index, os.getpid(), None))

@@ -175,7 +175,8 @@ def build(project_dir, stage="prod", wheels_dir=None, keep_sources=False, optimi
     targets = cache_names[split]
     if view.cache_filenames(split) != targets:
         raise BuildError("the project changed during the build (requirements.txt, app.py, "
-                         "chalicelib/ or vendor/); run the build again")
+                         "chalicelib/, vendor/, or model/ that vendor/model links to: a model "
+                         "published meanwhile counts); run the build again")
     deployments = os.path.dirname(package_path)
     os.makedirs(deployments, exist_ok=True)
     for name in os.listdir(deployments):

@@ -13,11 +13,16 @@ Runs, with their full counts,
   check that no payload's marker file exists; every technique that uses
   allowlisted names only (``TECHNIQUES``) through the app's init phase, each in its own child (a
   crash costs one row, not the table); then ``tests/test_safe_loading.py``
-  and ``tests/test_hostile_artifacts.py`` (controls included). It prints the
-  table of attacks tried and attacks held,
+  and ``tests/test_hostile_artifacts.py`` (controls included); then the
+  attacks that are not artifacts (``tools/harden/attack_rows.py``: a looping
+  graph, a 128-byte NPY body, policy bypasses, a wildcard upload, an S3
+  outage, native-state mutations), each by the tests that replay it. It
+  prints the table of attacks tried and attacks held, one row each,
 
 * the worst-case request bodies at the size limit
   (``tools/harden/hostile_bodies.py``) against a normal body of the same type,
+* coverage-guided fuzzing (atheris) of the body parsers and the guarded
+  unpickler, ``--coverage-seconds`` each (``tools/harden/coverage_fuzz.py``),
 
 then prints one line per category and exits non-zero if any check failed.
 The tests write their figures to ``build/harden/*.json``; pytest's output
@@ -30,11 +35,14 @@ import subprocess
 import sys
 import time
 
+from tools.harden import attack_rows, coverage_fuzz
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(PROJECT_DIR, "build", "harden")
 FUZZ_EXAMPLES = 12_000
 SOAK_REQUESTS = 100_000
 MIN_FUZZ_CASES = 10_000
+COVERAGE_SECONDS = 50      # per target: two targets, about 100 s in all
 
 # Runs in a child process: loads every malicious artifact with the app's
 # loader and reports which were refused and which left a marker file.
@@ -70,6 +78,7 @@ d = tempfile.mkdtemp(prefix="harden-technique-")
 malicious.build_technique(sys.argv[1], d)
 malicious.write_card(d, malicious.CARD_WIDTHS[sys.argv[1]])
 os.environ["MODEL_DIR"] = d
+os.environ.update(malicious.TECHNIQUE_ENV.get(sys.argv[1], {}))
 from chalicelib.protocols import model_api
 from chalicelib.protocols.service import from_environment
 reply = model_api.health(from_environment(), None)
@@ -145,12 +154,19 @@ def _malicious():
     if figures["loaded"] or figures["other_errors"]:
         line += " (loaded: %s; other errors: %s)" % (figures["loaded"], figures["other_errors"])
     held_payloads = figures["refused"] - len(set(figures["side_effects"]))
-    table = ["", "| attack (tools/fixtures/malicious.py) | tried | held |", "|---|---|---|",
-             "| name-based payloads (os.system, eval, pickle.loads, ...) | %d | %d |"
+    rows = attack_rows.run(OUT)
+    held_rows = sum(1 for _, _, held in rows if held)
+    ok = ok and held_rows == len(rows)
+    table = ["", "| attack | tried | held |", "|---|---|---|",
+             "| name-based payloads (os.system, eval, pickle.loads, ...; malicious.py) | %d | %d |"
              % (figures["cases"], max(held_payloads, 0))]
-    table += ["| %s | 1 | %d |" % (name, held) for name, held in techniques]
+    table += ["| artifact: %s | 1 | %s |" % (name, "held" if held else "NOT HELD")
+              for name, held in techniques]
+    table += ["| %s | %d tests | %s |" % (attack, count, "held" if held else "NOT HELD")
+              for attack, count, held in rows]
     table.append("| **attacks tried / attacks held** | **%d** | **%d** |"
-                 % (figures["cases"] + len(techniques), max(held_payloads, 0) + held_techniques))
+                 % (figures["cases"] + len(techniques) + len(rows),
+                    max(held_payloads, 0) + held_techniques + held_rows))
     return line + "\n".join(table), ok
 
 
@@ -159,6 +175,8 @@ def main(argv=None):
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--fuzz-examples", type=int, default=FUZZ_EXAMPLES)
     parser.add_argument("--soak-requests", type=int, default=SOAK_REQUESTS)
+    parser.add_argument("--coverage-seconds", type=int, default=COVERAGE_SECONDS,
+                        help="coverage-guided fuzzing, per target")
     args = parser.parse_args(argv)
     os.makedirs(OUT, exist_ok=True)
     for stale in ("fuzz.json", "fuzz-scikit-learn.json", "fuzz_typed.json", "hostile.json",
@@ -259,6 +277,13 @@ def main(argv=None):
     ok &= bodies_proc.returncode == 0 and bool(hostile_bodies)
     lines.append(malicious_line)
     ok &= malicious_ok
+
+    fuzzed = [coverage_fuzz.run(target, args.coverage_seconds)
+              for target in coverage_fuzz.TARGETS]
+    lines.append("coverage-guided fuzz (atheris; seeds tools/harden/corpus/, found inputs "
+                 "build/harden/corpus-*/):")
+    lines += ["  " + coverage_fuzz.line(result) for result in fuzzed]
+    ok &= all(r["crashes"] == 0 and r["executions"] > 0 for r in fuzzed)
 
     for line in lines:
         print(line)

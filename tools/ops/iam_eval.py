@@ -14,8 +14,10 @@ class PolicyError(ValueError):
     """A policy this evaluator cannot judge exactly."""
 
 
-def _listed(value):
-    return [value] if isinstance(value, str) else list(value)
+def listed(value):
+    """A policy element's values as a list (IAM lets one value stand
+    alone), or None when it is neither a string nor a list."""
+    return [value] if isinstance(value, str) else list(value) if isinstance(value, list) else None
 
 
 def _matches(pattern, value, ignore_case):
@@ -28,19 +30,25 @@ def _applies(statement, action, resource):
         raise PolicyError("a statement with a Condition cannot be evaluated here: %r"
                           % (statement,))
     if "Action" in statement:
-        acted = any(_matches(p, action, True) for p in _listed(statement["Action"]))
+        acted = any(_matches(p, action, True) for p in listed(statement["Action"]))
     else:
-        acted = not any(_matches(p, action, True) for p in _listed(statement["NotAction"]))
+        acted = not any(_matches(p, action, True) for p in listed(statement["NotAction"]))
     if "Resource" in statement:
-        on = any(_matches(p, resource, False) for p in _listed(statement["Resource"]))
+        on = any(_matches(p, resource, False) for p in listed(statement["Resource"]))
     else:
-        on = not any(_matches(p, resource, False) for p in _listed(statement["NotResource"]))
+        on = not any(_matches(p, resource, False) for p in listed(statement["NotResource"]))
     return acted and on
 
 
 def statements(policy):
-    found = policy.get("Statement", [])
-    return [found] if isinstance(found, dict) else list(found)
+    """The policy's statements as a list of objects (IAM lets one stand
+    alone), or PolicyError."""
+    found = policy.get("Statement", []) if isinstance(policy, dict) else None
+    if isinstance(found, dict):
+        found = [found]
+    if not isinstance(found, list) or not all(isinstance(st, dict) for st in found):
+        raise PolicyError("a policy's Statement must be a statement or a list of them")
+    return found
 
 
 def allows(policy, action, resource):
@@ -57,7 +65,7 @@ def grants(policy):
     for st in statements(policy):
         if st.get("Effect") != "Allow" or not set(st) <= {"Sid", "Effect", "Action", "Resource"}:
             raise PolicyError("not a plain Allow statement: %r" % (st,))
-        found |= {(a, r) for a in _listed(st["Action"]) for r in _listed(st["Resource"])}
+        found |= {(a, r) for a in listed(st["Action"]) for r in listed(st["Resource"])}
     return found
 
 

@@ -28,10 +28,12 @@ import json
 import os
 import sys
 
+from tools.ops import iam_eval
+
 SID = "ReadModelArtifact"
 
 
-class PolicyError(Exception):
+class PolicyError(iam_eval.PolicyError):
     """The stage policy does not grant what the model needs, or more."""
 
 
@@ -94,25 +96,12 @@ def policy_path(project_dir, stage):
     return os.path.join(project_dir, ".chalice", name)
 
 
-def _as_list(value):
-    return [value] if isinstance(value, str) else value if isinstance(value, list) else None
-
-
-def _statements(policy):
-    statements = policy.get("Statement", []) if isinstance(policy, dict) else None
-    if isinstance(statements, dict):
-        statements = [statements]
-    if not isinstance(statements, list) or not all(isinstance(st, dict) for st in statements):
-        raise PolicyError("the stage policy's Statement is not a list of statements")
-    return statements
-
-
 def _is_exact_grant(st, wanted):
     """Whether ``st`` is the model's grant, however spelled (a one-item
     list, the action's case), with nothing that could widen or void it."""
     if wanted is None or set(st) - {"Sid", "Effect", "Action", "Resource"}:
         return False
-    actions, resources = _as_list(st.get("Action")), _as_list(st.get("Resource"))
+    actions, resources = iam_eval.listed(st.get("Action")), iam_eval.listed(st.get("Resource"))
     return (st.get("Effect") == "Allow" and actions is not None and resources is not None
             and [a.lower() for a in actions if isinstance(a, str)] == ["s3:getobject"]
             and resources == [wanted["Resource"]])
@@ -137,7 +126,7 @@ def why_unsafe(st, wanted):
         return "an Allow with NotResource allows every resource it does not name"
     if _is_exact_grant(st, wanted):
         return None
-    actions, resources = _as_list(st.get("Action")), _as_list(st.get("Resource"))
+    actions, resources = iam_eval.listed(st.get("Action")), iam_eval.listed(st.get("Resource"))
     if not actions or not resources or not all(isinstance(a, str) for a in actions) \
             or not all(isinstance(r, str) for r in resources):
         return "Action and Resource must be strings or lists of strings"
@@ -155,7 +144,10 @@ def check(policy, card, region=None):
     every other statement is provably harmless (:func:`why_unsafe`)."""
     uri = remote_uri(card)
     wanted = statement(uri, region) if uri else None
-    statements = _statements(policy)
+    try:
+        statements = iam_eval.statements(policy)
+    except iam_eval.PolicyError as exc:
+        raise PolicyError("the stage policy: %s" % exc) from None
     refused = [(st, why) for st in statements for why in [why_unsafe(st, wanted)] if why]
     if refused:
         raise PolicyError(
@@ -163,11 +155,21 @@ def check(policy, card, region=None):
             "`python -m tools.ops.model_policy` to leave only the model's grant"
             % (" (" + uri + ")" if uri else " (the model ships in the package)",
                "; ".join("%s (%s)" % (json.dumps(st), why) for st, why in refused)))
-    if wanted and not any(_is_exact_grant(st, wanted) for st in statements):
+    if wanted and not (any(_is_exact_grant(st, wanted) for st in statements)
+                       and _evaluates_to_the_grant(policy, wanted["Resource"])):
         raise PolicyError(
             "the model artifact is %s but the stage policy does not grant s3:GetObject on "
             "%s; run `python -m tools.ops.model_policy` (it adds %s)"
             % (uri, wanted["Resource"], json.dumps(wanted)))
+
+
+def _evaluates_to_the_grant(policy, arn):
+    """What IAM would decide (:mod:`tools.ops.iam_eval`, conditions aside):
+    the artifact is readable, its neighbours in the bucket are not."""
+    unconditional = {"Statement": [st for st in iam_eval.statements(policy)
+                                   if "Condition" not in st]}
+    return (iam_eval.allows(unconditional, "s3:GetObject", arn)
+            and not iam_eval.allows(unconditional, "s3:GetObject", arn + ".other"))
 
 
 def updated(policy, card, region=None):
