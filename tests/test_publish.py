@@ -85,15 +85,15 @@ def test_wrong_feature_count_is_refused(tmp_path, regressor_file):
 def test_estimator_from_another_sklearn_version_is_refused_unless_forced(tmp_path, monkeypatch):
     model = SVR().fit(DIABETES.data[:50], DIABETES.target[:50])
     # a release with no build environment (tests/test_older_sklearn.py has those)
-    monkeypatch.setattr(sklearn.base, "__version__", "1.3.2")
+    monkeypatch.setattr(sklearn.base, "__version__", "1.0.2")
     path = tmp_path / "old.joblib"
     joblib.dump(model, path)
     monkeypatch.undo()
-    with pytest.raises(PublishError, match="saved with scikit-learn 1.3.2, the Lambda ships"):
+    with pytest.raises(PublishError, match="saved with scikit-learn 1.0.2, the Lambda ships"):
         publish(str(path), name="old", version="1", out_dir=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
     card = publish(str(path), name="old", version="1", out_dir=str(tmp_path / "out"), force=True)
-    assert card["versions"]["scikit-learn"] == "1.3.2"
+    assert card["versions"]["scikit-learn"] == "1.0.2"
 
 
 def test_non_estimator_is_refused(tmp_path):
