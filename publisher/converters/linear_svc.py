@@ -12,19 +12,16 @@ the scores (one column for two classes, as skl2onnx's).
 """
 import numpy as np
 
+from publisher.converters.precision import input_in_its_precision
+
 
 def _convert(scope, operator, container):
     from onnx import TensorProto
     from skl2onnx.algebra.onnx_ops import (OnnxAdd, OnnxArgMax, OnnxCast, OnnxGather,
                                            OnnxGreater, OnnxIdentity, OnnxMatMul, OnnxReshape)
-    from skl2onnx.common.data_types import guess_numpy_type
     model = operator.raw_operator
     opv = container.target_opset
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    if dtype not in (np.float32, np.float64):
-        dtype = np.float64
-        X = OnnxCast(X, to=TensorProto.DOUBLE, op_version=opv)
+    X, dtype = input_in_its_precision(operator, opv)
     scores = OnnxAdd(OnnxMatMul(X, model.coef_.T.astype(dtype), op_version=opv),
                      model.intercept_.astype(dtype), op_version=opv)
     if model.coef_.shape[0] == 1:

@@ -7,19 +7,16 @@ makes that column float32, which a double graph cannot concatenate.
 """
 import numpy as np
 
+from publisher.converters.precision import input_in_its_precision
+
 
 def _convert(scope, operator, container):
     from onnx import TensorProto, helper
-    from skl2onnx.algebra.onnx_ops import (OnnxCast, OnnxConcat, OnnxConstantOfShape,
+    from skl2onnx.algebra.onnx_ops import (OnnxConcat, OnnxConstantOfShape,
                                            OnnxGather, OnnxIdentity, OnnxReduceProd, OnnxShape)
-    from skl2onnx.common.data_types import guess_numpy_type
     model = operator.raw_operator
     opv = container.target_opset
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    if dtype not in (np.float32, np.float64):
-        dtype = np.float64
-        X = OnnxCast(X, to=TensorProto.DOUBLE, op_version=opv)
+    X, dtype = input_in_its_precision(operator, opv)
     combinations = list(model._combinations(model.n_features_in_, model._min_degree,
                                             model._max_degree, model.interaction_only,
                                             model.include_bias))
