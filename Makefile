@@ -85,8 +85,8 @@ publish: $(if $(FILE),$(STAMP)-publish,publish-usage)  ## FILE=my.joblib NAME=ch
 publish-usage:
 	@echo "error: make publish FILE=my.joblib NAME=churn VERSION=1.0.0 [SAMPLE=train_head.csv] [ARGS='--metrics {...}'] (every option: .venv/bin/python -m publisher.publish --help)" >&2; exit 1
 
-test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about 60 s of CPU: 1-2 min on 2 cores)
-	$(BIN)/python -m pytest -q -m "$(FAST)"
+test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about 85 s of CPU in two workers: under a minute on 2 cores)
+	$(BIN)/python -m pytest -q -m "$(FAST)" -n 2
 
 test-all: $(STAMP)-dev  ## every test, what CI runs (35-45 min on 2 cores; CI=1: no skipping the browser)
 	$(BIN)/python -m pytest -q
