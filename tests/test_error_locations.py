@@ -129,3 +129,48 @@ def test_a_typed_row_names_the_value_by_its_index_as_sent():
     error = _error(typed, {"dataframe_split": {"columns": ["age", "city"],
                                                "data": [[40, "Oslo"], ["old", "Rome"]]}})
     assert error.loc == ("dataframe_split", "data", 1, Position(0, "age"))
+
+
+def test_request_structure_errors_carry_their_place_as_data():
+    from chalicelib.http.errors import BadRequest
+    from chalicelib.protocols import mlflow, open_inference
+    with pytest.raises(BadRequest) as caught:
+        mlflow.read_params({"probabilities": 1})
+    assert caught.value.loc == ("params", "probabilities")
+    assert caught.value.message == "params.probabilities: expected true or false"
+
+    tensor = {"name": "x", "shape": [2], "datatype": "FP64", "data": [1.0, "a"]}
+    with pytest.raises(Unprocessable) as caught:
+        open_inference._tensors([tensor], b"")
+    assert caught.value.loc == ("inputs", Position(0, "x"), "data", 1)
+    assert caught.value.message == 'inputs[0] (x).data[1]: expected a FP64 value, got "a"'
+
+    good = dict(tensor, data=[1.0, 2.0])
+    with pytest.raises(BadRequest) as caught:
+        open_inference._tensors([good, {"name": ""}], b"")
+    assert caught.value.loc == ("inputs", 1, "name")
+
+
+@pytest.mark.parametrize("spec, place_text", [
+    ({"name": "petal_length", "shape": [-1], "datatype": "FP64", "data": []},
+     "inputs[0] (petal_length).shape: "),
+    ({"name": "petal_length", "shape": [1], "datatype": "FP128", "data": [1.0]},
+     "inputs[0] (petal_length).datatype: "),
+    ({"name": 7, "shape": [1], "datatype": "FP64", "data": [1.0]}, "inputs[0].name: "),
+])
+def test_open_inference_names_the_tensor_field(api, spec, place_text):
+    response = _post(api, "/v2/models/iris-classifier/infer", {"inputs": [spec]})
+    assert response.status_code == 400, response.body
+    assert body_of(response)["error"].startswith(place_text), response.body
+
+
+def test_probabilities_of_a_model_without_them_is_named_probabilities(api):
+    model = api.service.model.ready()
+    model.has_proba, saved = False, model.has_proba
+    try:
+        with pytest.raises(Unprocessable) as caught:
+            model.infer(np.asarray(IRIS_ROWS, dtype=float), probabilities=True)
+    finally:
+        model.has_proba = saved
+    assert caught.value.loc == ("probabilities",)
+    assert caught.value.message.startswith("probabilities: model ")

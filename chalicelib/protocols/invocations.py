@@ -120,7 +120,7 @@ def _flag(query):
         return False
     if value.lower() in ("true", "1"):
         return True
-    raise BadRequest("probabilities: expected true or false, got %r" % value)
+    raise BadRequest("expected true or false, got %r" % value, ("probabilities",))
 
 
 def ping(service, request):

@@ -36,10 +36,10 @@ def read_params(params):
     if params is None:
         return False
     if type(params) is not dict:
-        raise BadRequest("params: expected an object, got %s" % type(params).__name__)
+        raise BadRequest("expected an object, got %s" % type(params).__name__, ("params",))
     probabilities = params.get("probabilities", False)
     if type(probabilities) is not bool:
-        raise BadRequest("params.probabilities: expected true or false")
+        raise BadRequest("expected true or false", ("params", "probabilities"))
     return probabilities
 
 
@@ -63,8 +63,8 @@ def to_payload(document):
         payload["dataframe_split"] = _columns_to_split(inputs)
         return payload, probabilities, renamed("dataframe_split", "inputs")
     if type(inputs) is not list:
-        raise BadRequest("inputs: expected a list of rows or an object of columns, got %s"
-                         % type(inputs).__name__)
+        raise BadRequest("expected a list of rows or an object of columns, got %s"
+                         % type(inputs).__name__, ("inputs",))
     payload["instances"] = inputs
     return payload, probabilities, renamed("instances", "inputs")
 
@@ -76,8 +76,9 @@ def _columns_to_split(columns):
     values = [columns[n] if type(columns[n]) is list else [columns[n]] for n in names]
     lengths = {len(v) for v in values}
     if len(lengths) > 1:
-        raise BadRequest("inputs: every column needs the same number of values; got %s"
-                         % ", ".join("%s: %d" % (n, len(v)) for n, v in zip(names, values)))
+        raise BadRequest("every column needs the same number of values; got %s"
+                         % ", ".join("%s: %d" % (n, len(v)) for n, v in zip(names, values)),
+                         ("inputs",))
     return {"columns": names, "data": [list(row) for row in zip(*values)]}
 
 

@@ -36,7 +36,8 @@ import time
 
 import numpy as np
 
-from chalicelib.http.errors import BadRequest, Row, ServiceError, Tensor, Unprocessable
+from chalicelib.http.errors import (BadRequest, Position, Row, ServiceError, Tensor,
+                                    Unprocessable)
 from chalicelib.protocols import triton
 from chalicelib.protocols.common import (body_bytes, check_model_name, decode_text, dumps,
                                          json_reply, load_json, renamed, run_payload,
@@ -182,16 +183,16 @@ def _infer(service, model, document, binary, binary_allowed=True):
                          % (json.dumps(unknown[0]), ", ".join(REQUEST_KEYS)))
     request_id = document.get("id")
     if request_id is not None and type(request_id) is not str:
-        raise BadRequest("id: expected a string")
+        raise BadRequest("expected a string", ("id",))
     parameters = document.get("parameters", {})
     if type(parameters) is not dict:
-        raise BadRequest("parameters: expected an object")
+        raise BadRequest("expected an object", ("parameters",))
     binary_default = parameters.get("binary_data_output", False)
     if type(binary_default) is not bool:
-        raise BadRequest("parameters.binary_data_output: expected true or false")
+        raise BadRequest("expected true or false", ("parameters", "binary_data_output"))
     inputs = document.get("inputs")
     if type(inputs) is not list or not inputs:
-        raise BadRequest("inputs: expected a non-empty list of tensors")
+        raise BadRequest("expected a non-empty list of tensors", ("inputs",))
     triton.check_depth(document, skip={id(spec.get("data")) for spec in inputs
                                        if type(spec) is dict})
     wanted = _requested_outputs(document.get("outputs"), model, binary_default)
@@ -201,8 +202,9 @@ def _infer(service, model, document, binary, binary_allowed=True):
         service, payload, probabilities=any(w.name == "probabilities" for w in wanted),
         relocate=relocate)
     if isinstance(proba, list):
-        raise Unprocessable("outputs: this model's probabilities differ in shape per output "
-                            "and make no tensor; ask for outputs [{\"name\": \"predictions\"}]")
+        raise Unprocessable("this model's probabilities differ in shape per output "
+                            "and make no tensor; ask for outputs [{\"name\": \"predictions\"}]",
+                            ("outputs",))
     outputs, chunks = [], []
     for output in wanted:
         array = predictions if output.name == "predictions" else proba
@@ -264,24 +266,24 @@ def _requested_outputs(outputs, model, binary_default=False):
     if outputs is None:
         return [_Output(name, binary_default) for name in available]
     if type(outputs) is not list:
-        raise BadRequest("outputs: expected a list")
+        raise BadRequest("expected a list", ("outputs",))
     wanted, seen = [], set()
     for i, output in enumerate(outputs):
-        where = "outputs[%d]" % i
+        where = ("outputs", i)
         name = output.get("name") if type(output) is dict else None
         if name not in available:
-            raise BadRequest("%s.name: expected one of %s, got %s"
-                             % (where, ", ".join(available), json.dumps(name)))
+            raise BadRequest("expected one of %s, got %s"
+                             % (", ".join(available), json.dumps(name)), where + ("name",))
         if name in seen:
             raise BadRequest("output '%s' already exists in request" % name)
         seen.add(name)
         count = triton.classification_count(output, where)
         if count is not None and name != "probabilities":
-            raise BadRequest("%s: classification is answered for probabilities only, "
-                             "not for %s" % (where, name))
+            raise BadRequest("classification is answered for probabilities only, "
+                             "not for %s" % name, where)
         binary = (output.get("parameters") or {}).get("binary_data", binary_default)
         if type(binary) is not bool:
-            raise BadRequest("%s.parameters.binary_data: expected true or false" % where)
+            raise BadRequest("expected true or false", where + ("parameters", "binary_data"))
         wanted.append(_Output(name, binary, count))
     return wanted
 
@@ -297,35 +299,35 @@ def _tensors(inputs, binary):
     """The input tensors with their values as a flat Python list."""
     tensors, offset = [], 0
     for i, spec in enumerate(inputs):
-        where = "inputs[%d]" % i
+        where = ("inputs", i)
         if type(spec) is not dict:
-            raise BadRequest("%s: expected an object with name, shape, datatype, data" % where)
+            raise BadRequest("expected an object with name, shape, datatype, data", where)
         name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
         if type(name) is not str or not name:
-            raise BadRequest("%s.name: expected a string" % where)
-        where = "inputs[%d] (%s)" % (i, name)
+            raise BadRequest("expected a string", where + ("name",))
+        where = ("inputs", Position(i, name))
         if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
-            raise BadRequest("%s.shape: expected a list of non-negative integers" % where)
+            raise BadRequest("expected a list of non-negative integers", where + ("shape",))
         if datatype not in DATATYPES:
-            raise BadRequest("%s.datatype: expected one of %s, got %s"
-                             % (where, ", ".join(DATATYPES), json.dumps(datatype)))
+            raise BadRequest("expected one of %s, got %s"
+                             % (", ".join(DATATYPES), json.dumps(datatype)), where + ("datatype",))
         count = math.prod(shape)
         parameters = spec.get("parameters") or {}
         size = parameters.get("binary_data_size") if type(parameters) is dict else None
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(binary):
-                raise BadRequest("%s: binary_data_size %s does not fit the %d bytes of "
-                                 "binary data%s" % (where, json.dumps(size), len(binary),
-                                                    BINARY_HINT))
+                raise BadRequest("binary_data_size %s does not fit the %d bytes of "
+                                 "binary data%s" % (json.dumps(size), len(binary), BINARY_HINT),
+                                 where)
             values = _from_binary(binary[offset:offset + size], datatype, count, where)
             offset += size
         elif "data" in spec:
             values = _from_json(spec["data"], datatype, where)
         else:
-            raise BadRequest("%s: no data" % where)
+            raise BadRequest("no data", where)
         if len(values) != count:
-            raise BadRequest("%s: shape %s holds %d values, data has %d"
-                             % (where, shape, count, len(values)))
+            raise BadRequest("shape %s holds %d values, data has %d"
+                             % (shape, count, len(values)), where)
         tensors.append(_Tensor(name, shape, datatype, values))
     if offset != len(binary):
         raise BadRequest("%d bytes of binary data are not claimed by any input%s"
@@ -338,8 +340,8 @@ def _from_json(data, datatype, where):
     FP16 is read only as binary data (JSON has no half-precision numbers),
     as KServe reads it."""
     if datatype == "FP16":
-        raise BadRequest("%s: FP16 tensors are read as binary tensor data only, not as JSON "
-                         "numbers" % where)
+        raise BadRequest("FP16 tensors are read as binary tensor data only, not as JSON "
+                         "numbers", where)
     # The tensor's data sits four levels deep in the request document.
     flat, stack = [], [(data, 4)]
     while stack:
@@ -354,8 +356,8 @@ def _from_json(data, datatype, where):
                          "INT" if datatype in INTEGER_TYPES else "FP"]
     for j, value in enumerate(flat):
         if not check(value):
-            raise Unprocessable("%s.data[%d]: expected a %s value, got %s"
-                                % (where, j, datatype, json.dumps(value)[:40]))
+            raise Unprocessable("expected a %s value, got %s"
+                                % (datatype, json.dumps(value)[:40]), where + ("data", j))
     return flat
 
 
@@ -372,22 +374,22 @@ def _from_binary(raw, datatype, count, where):
         values, pos = [], 0
         while pos < len(raw):
             if pos + 4 > len(raw):
-                raise BadRequest("%s: truncated BYTES element" % where)
+                raise BadRequest("truncated BYTES element", where)
             (n,) = struct.unpack_from("<I", raw, pos)
             chunk = raw[pos + 4:pos + 4 + n]
             if len(chunk) != n:
-                raise BadRequest("%s: truncated BYTES element" % where)
+                raise BadRequest("truncated BYTES element", where)
             try:
                 values.append(chunk.decode("utf-8"))
             except UnicodeDecodeError:
-                raise BadRequest("%s: BYTES element is not UTF-8" % where) from None
+                raise BadRequest("BYTES element is not UTF-8", where) from None
             pos += 4 + n
         return values
     dtype = np.dtype("?" if datatype == "BOOL" else
                      INTEGER_TYPES.get(datatype) or FLOAT_TYPES[datatype])
     if len(raw) != count * dtype.itemsize:
-        raise BadRequest("%s: %d bytes of binary data for %d %s values%s"
-                         % (where, len(raw), count, datatype, BINARY_HINT))
+        raise BadRequest("%d bytes of binary data for %d %s values%s"
+                         % (len(raw), count, datatype, BINARY_HINT), where)
     return np.frombuffer(raw, dtype=dtype).tolist()
 
 
@@ -397,28 +399,30 @@ def _payload(tensors, features):
         tensor = tensors[0]
         n = len(features)
         if len(tensor.shape) != 2 or tensor.shape[1] != n:
-            raise Unprocessable("inputs[0] (%s): a tensor of rows needs shape [n, %d] "
-                                "(features %s), got %s; or send one tensor per feature"
-                                % (tensor.name, n, ", ".join(features), tensor.shape))
+            raise Unprocessable("a tensor of rows needs shape [n, %d] (features %s), got %s; "
+                                "or send one tensor per feature"
+                                % (n, ", ".join(features), tensor.shape),
+                                ("inputs", Position(0, tensor.name)))
         values = tensor.values
         rows = [values[i * n:(i + 1) * n] for i in range(tensor.shape[0])]
         return {"instances": rows}, renamed("instances", tensor.name)
     lengths = set()
     for i, tensor in enumerate(tensors):
         if tensor.name not in features:
-            raise Unprocessable("inputs[%d]: unknown input %s; send one tensor of rows, or "
-                                "one tensor per feature: %s"
-                                % (i, json.dumps(tensor.name), ", ".join(features)))
+            raise Unprocessable("unknown input %s; send one tensor of rows, or one tensor per "
+                                "feature: %s" % (json.dumps(tensor.name), ", ".join(features)),
+                                ("inputs", i))
         if not (len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1)):
-            raise Unprocessable("inputs[%d] (%s): a feature tensor needs shape [n] or [n, 1], "
-                                "got %s" % (i, tensor.name, tensor.shape))
+            raise Unprocessable("a feature tensor needs shape [n] or [n, 1], got %s"
+                                % (tensor.shape,), ("inputs", Position(i, tensor.name)))
         lengths.add(tensor.shape[0])
     if len(lengths) > 1:
-        raise Unprocessable("inputs: every feature tensor needs the same number of rows; got %s"
-                            % ", ".join("%s: %d" % (t.name, t.shape[0]) for t in tensors))
+        raise Unprocessable("every feature tensor needs the same number of rows; got %s"
+                            % ", ".join("%s: %d" % (t.name, t.shape[0]) for t in tensors),
+                            ("inputs",))
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
-        raise BadRequest("inputs: a feature tensor appears twice")
+        raise BadRequest("a feature tensor appears twice", ("inputs",))
     records = [dict(zip(names, row)) for row in zip(*(t.values for t in tensors))]
     return {"instances": records}, _feature_place
 

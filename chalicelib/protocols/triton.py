@@ -148,18 +148,19 @@ def check_depth(document, skip=()):
 
 
 def classification_count(output, where):
-    """The ``classification`` parameter of a requested output (None: not asked)."""
+    """The ``classification`` parameter of a requested output (None: not
+    asked); ``where`` is the output's location (a ``loc`` tuple)."""
     parameters = output.get("parameters") if type(output) is dict else None
     if parameters is None:
         return None
     if type(parameters) is not dict:
-        raise BadRequest("%s.parameters: expected an object" % where)
+        raise BadRequest("expected an object", where + ("parameters",))
     count = parameters.get("classification")
     if count is None:
         return None
     if type(count) is not int or count < 1:
-        raise BadRequest("%s.parameters.classification: expected a positive integer, got %s"
-                         % (where, json.dumps(count)))
+        raise BadRequest("expected a positive integer, got %s" % json.dumps(count),
+                         where + ("parameters", "classification"))
     return count
 
 

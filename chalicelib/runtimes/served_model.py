@@ -155,8 +155,9 @@ class ServedModel:
         """``(predictions, probabilities or None)`` as numpy arrays for a
         validated matrix ``X``: what every protocol renders in its own shape."""
         if probabilities and not self.has_proba:
-            raise Unprocessable("probabilities: model %s (%s) has no predict_proba"
-                                % (self.card.name, type(self.estimator).__name__))
+            raise Unprocessable("model %s (%s) has no predict_proba"
+                                % (self.card.name, type(self.estimator).__name__),
+                                ("probabilities",))
         # Finite is not enough: 1e308 overflows a scaler or a float32 cast
         # into inf and NaN, and the model would answer from those (a label
         # computed from NaN, or NaN probabilities). Overflow and invalid
