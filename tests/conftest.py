@@ -278,9 +278,39 @@ def pytest_collection_modifyitems(config, items):
             tiers.add("slow")
         for tier in sorted(tiers):
             item.add_marker(tier)
+        if "built_project" in getattr(item, "fixturenames", ()) and module not in BUILT_MODULES:
+            raise pytest.UsageError("%s uses built_project: add it to BUILT_MODULES" % module)
         # Elsewhere (a Mac, a laptop without Debian's Chromium) the browser
         # test says why it did not run; in CI it must run, so it fails there.
         if "browser" in tiers and not chromium and not _in_ci():
             item.add_marker(pytest.mark.skip(
                 reason="%s is missing (apt-get install chromium; CI=1 makes this a failure)"
                 % CHROMIUM))
+
+
+
+# ---------------------------------------------------------------------------
+# Two workers (`make test`, `make test-all`: pytest-xdist's -n 2). A module
+# runs on one worker, in file order, so that its module-scoped fixtures (a
+# trained zoo, a server) are made once and its running totals (the fuzz's
+# case count) see all of its tests; the modules that share the one built
+# Lambda package run on one worker too, so it is built once, not per worker.
+
+#: The modules that use the ``built_project`` fixture (checked at collection).
+BUILT_MODULES = {"test_api_keys.py", "test_batch_template.py", "test_deploy_emulator.py",
+                 "test_package.py", "test_prod_template.py", "test_templates.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        """xdist's scope scheduling with a module (or the built package's
+        modules together) as the scope."""
+
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return "built_project" if os.path.basename(module) in BUILT_MODULES else module
+
+    return ByModule(config, log)
