@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from chalicelib.http import media
 from chalicelib.schema import parsing
 from chalicelib.http.errors import BadRequest, Unprocessable
 from chalicelib.schema.parsing import Schema, parse_request
@@ -77,10 +78,10 @@ def test_non_finite_values_are_found_on_both_sizes(n_rows):
         parse(body.encode())
 
 
-def test_media_type_cache_is_bounded():
+def test_content_type_cache_is_bounded():
     for i in range(100):
-        parsing._media_type("application/json; x=%d" % i)
-    assert len(parsing._MEDIA_TYPE_CACHE) <= 32
+        media.content_type("application/json; x=%d" % i)
+    assert len(media._PARSED) <= media._PARSED_MAX
 
 
 def parse_csv_text(text, schema=SCHEMA):

@@ -37,6 +37,12 @@ class Tensor(str):
     """A place part: a tensor the client named (Open Inference inputs)."""
 
 
+def quoted(text):
+    """A client's text as an error message shows it: JSON-quoted, cut at 40
+    characters (a message never echoes an unbounded value)."""
+    return json.dumps(text if len(text) <= 40 else text[:40] + "...")
+
+
 def place(loc):
     """The text of a location: ``("instances", 3, "petal_width")`` ->
     ``instances[3].petal_width``; ``(Line(4), Column(2, "x"))`` ->

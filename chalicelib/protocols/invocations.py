@@ -21,6 +21,7 @@ the SageMaker scikit-learn container answers. Errors are in MLflow's
 ``{"error_code", "message"}`` shape for both, with MLflow's statuses (a
 value the model cannot take: 400 ``INVALID_PARAMETER_VALUE``).
 """
+from chalicelib.http import media
 from chalicelib.http.errors import BadRequest, Unprocessable, UnsupportedMediaType
 from chalicelib.protocols.identity import SERVER_VERSION
 from chalicelib.protocols.mlflow import InvalidParameterValue
@@ -36,20 +37,14 @@ def _media_type(content_type):
     """The media type; MLflow's rule for its parameters: ``charset``
     (UTF-8 only) and, for ``text/csv``, RFC 4180's ``header``; any other
     parameter (MLflow 1.x's ``format=pandas-split`` among them) is a 415."""
-    media, *params = (content_type or sagemaker.JSON_TYPE).split(";")
-    media = media.strip().lower()
-    for param in params:
-        key, _, value = param.partition("=")
-        key = key.strip().lower()
-        if key == "charset":
-            if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-                raise UnsupportedMediaType("Unsupported charset: %s; send UTF-8" % value.strip())
-        elif not (key == "header" and media == sagemaker.CSV_TYPE) and (key or value.strip()):
+    media_type, params = media.content_type(content_type, sagemaker.JSON_TYPE)
+    for key in params:
+        if not (key == "header" and media_type == sagemaker.CSV_TYPE):
             raise UnsupportedMediaType(
                 "Unrecognized content type parameters: %s. The scoring protocol of MLflow 2.0 "
                 "and later takes the format from the body's keys (dataframe_split, "
                 "dataframe_records, instances, inputs), not from the Content-Type" % key)
-    return media
+    return media_type
 
 
 def _content_type(headers):
@@ -73,22 +68,22 @@ def _as_mlflow(work, service, request):
 def _invoke(service, request):
     headers = request.headers
     content_type = _content_type(headers)
-    media = _media_type(content_type)
+    media_type = _media_type(content_type)
     answer = sagemaker.answer_type(headers.get("accept"))
     body = body_bytes(service, request)
-    query = request.query_params or {}
+    asked = (request.query_params or {}).get("probabilities")  # an MLflow document says it in params
     bare = False  # SageMaker's array requests get a bare array as JSON answer
-    if media == sagemaker.NPY_TYPE:
+    if media_type == sagemaker.NPY_TYPE:
         result = run_payload(service, sagemaker.npy_payload(body, service.config.max_rows),
-                             _flag(query),
+                             media.query_flag(asked),
                              renamed("instances", "npy"))
         bare = True
-    elif media == sagemaker.CSV_TYPE:
+    elif media_type == sagemaker.CSV_TYPE:
         model = service.model.ready()
         X = sagemaker.csv_rows(body, content_type, model.schema, service.config.max_rows)
-        predictions, proba = model.infer(X, _flag(query))
+        predictions, proba = model.infer(X, media.query_flag(asked))
         result = model, predictions, proba, len(X)
-    elif media == sagemaker.JSON_TYPE:
+    elif media_type == sagemaker.JSON_TYPE:
         document = load_json(decode_text(body))
         if type(document) is dict:
             result = mlflow.predict_document(service, document)
@@ -96,7 +91,7 @@ def _invoke(service, request):
             model = service.model.ready()
             try:
                 result = run_payload(service, sagemaker.json_rows_payload(document, model.schema),
-                                     _flag(query), renamed("instances", "rows"))
+                                     media.query_flag(asked), renamed("instances", "rows"))
             except Unprocessable as error:
                 # Not rows of this model: MLflow's answer to a JSON array.
                 raise BadRequest("%s; MLflow's requests are a JSON object (dataframe_split, "
@@ -111,16 +106,6 @@ def _invoke(service, request):
                                    "text/csv, application/x-npy" % content_type)
     model, predictions, proba, rows = result
     return sagemaker.render(model, predictions, proba, answer, bare), rows
-
-
-def _flag(query):
-    """``?probabilities=true``: how CSV, NPY and JSON-array requests ask."""
-    value = query.get("probabilities")
-    if value is None or value.lower() in ("false", "0"):
-        return False
-    if value.lower() in ("true", "1"):
-        return True
-    raise BadRequest("expected true or false, got %r" % value, ("probabilities",))
 
 
 def ping(service, request):

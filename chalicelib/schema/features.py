@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from chalicelib.http.errors import Unprocessable
+from chalicelib.http.errors import Unprocessable, quoted
 
 TYPES = ("number", "integer", "boolean", "string", "text")
 INPUT_KINDS = ("matrix", "dataframe", "texts")
@@ -377,7 +377,7 @@ def describe(value):
     if type(value) is bool:
         return "true" if value else "false"
     if type(value) is str:
-        return json.dumps(value if len(value) <= 40 else value[:40] + "...")
+        return quoted(value)
     if type(value) is float:
         if value != value:
             return "NaN"

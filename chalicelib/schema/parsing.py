@@ -31,6 +31,7 @@ import re
 
 import numpy as np
 
+from chalicelib.http import media
 from chalicelib.http.errors import (BadRequest, Column, Line, PayloadTooLarge, Position,
                                      Unprocessable, UnsupportedMediaType)
 from chalicelib.schema.features import CSV_NUMBER as _CSV_NUMBER
@@ -60,11 +61,11 @@ class Parsed:
 
 def parse_request(body, content_type, schema, max_rows, probabilities_param=None):
     """Parse a raw body (bytes) into :class:`Parsed` or raise a ServiceError."""
-    media_type = _media_type(content_type)
-    asked_in_query = _query_flag(probabilities_param)
+    media_type, params = _media_type(content_type)
+    asked_in_query = media.query_flag(probabilities_param)
     text = decode_utf8(body)
     if media_type == CSV_TYPE:
-        return Parsed(parse_csv(text, schema, max_rows, csv_header_param(content_type)),
+        return Parsed(parse_csv(text, schema, max_rows, media.csv_header(params)),
                       asked_in_query)
     _refuse_container_floods(text, max_rows)
     payload, numbers_only = _load_json(text, max_rows)
@@ -101,37 +102,13 @@ def _refuse_container_floods(text, max_rows):
 
 
 def _media_type(content_type):
-    if not content_type:
-        return JSON_TYPE
-    known = _MEDIA_TYPE_CACHE.get(content_type)
-    if known:
-        return known
-    media_type, *params = content_type.split(";")
-    media_type = media_type.strip().lower()
+    """The body's media type and parameters; ``POST /model`` reads JSON and
+    CSV and ignores parameters it does not know (MLflow's route is stricter)."""
+    media_type, params = media.content_type(content_type, JSON_TYPE)
     if media_type not in MEDIA_TYPES:
         raise UnsupportedMediaType("Unsupported media type: %s; send one of: %s"
                                    % (content_type, ", ".join(MEDIA_TYPES)))
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset" and \
-                value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise UnsupportedMediaType("Unsupported charset: %s; send UTF-8"
-                                       % value.strip())
-    # Clients repeat one Content-Type; bounded, so varied headers cannot grow it.
-    if len(_MEDIA_TYPE_CACHE) < 32:
-        _MEDIA_TYPE_CACHE[content_type] = media_type
-    return media_type
-
-
-def _query_flag(value):
-    if value is None:
-        return False
-    lowered = value.lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise BadRequest("expected true or false, got %s" % _describe(value), ("probabilities",))
+    return media_type, params
 
 
 def decode_utf8(body):
@@ -242,7 +219,6 @@ def _no_literals_but_flags(text, payload):
 
 _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
 _FEW_ROWS = 8
-_MEDIA_TYPE_CACHE = {}
 
 
 def parse_payload(payload, schema, max_rows, numbers_only=False, bools_possible=True):
@@ -506,26 +482,11 @@ def _number(value, schema, where, i, j):
     raise Unprocessable("expected a number, got %s" % _describe(value), where(i, j))
 
 
-def csv_header_param(content_type):
-    """RFC 4180's ``header`` parameter of a ``text/csv`` Content-Type: True
-    (``present``), False (``absent``) or None (not given: the rule of
-    :func:`parse_csv` decides); any other value is a 415 saying so."""
-    for param in (content_type or "").split(";")[1:]:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "header":
-            value = value.strip().strip('"').lower()
-            if value not in ("present", "absent"):
-                raise UnsupportedMediaType("text/csv: header must be present or absent "
-                                           "(RFC 4180), got %s" % _describe(value))
-            return value == "present"
-    return None
-
-
 def parse_csv(text, schema, max_rows, header=None):
     """CSV: one row per line in feature order, or any order under a header.
 
     The header rule, the same on every CSV route: ``header`` (RFC 4180's
-    ``header=present|absent`` parameter, see :func:`csv_header_param`)
+    ``header=present|absent`` parameter, see :func:`chalicelib.http.media.csv_header`)
     wins. Without it, the first line is a header when it is the card's
     feature names (any order) or the positional names pandas writes for
     unnamed columns (``0,1,...,n-1``), each optionally after the empty first
