@@ -65,7 +65,7 @@ def test_mlflow_formats_equal_post_model(api):
 
 @pytest.mark.parametrize("body, status, code, message", [
     ({"inputs": IRIS_ROWS, "instances": IRIS_ROWS}, 400, "BAD_REQUEST", "exactly one of"),
-    ({"rows": IRIS_ROWS}, 400, "BAD_REQUEST", "unknown key 'rows'"),
+    ({"rows": IRIS_ROWS}, 400, "BAD_REQUEST", 'unknown key "rows"'),
     ({"inputs": IRIS_ROWS, "params": [1]}, 400, "BAD_REQUEST", "params: expected an object"),
     ({"inputs": IRIS_ROWS, "params": {"probabilities": "yes"}}, 400, "BAD_REQUEST",
      "params.probabilities"),
@@ -150,7 +150,7 @@ def test_sagemaker_bodies(api):
     assert body_of(post(api, "/invocations", IRIS_ROWS[0])) == expected["predictions"][:1]
     # A JSON object is MLflow's request, never a SageMaker row.
     record = post(api, "/invocations", dict(zip(FEATURES, IRIS_ROWS[0])))
-    assert record.status_code == 400 and "unknown key 'sepal_length'" in \
+    assert record.status_code == 400 and 'unknown key "sepal_length"' in \
         body_of(record)["message"]
     answer = body_of(post(api, "/invocations?probabilities=true", IRIS_ROWS))
     assert answer == {k: expected[k] for k in ("predictions", "classes", "probabilities")}

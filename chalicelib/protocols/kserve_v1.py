@@ -16,7 +16,6 @@ shares ``GET /`` with the try-it page: content negotiation gives a
 browser (``Accept`` naming ``text/html``) the page and any other client
 ``{"status": "alive"}``.
 """
-import json
 
 from chalicelib.http.errors import BadRequest, NotFound
 from chalicelib.http.media import accepted
@@ -24,8 +23,10 @@ from chalicelib.protocols.common import (body_bytes, check_model_name, decode_te
                                          load_json, predictions_document, renamed, run_payload,
                                          with_model)
 from chalicelib.protocols.wrapper import KSERVE_V1, handle
+from chalicelib.schema.parsing import one_format
 
-KEYS = ("instances", "inputs", "probabilities")
+FORMATS = ("instances", "inputs")
+OPTIONS = ("probabilities",)
 
 
 def wants_html(accept):
@@ -90,13 +91,7 @@ def _split(segment):
 def _payload(document):
     if type(document) is not dict:
         raise BadRequest("expected a JSON object with instances or inputs")
-    unknown = [k for k in document if k not in KEYS]
-    if unknown:
-        raise BadRequest("unknown key %s; accepted keys: %s"
-                         % (json.dumps(unknown[0]), ", ".join(KEYS)))
-    if ("instances" in document) == ("inputs" in document):
-        raise BadRequest("expected exactly one of instances, inputs")
-    if "inputs" in document:
+    if one_format(document, FORMATS, OPTIONS) == "inputs":
         payload = dict(document)
         payload["instances"] = payload.pop("inputs")
         return payload, renamed("instances", "inputs")

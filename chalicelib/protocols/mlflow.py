@@ -19,6 +19,7 @@ The answer is MLflow's ``{"predictions": [...]}``; errors are
 """
 from chalicelib.http.errors import BadRequest
 from chalicelib.protocols.common import renamed, run_payload
+from chalicelib.schema.parsing import one_format
 
 
 class InvalidParameterValue(BadRequest):
@@ -28,7 +29,7 @@ class InvalidParameterValue(BadRequest):
     mlflow_code = "INVALID_PARAMETER_VALUE"
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-KEYS = FORMATS + ("params", "probabilities")
+OPTIONS = ("params", "probabilities")
 
 
 def read_params(params):
@@ -46,17 +47,10 @@ def read_params(params):
 def to_payload(document):
     """``(payload for parse_payload, probabilities, relocate)`` from MLflow's
     JSON request object."""
-    unknown = [k for k in document if k not in KEYS]
-    if unknown:
-        raise BadRequest("unknown key %r; MLflow requests have exactly one of %s, "
-                         "and optionally params" % (unknown[0], ", ".join(FORMATS)))
-    formats = [k for k in FORMATS if k in document]
-    if len(formats) != 1:
-        raise BadRequest("expected exactly one of %s; got %s"
-                         % (", ".join(FORMATS), " and ".join(formats) or "none"))
+    key = one_format(document, FORMATS, OPTIONS)
     probabilities = read_params(document.get("params"))
     payload = {k: v for k, v in document.items() if k != "params"}
-    if formats[0] != "inputs":
+    if key != "inputs":
         return payload, probabilities, None
     inputs = payload.pop("inputs")
     if type(inputs) is dict:

@@ -221,24 +221,31 @@ _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
 _FEW_ROWS = 8
 
 
+def one_format(document, formats, options=()):
+    """The one key of ``formats`` a JSON request object holds; a key that is
+    neither a format nor an option, or none or two formats, is a 400 naming
+    what is accepted. Every protocol's request object is checked here."""
+    for key in document:
+        if key not in formats and key not in options:
+            raise BadRequest("unknown key %s; accepted keys: %s"
+                             % (_describe(key), ", ".join(formats + tuple(options))))
+    given = [k for k in formats if k in document]
+    if len(given) != 1:
+        raise BadRequest("expected exactly one of %s; got %s"
+                         % (", ".join(formats), " and ".join(given) or "none"))
+    return given[0]
+
+
 def parse_payload(payload, schema, max_rows, numbers_only=False, bools_possible=True):
     """Parse an already-decoded JSON payload (see module docstring)."""
     if type(payload) is not dict:
         raise BadRequest("request body must be a JSON object with exactly one of: %s; got %s"
                          % (", ".join(FORMAT_KEYS), _describe(payload)))
-    unknown = [k for k in payload if k not in FORMAT_KEYS and k not in OPTION_KEYS]
-    if unknown:
-        raise BadRequest("unknown key %s; accepted keys: %s"
-                         % (_describe(unknown[0]), ACCEPTED_KEYS_TEXT))
-    formats = [k for k in FORMAT_KEYS if k in payload]
-    if len(formats) != 1:
-        raise BadRequest("expected exactly one of %s; got %s"
-                         % (", ".join(FORMAT_KEYS), " and ".join(formats) or "none"))
+    key = one_format(payload, FORMAT_KEYS, OPTION_KEYS)
     probabilities = payload.get("probabilities", False)
     if type(probabilities) is not bool:
         raise BadRequest("expected true or false, got %s" % _describe(probabilities),
                          ("probabilities",))
-    key = formats[0]
     X = _FORMAT_PARSERS[key](payload[key], schema, max_rows, numbers_only, bools_possible)
     return Parsed(X, probabilities)
 
