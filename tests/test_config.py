@@ -1,12 +1,13 @@
 """The configuration: every setting declared once (chalicelib/http/config.py),
 read by one rule, and the docs' configuration table in step with it."""
+import json
 import os
 import re
 
 import pytest
 
 from chalicelib.http import config
-from chalicelib.protocols import service
+from chalicelib.protocols import model_api, service
 from tests.conftest import BUNDLED_MODEL, PROJECT_DIR
 
 PLATFORM = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
@@ -56,3 +57,20 @@ def test_a_bad_value_leaves_the_app_up_with_the_reason_as_its_503():
 def test_a_wrong_auth_fails_at_init():
     with pytest.raises(config.ConfigError, match="API_AUTH must be one of none, api_key, iam"):
         service.from_environment({"MODEL_DIR": BUNDLED_MODEL, "API_AUTH": "cognito"})
+
+
+@pytest.mark.parametrize("name", ["MODEL_LOAD_TIMEOUT_S", "MODEL_LOAD_MAX_MB",
+                                  "MODEL_LOAD_ISOLATED", "PREDICT_DEADLINE_S"])
+def test_a_bad_load_setting_is_the_models_503_naming_it(monkeypatch, name):
+    monkeypatch.setenv(name, "soon")
+    svc = service.from_environment({"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false"})
+    reply = model_api.health(svc, None)
+    assert reply.status == 503
+    assert "%s must be" % name in json.loads(reply.body)["Message"]
+
+
+def test_the_prediction_deadline_is_read_at_load(monkeypatch):
+    monkeypatch.setenv("PREDICT_DEADLINE_S", "2.5")
+    svc = service.from_environment({"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false"})
+    assert svc.model.ready().runtime == "onnxruntime"
+    assert svc.model.ready().estimator.deadline_s == 2.5

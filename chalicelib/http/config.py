@@ -15,6 +15,8 @@ imports the app to package or deploy it, so a wrong ``API_AUTH`` fails
 import os
 from dataclasses import dataclass
 
+from chalicelib.http.errors import ModelLoadError
+
 AUTH_MODES = ("none", "api_key", "iam")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -120,6 +122,8 @@ MODEL_LOAD_TIMEOUT_S = Setting("MODEL_LOAD_TIMEOUT_S", 20.0, _positive_number,
 MODEL_LOAD_ISOLATED = Setting("MODEL_LOAD_ISOLATED", True, _flag,
                               "try the load first in a forked child under hard memory, CPU "
                               "and wall-clock limits")
+PREDICT_DEADLINE_S = Setting("PREDICT_DEADLINE_S", 5.0, _positive_number,
+                             "seconds an ONNX Runtime prediction may run before it is a 504")
 LAZY_IMPORTS = Setting("LAZY_IMPORTS", True, _flag,
                        "off runs every module at import, ignoring the build's list")
 BATCH_EVENT_SOURCES = ("off", "chalice", "template")
@@ -171,10 +175,19 @@ BATCH_SWEEP_MINUTES = Setting("BATCH_SWEEP_MINUTES", 5, _positive_int,
 SETTINGS = (MODEL_DIR, MODEL_RUNTIME, MAX_ROWS, MAX_BODY_BYTES, LOG_REQUESTS, API_AUTH,
             CORS_ALLOW_ORIGIN, METRICS_NAMESPACE, MODEL_CACHE_DIR, ALLOW_VERSION_SKEW,
             TRUST_MODEL_PICKLE, MODEL_LOAD_MAX_MB, MODEL_LOAD_TIMEOUT_S, MODEL_LOAD_ISOLATED,
-            LAZY_IMPORTS,
+            PREDICT_DEADLINE_S, LAZY_IMPORTS,
             BATCH_EVENTS, BATCH_BUCKET, BATCH_BUCKET_EXISTS, BATCH_INPUT_PREFIX,
             BATCH_OUTPUT_PREFIX, BATCH_WORK_PREFIX, BATCH_QUEUE, BATCH_RANGE_MB, BATCH_ROWS_PER_CALL,
             BATCH_SQS_BATCH_SIZE, BATCH_MAX_CONCURRENCY, BATCH_MAX_RECEIVE, BATCH_SWEEP_MINUTES)
+
+
+def model_setting(setting, env=None):
+    """A setting that a model load reads: a value that cannot be read
+    refuses the model (a 503 naming the setting), never stops the app."""
+    try:
+        return setting.get(env)
+    except ConfigError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 @dataclass(frozen=True)

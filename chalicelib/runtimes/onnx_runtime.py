@@ -13,8 +13,8 @@ What a graph can and cannot do: an ONNX file is operators from a fixed set
 and their tensors, but ``Loop`` or a data-sized ``ConstantOfShape`` make it
 a program: :mod:`chalicelib.runtimes.graph_policy` admits only the
 operators skl2onnx emits, with bounded sizes, before ONNX Runtime sees the
-graph, and every run has a deadline (:data:`DEADLINE_ENV`, default
-:data:`DEFAULT_DEADLINE_S`): ONNX Runtime's ``RunOptions.terminate`` is set
+graph, and every run has a deadline (``PREDICT_DEADLINE_S``, declared in
+:mod:`chalicelib.http.config`): ONNX Runtime's ``RunOptions.terminate`` is set
 by a timer, and the request answers 504. ONNX Runtime runs only operators it
 implements (the standard ``ai.onnx`` and ``ai.onnx.ml`` domains here: no
 custom-operator library is ever registered), so a graph naming anything else
@@ -30,6 +30,7 @@ import threading
 
 import numpy as np
 
+from chalicelib.http import config
 from chalicelib.http.errors import DeadlineExceeded, ModelLoadError, Unprocessable
 from chalicelib.runtimes import graph_policy
 
@@ -42,26 +43,14 @@ FEED_TYPES = {"double": np.float64, "float": np.float32, "string": object, "int6
 # A graph bigger than this is not a model this product ships in a Lambda zip.
 MAX_GRAPH_BYTES = 512 * 1024 * 1024
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-DEADLINE_ENV = "PREDICT_DEADLINE_S"
-# Below the function's 10 s timeout: the client hears 504, not a dropped call.
-DEFAULT_DEADLINE_S = 5.0
 
 
-def deadline_seconds():
-    try:
-        value = float(os.environ.get(DEADLINE_ENV, DEFAULT_DEADLINE_S))
-    except ValueError:
-        return DEFAULT_DEADLINE_S
-    return value if value > 0 else DEFAULT_DEADLINE_S
-
-
-def run_with_deadline(session, names, feed, seconds=None):
+def run_with_deadline(session, names, feed, seconds):
     """``session.run`` stopped by ONNX Runtime after ``seconds`` (it checks
     ``RunOptions.terminate`` between operators): DeadlineExceeded then."""
     import onnxruntime
     options = onnxruntime.RunOptions()
-    timer = threading.Timer(deadline_seconds() if seconds is None else seconds,
-                            lambda: setattr(options, "terminate", True))
+    timer = threading.Timer(seconds, lambda: setattr(options, "terminate", True))
     timer.daemon = True
     timer.start()
     try:
@@ -69,8 +58,7 @@ def run_with_deadline(session, names, feed, seconds=None):
     except Exception:
         if options.terminate:
             raise DeadlineExceeded("the model did not answer within its deadline of %g s"
-                                   % (deadline_seconds() if seconds is None else seconds)) \
-                from None
+                                   % seconds) from None
         raise
     finally:
         timer.cancel()
@@ -82,6 +70,7 @@ class OnnxModel:
     def __init__(self, session, card, spec):
         self.session = session
         self.spec = spec
+        self.deadline_s = config.model_setting(config.PREDICT_DEADLINE_S)
         # A DataFrame model is always handed the schema's Columns (no pandas);
         # the card's ``feed`` says which columns make each graph input.
         self.by_columns = card.schema.input_kind == "dataframe"
@@ -122,16 +111,18 @@ class OnnxModel:
         FloatingPointError, as numpy does for the scikit-learn runtime under
         ``np.errstate(over="raise")``, so both answer the same 422."""
         if self.feed is not None:
-            return run_with_deadline(self.session, names, self._fed(X))
+            return run_with_deadline(self.session, names, self._fed(X), self.deadline_s)
         if self.by_columns:
-            return run_with_deadline(self.session, names, self._column_feed(X))
+            return run_with_deadline(self.session, names, self._column_feed(X),
+                                     self.deadline_s)
         X = np.asarray(X)
         if self.input_dtype is np.float32:
             # A tree ensemble compiled for float32 thresholds, as scikit-learn's
             # trees cast their input to float32: a larger value is no number there.
             _check_float32(X)
         return run_with_deadline(self.session, names,
-                                 {self.input_name: X.astype(self.input_dtype, copy=False)})
+                                 {self.input_name: X.astype(self.input_dtype, copy=False)},
+                                 self.deadline_s)
 
     def _fed(self, X):
         """The graph's inputs by the card's feed, from the schema's Columns

@@ -18,26 +18,16 @@ a loop, instead of a 503. Three limits, all checked *before* the work:
   the kernel killing the process. Restored afterwards.
 """
 import contextlib
-import os
 import resource
 import time
 
+from chalicelib.http import config
 from chalicelib.http.errors import ModelLoadError
 
 FLOOR_BYTES = 256 * 1024 * 1024
 EXPANSION = 64
-DEFAULT_TIMEOUT_S = 20.0
-MAX_MB_ENV = "MODEL_LOAD_MAX_MB"
-TIMEOUT_ENV = "MODEL_LOAD_TIMEOUT_S"
-
-
-def _env_number(name, default, env=None):
-    raw = (os.environ if env is None else env).get(name, "")
-    try:
-        value = float(raw) if raw.strip() else default
-    except ValueError:
-        value = default
-    return value if value > 0 else default
+MAX_MB_ENV = config.MODEL_LOAD_MAX_MB.name
+TIMEOUT_ENV = config.MODEL_LOAD_TIMEOUT_S.name
 
 
 class Budget:
@@ -50,9 +40,9 @@ class Budget:
 
     @classmethod
     def for_artifact(cls, size, env=None):
-        max_mb = _env_number(MAX_MB_ENV, 0, env)
+        max_mb = config.model_setting(config.MODEL_LOAD_MAX_MB, env)
         max_bytes = max_mb * 1024 * 1024 if max_mb else max(FLOOR_BYTES, EXPANSION * size)
-        return cls(max_bytes, _env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, env))
+        return cls(max_bytes, config.model_setting(config.MODEL_LOAD_TIMEOUT_S, env))
 
     def tick(self):
         if time.monotonic() > self.deadline:

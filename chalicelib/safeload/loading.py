@@ -32,19 +32,11 @@ ALLOW_VERSION_SKEW_ENV = config.ALLOW_VERSION_SKEW.name
 TRUST_MODEL_PICKLE_ENV = config.TRUST_MODEL_PICKLE.name
 
 
-def _setting(setting):
-    """A setting's value; a value that cannot be read refuses the model."""
-    try:
-        return setting.get()
-    except config.ConfigError as exc:
-        raise ModelLoadError(str(exc)) from None
-
-
 def check_versions(card, allow_skew=None):
     """Refuse a model saved by another scikit-learn: pickles are not portable
     across its versions, and a wrong answer is worse than no answer."""
     if allow_skew is None:
-        allow_skew = _setting(config.ALLOW_VERSION_SKEW)
+        allow_skew = config.model_setting(config.ALLOW_VERSION_SKEW)
     saved = card.versions.get("scikit-learn") if isinstance(card.versions, dict) else None
     if saved != sklearn.__version__ and not allow_skew:
         advice = ("republish it with the pinned version (or set %s=true to accept the risk)"
@@ -101,7 +93,7 @@ def load_artifact(path, trust=None, n_features=None):
     plain ``joblib.load``, saying so in the log every time. ``n_features``
     is the card's feature count, the width native state is checked against."""
     if trust is None:
-        trust = _setting(config.TRUST_MODEL_PICKLE)
+        trust = config.model_setting(config.TRUST_MODEL_PICKLE)
     # A bomb nobody predicted fails as MemoryError, not an OOM-killed process:
     # unpickling, native-state validation and the audit alike.
     margin = max(2 * Budget.for_artifact(os.path.getsize(path)).max_bytes, 1 << 30)

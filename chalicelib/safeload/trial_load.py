@@ -59,10 +59,7 @@ _MAX_REPORT_BYTES = 16 * 1024
 
 
 def enabled():
-    try:
-        return config.MODEL_LOAD_ISOLATED.get() and hasattr(os, "fork")
-    except config.ConfigError as exc:
-        raise ModelLoadError(str(exc)) from None
+    return config.model_setting(config.MODEL_LOAD_ISOLATED) and hasattr(os, "fork")
 
 
 def trial(load, artifact_path):
