@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tools.harden import attack_rows, coverage_fuzz
 
@@ -42,7 +43,7 @@ OUT = os.path.join(PROJECT_DIR, "build", "harden")
 FUZZ_EXAMPLES = 12_000
 SOAK_REQUESTS = 100_000
 MIN_FUZZ_CASES = 10_000
-COVERAGE_SECONDS = 50      # per target: two targets, about 100 s in all
+COVERAGE_SECONDS = 50      # per target; the two targets run at once, one core each
 
 # Runs in a child process: loads every malicious artifact with the app's
 # loader and reports which were refused and which left a marker file.
@@ -184,6 +185,11 @@ def main(argv=None):
         if os.path.exists(os.path.join(OUT, stale)):
             os.remove(os.path.join(OUT, stale))
     started = time.perf_counter()
+    took = {}  # step -> seconds, printed last: where the run's time went
+
+    def timed(step, since):
+        took[step] = time.perf_counter() - since
+        return time.perf_counter()
 
     fuzz_proc, fuzz_log = _pytest(["tests/test_hostile_inputs.py", "tests/test_fuzz.py",
                                    "tests/test_fuzz_typed.py"],
@@ -192,15 +198,19 @@ def main(argv=None):
                                   {"SOAK_REQUESTS": str(args.soak_requests)}, "soak.log")
     fuzz_rc = fuzz_proc.wait()
     fuzz_log.close()
+    mark = timed("fuzz", started)
     # the bundled model through its other runtime: the pickle, by scikit-learn
     pickled_proc, pickled_log = _pytest(
         ["tests/test_fuzz.py"], {"FUZZ_EXAMPLES": str(args.fuzz_examples // 4),
                                  "FUZZ_RUNTIME": "scikit-learn"}, "fuzz-scikit-learn.log")
     fuzz_rc = pickled_proc.wait() or fuzz_rc
     pickled_log.close()
+    mark = timed("fuzz on the pickle", mark)
     malicious_line, malicious_ok = _malicious()
+    mark = timed("malicious artifacts and attack rows", mark)
     soak_rc = soak_proc.wait()
     soak_log.close()
+    mark = timed("rest of the soak", mark)
 
     ok = True
     lines = []
@@ -275,11 +285,14 @@ def main(argv=None):
                  % (len(hostile_bodies), sum(b["held"] for b in hostile_bodies),
                     bodies_proc.stdout.rstrip() or bodies_proc.stderr[-1000:]))
     ok &= bodies_proc.returncode == 0 and bool(hostile_bodies)
+    mark = timed("worst-case bodies", mark)
     lines.append(malicious_line)
     ok &= malicious_ok
 
-    fuzzed = [coverage_fuzz.run(target, args.coverage_seconds)
-              for target in coverage_fuzz.TARGETS]
+    with ThreadPoolExecutor(len(coverage_fuzz.TARGETS)) as pool:  # one child process each
+        fuzzed = list(pool.map(lambda target: coverage_fuzz.run(target, args.coverage_seconds),
+                               coverage_fuzz.TARGETS))
+    timed("coverage fuzz (targets at once)", mark)
     lines.append("coverage-guided fuzz (atheris; seeds tools/harden/corpus/, found inputs "
                  "build/harden/corpus-*/):")
     lines += ["  " + coverage_fuzz.line(result) for result in fuzzed]
@@ -287,6 +300,8 @@ def main(argv=None):
 
     for line in lines:
         print(line)
+    print("steps (the soak runs beside the first three): "
+          + ", ".join("%s %.0f s" % (step, seconds) for step, seconds in took.items()))
     print("harden: %s in %.0f s" % ("ok" if ok else "FAILED", time.perf_counter() - started))
     return 0 if ok else 1
 
