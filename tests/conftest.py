@@ -77,6 +77,18 @@ def serve(monkeypatch):
         client.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="module")
+def bundled_client():
+    """A Chalice test client of the app serving the bundled model, shared by
+    a module's tests (they must not change its service)."""
+    saved = app_module.SERVICE
+    app_module.SERVICE = service.from_environment(
+        {"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false"})
+    with Client(app_module.app) as client:
+        yield client
+    app_module.SERVICE = saved
+
+
 @pytest.fixture
 def api(serve):
     return serve()

@@ -6,25 +6,16 @@ import json
 
 import pytest
 
-import app as app_module
-from chalice.test import Client
 from chalicelib.http import media
 from chalicelib.http.errors import BadRequest, UnsupportedMediaType
-from chalicelib.protocols import service
-from tests.conftest import BUNDLED_MODEL
 
 CSV_BODY = "5.1,3.5,1.4,0.2\n6.2,2.9,4.3,1.3\n"
 ROUTES = ("/model", "/invocations")
 
 
 @pytest.fixture(scope="module")
-def client():
-    saved = app_module.SERVICE
-    app_module.SERVICE = service.from_environment(
-        {"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false"})
-    with Client(app_module.app) as test_client:
-        yield test_client
-    app_module.SERVICE = saved
+def client(bundled_client):
+    return bundled_client
 
 
 def post(client, path, content_type, body=CSV_BODY):

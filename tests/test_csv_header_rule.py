@@ -12,10 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import app as app_module
-from chalice.test import Client
-from chalicelib.protocols import service
-from tests.conftest import BUNDLED_MODEL, FEATURES
+from tests.conftest import FEATURES
 
 SETTINGS = settings(max_examples=120, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -23,13 +20,8 @@ CSV_ROUTES = ("/model", "/invocations")
 
 
 @pytest.fixture(scope="module")
-def client():
-    saved = app_module.SERVICE
-    app_module.SERVICE = service.from_environment(
-        {"MODEL_DIR": BUNDLED_MODEL, "LOG_REQUESTS": "false"})
-    with Client(app_module.app) as test_client:
-        yield test_client
-    app_module.SERVICE = saved
+def client(bundled_client):
+    return bundled_client
 
 
 def post(client, path, body, content_type):
