@@ -57,7 +57,7 @@ def before_snapshot(service):
     try:
         parsed = parse_request(body, "application/json", model.schema,
                                service.config.max_rows)
-        reply = model.predict(parsed.X, probabilities=model.has_proba)
+        reply = model.answer_json(parsed.X, probabilities=model.has_proba)
     except ServiceError as exc:
         log.warning("snapshot warm-up skipped: %s", exc)
         return None

@@ -71,7 +71,7 @@ def _invoke(service, request):
     media_type = _media_type(content_type)
     answer = sagemaker.answer_type(headers.get("accept"))
     body = body_bytes(service, request)
-    asked = (request.query_params or {}).get("probabilities")  # an MLflow document says it in params
+    asked = (request.query_params or {}).get("probabilities")  # MLflow documents: in params
     bare = False  # SageMaker's array requests get a bare array as JSON answer
     if media_type == sagemaker.NPY_TYPE:
         result = run_payload(service, sagemaker.npy_payload(body, service.config.max_rows),

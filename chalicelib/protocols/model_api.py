@@ -25,7 +25,7 @@ def predict(service, request):
                                        % ", ".join(MEDIA_TYPES))
         parsed = parse_request(body, content_type, model.schema,
                                service.config.max_rows, query.get("probabilities"))
-        return Reply(200, model.predict(parsed.X, parsed.probabilities), model.headers), \
+        return Reply(200, model.answer_json(parsed.X, parsed.probabilities), model.headers), \
             len(parsed.X)
     return handle(service, request, MODEL, "POST /model", work)
 

@@ -1,4 +1,6 @@
-"""The served model: one small class with ``load()`` and ``predict()``.
+"""The served model: one class with ``load()``, ``ready()`` and ``infer()``
+(arrays, what every protocol encodes), plus ``answer_json()``, the
+``POST /model`` answer written from JSON prepared at load.
 
 It is loaded once per process (Lambda's init phase, or lazily on the first
 request under ``chalice local``), never per request. A model that fails to
@@ -187,8 +189,8 @@ class ServedModel:
                                "probability")
         return predictions, proba
 
-    def predict(self, X, probabilities=False):
-        """The response body (JSON text) for a validated matrix ``X``:
+    def answer_json(self, X, probabilities=False):
+        """``POST /model``'s response body (JSON text) for a validated matrix ``X``:
         predictions (and class probabilities), labels exactly as trained,
         and the model's name and version."""
         predictions, proba = self.infer(X, probabilities)

@@ -229,7 +229,7 @@ def main():
             ("  _load_json", load_json and (lambda: load_json(body))),
             ("  json.loads (plain)", lambda: json.loads(body)),
             ("  " + frame_label, lambda: frame(body_rows)),
-            ("served.predict", lambda: served.predict(X)),
+            ("served.answer_json", lambda: served.answer_json(X)),
             ("  predict in guards", guarded),
             ("  guards only", guards_only),
             ("  served model's predict", lambda: served_predict(X)),

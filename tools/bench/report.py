@@ -252,9 +252,9 @@ def overhead_parts(stages):
     for key, name in (("parse_request", "parse_request"), ("_log (to sink)", "log line written")):
         if key in stages:
             parts.append((name, stages[key]))
-    if "served.predict" in stages and "  bare predict" in stages:
+    if "served.answer_json" in stages and "  bare predict" in stages:
         parts.append(("served model over bare predict (guards, label JSON)",
-                      stages["served.predict"] - stages["  bare predict"]))
+                      stages["served.answer_json"] - stages["  bare predict"]))
     return parts
 
 
@@ -352,11 +352,11 @@ def report_targets(figs):
             frame = next((k for k in b if k in ("  np.asarray(rows)", "  pd.DataFrame(records)",
                                                 "  column arrays")), None)
             say("  %s, %s: 1 row +%s over bare predict = %s; 1,000 rows: parse_request %s "
-                "(json.loads %s + %s %s), served.predict %s (bare predict %s), log line %s"
+                "(json.loads %s + %s %s), served.answer_json %s (bare predict %s), log line %s"
                 % (f["model"], PATH_LABEL.get(path, path), us(pf["overhead_ns"]),
                    ", ".join("%s %s" % (k, us(v)) for k, v in pf["limits_ns"]),
                    us(b.get("parse_request", 0)), us(b.get("  json.loads (plain)", 0)),
-                   (frame or "").strip(), us(b.get(frame, 0)), us(b.get("served.predict", 0)),
+                   (frame or "").strip(), us(b.get(frame, 0)), us(b.get("served.answer_json", 0)),
                    us(b.get("  bare predict", 0)), us(b.get("_log (to sink)", 0))))
     say()
     return rows
