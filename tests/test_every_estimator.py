@@ -1,4 +1,4 @@
-"""Issue 9 item 4: every scikit-learn estimator loads through the restricted
+"""Every scikit-learn estimator loads through the restricted
 unpickler, without ``TRUST_MODEL_PICKLE``.
 
 Each class of ``sklearn.utils.all_estimators()`` that fits on small generated

@@ -1,4 +1,4 @@
-"""Issue 10, artifact side: techniques that name only allowlisted globals.
+"""Hostile artifacts: techniques that name only allowlisted globals.
 
 Each technique of ``tools/fixtures/malicious.py`` (``TECHNIQUES``: forged-dtype
 pointers, stock estimators reading ``/proc/self/environ``, each segfault

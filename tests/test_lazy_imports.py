@@ -1,5 +1,5 @@
 """``chalicelib.ops.lazy_imports``: the import hook that makes the modules the
-build found unused lazy (issue 15, part 2).
+build found unused lazy.
 
 Each case runs in a fresh interpreter (an import hook changes the process)
 on a small real package written to ``tmp_path``, whose modules record in

@@ -636,7 +636,7 @@ def test_compiled_dataframe_pipeline_package(tabular_compiled, tmp_path):
 
 
 def test_the_packaged_lambda_holds_every_hostile_artifact(byo, tmp_path):
-    """Issue 10's techniques (tools/fixtures/malicious.py) against the trimmed package
+    """The hostile-artifact techniques (tools/fixtures/malicious.py) against the trimmed package
     itself: each model directory is served by the unzipped zip, isolated,
     with a secret in the environment. The init phase survives (exit 0, no
     segfault), health and predictions are 503 with the reason, and the

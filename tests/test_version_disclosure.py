@@ -1,4 +1,4 @@
-"""Issue 10 item 3: responses never disclose the runtime's library versions.
+"""Responses never disclose the runtime's library versions.
 
 ``GET /model`` returns the card as published: its ``versions`` are
 provenance (the environment that published the model, and the scikit-learn
