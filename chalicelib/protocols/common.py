@@ -8,7 +8,7 @@ import numpy as np
 from chalicelib.http.config import MAX_ROWS
 from chalicelib.http.errors import NotFound, ServiceError
 from chalicelib.http.reply import JSON_HEADERS, Reply
-from chalicelib.runtimes.served_model import probability_rows
+from chalicelib.runtimes.answer_json import probability_rows
 from chalicelib.schema.parsing import decode_json, parse_payload
 from chalicelib.schema.parsing import decode_utf8 as decode_text  # noqa: F401  (the protocols' name)
 

@@ -10,7 +10,6 @@ tried again by a later request, after a delay that doubles from
 :data:`RETRY_FIRST_S` up to :data:`RETRY_MAX_S`; each 503 meanwhile says
 when (:meth:`ServedModel.retry_after`, also the ``Retry-After`` header).
 """
-import json
 import logging
 import math
 import threading
@@ -20,6 +19,7 @@ import numpy as np
 
 from chalicelib.http.errors import (ModelLoadError, ModelUnavailable, PredictionFailed, ServiceError,
                                Unprocessable)
+from chalicelib.runtimes.answer_json import AnswerJson
 from chalicelib.runtimes.choice import load_model_dir
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,7 @@ class ServedModel:
         self.has_proba = False
         self.classes = None
         self.identity = self.headers = None
-        self._identity_json = self._classes_json = None
-        self.version_json = "null"
-        self._classes_array = self._label_json = None
-        self._json_of_label = {}
+        self._answer = None  # AnswerJson, prepared at load
         self._loaded = False
         self._lock = threading.Lock()
         self._failures = 0  # consecutive retryable load failures
@@ -92,30 +89,12 @@ class ServedModel:
         self.schema = card.schema.fed_by_columns() if getattr(estimator, "by_columns", False) \
             else card.schema
         self.has_proba = hasattr(estimator, "predict_proba")
-        classes = getattr(estimator, "classes_", None)
-        if isinstance(classes, list):  # multi-output: one array of classes per output
-            self.classes = [np.asarray(c).tolist() for c in classes]
-            classes = None
-        elif classes is not None:
-            classes = np.asarray(classes)
-            if classes.ndim != 1:
-                raise ModelLoadError("classes_ of shape %s cannot be served" % (classes.shape,))
-            self.classes = classes.tolist()
-        else:
-            self.classes = None
         self.identity = {"name": card.name, "version": card.version}
-        self._identity_json = json.dumps(self.identity)
-        self.version_json = json.dumps(card.version)
+        self._answer = AnswerJson(self.identity, getattr(estimator, "classes_", None))
+        self.classes = self._answer.classes
         self.headers = {"Content-Type": "application/json",
                         "X-Model-Name": card.name, "X-Model-Version": card.version,
                         "X-Model-Runtime": self.runtime}
-        self._classes_json = json.dumps(self.classes)
-        self._classes_array = np.asarray(classes) if classes is not None else None
-        self._label_json = _label_json(self._classes_array)
-        # ONNX Runtime answers string labels as Python strings (an object
-        # array): their JSON is looked up by value, with no numpy string cast
-        self._json_of_label = dict(zip(self.classes, self._label_json)) \
-            if self._label_json is not None else {}
         log.info("model %s %s loaded from %s, served by %s", card.name, card.version,
                  self.model_dir, self.runtime)
 
@@ -194,40 +173,7 @@ class ServedModel:
         predictions (and class probabilities), labels exactly as trained,
         and the model's name and version."""
         predictions, proba = self.infer(X, probabilities)
-        parts = ['{"predictions": ', self._predictions_json(predictions)]
-        if probabilities:
-            parts += [', "classes": ', self._classes_json,
-                      ', "probabilities": ', _encode(probability_rows(proba, len(predictions)))]
-        parts += [', "model": ', self._identity_json, "}"]
-        return "".join(parts)
-
-    def _predictions_json(self, predictions):
-        """JSON of the predictions. String class labels are written from
-        their JSON prepared at load, by position in the sorted ``classes_``:
-        converting each numpy string to a Python one costs more than the
-        model's own prediction on a large batch."""
-        labels = self._label_json
-        if predictions.dtype == object and self._json_of_label:
-            try:
-                return "[" + ", ".join(map(self._json_of_label.__getitem__,
-                                           predictions.tolist())) + "]"
-            except (KeyError, TypeError):  # a label not among the classes: encode it
-                return _encode(predictions.tolist())
-        if labels is not None and predictions.dtype == self._classes_array.dtype:
-            positions = np.searchsorted(self._classes_array, predictions)
-            positions[positions >= len(labels)] = 0
-            if (self._classes_array[positions] == predictions).all():
-                return "[" + ", ".join(map(labels.__getitem__, positions.tolist())) + "]"
-        return _encode(predictions.tolist())
-
-
-def probability_rows(proba, n_rows):
-    """``infer``'s probabilities as plain lists, one entry per row (for a
-    multi-output model whose outputs differ in class count, one list per
-    output in each row)."""
-    if isinstance(proba, list):
-        return [[p[i].tolist() for p in proba] for i in range(n_rows)]
-    return proba.tolist()
+        return self._answer.write(predictions, proba if probabilities else None)
 
 
 def _check_finite_rows(values, what):
@@ -243,22 +189,3 @@ def _check_finite_rows(values, what):
     raise Unprocessable("row %s: the model's %s is not a finite number (NaN or infinite) for "
                         "these values; they are outside what the model can answer"
                         % (shown, what))
-
-
-def _label_json(classes):
-    """JSON of each class label when they are sorted strings, else None."""
-    if classes is None or classes.dtype.kind != "U" or classes.ndim != 1:
-        return None
-    if len(classes) > 1 and not (classes[:-1] < classes[1:]).all():
-        return None
-    return [json.dumps(label) for label in classes.tolist()]
-
-
-_ENCODER = json.JSONEncoder(allow_nan=False)
-
-
-def _encode(value):
-    try:
-        return _ENCODER.encode(value)
-    except ValueError:  # the model answered NaN or Infinity: not valid JSON
-        raise ServiceError("model returned a non-finite value") from None
