@@ -27,6 +27,7 @@ Printed per target: executions, coverage (libFuzzer's ``cov`` edges and
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -111,6 +112,9 @@ def _child(target, libfuzzer_args):
 _STATUS = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)")
 
 
+RSS_LIMIT_MB = 2048  # memory a run may use before it counts as a crash
+
+
 def run(target, seconds):
     """``{"target", "executions", "edges", "features", "crashes", "seconds"}``
     for one bounded run of ``target``."""
@@ -119,7 +123,13 @@ def run(target, seconds):
     os.makedirs(found, exist_ok=True)
     os.makedirs(crashes, exist_ok=True)
     before = set(os.listdir(crashes))
-    args = ["-max_total_time=%d" % seconds, "-timeout=10", "-rss_limit_mb=2048",
+    # libFuzzer reads its peak RSS from getrusage, and Linux hands a child its
+    # parent's high-water mark across fork and exec: a child of a large
+    # process (a pytest worker late in a run) would start "over" the limit.
+    # The limit is RSS_LIMIT_MB above what the child inherits.
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    args = ["-max_total_time=%d" % seconds, "-timeout=10",
+            "-rss_limit_mb=%d" % (RSS_LIMIT_MB + inherited_mb),
             "-max_len=65536", "-print_final_stats=1",
             "-artifact_prefix=%s/" % crashes, found, os.path.join(CORPUS, target)]
     env = dict(os.environ, PYTHONPATH=PROJECT_DIR, PYTHONDONTWRITEBYTECODE="1",
