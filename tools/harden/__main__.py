@@ -2,12 +2,14 @@
 
 Runs, with their full counts,
 
-* the fuzz (``tests/test_fuzz.py``, ``FUZZ_EXAMPLES=12000``), the typed
-  fuzz (``tests/test_fuzz_typed.py``) and the named hostile inputs
-  (``tests/test_hostile_inputs.py``), in one pytest process;
+* the fuzz (``tests/test_fuzz.py``, ``FUZZ_EXAMPLES=12000``) and the named
+  hostile inputs (``tests/test_hostile_inputs.py``), in one pytest process;
 * the soak (``tests/test_soak.py``, ``SOAK_REQUESTS=100000``) in another, at
-  the same time (two cores; the soak's memory figure is then its own
-  process's);
+  the same time (the soak's memory figure is then its own process's);
+* the typed fuzz (``tests/test_fuzz_typed.py``: a DataFrame pipeline and a
+  text model, each case checked against ``predict()``), the longest step,
+  in a third process from the start: the steps below share the other core
+  with it;
 * the malicious-artifact corpus (``tools/fixtures/malicious.py``): every
   name-based payload through the app's loader in a child process, then a
   check that no payload's marker file exists; every technique that uses
@@ -191,8 +193,9 @@ def main(argv=None):
         took[step] = time.perf_counter() - since
         return time.perf_counter()
 
-    fuzz_proc, fuzz_log = _pytest(["tests/test_hostile_inputs.py", "tests/test_fuzz.py",
-                                   "tests/test_fuzz_typed.py"],
+    typed_proc, typed_log = _pytest(["tests/test_fuzz_typed.py"],
+                                    {"FUZZ_EXAMPLES": str(args.fuzz_examples)}, "fuzz_typed.log")
+    fuzz_proc, fuzz_log = _pytest(["tests/test_hostile_inputs.py", "tests/test_fuzz.py"],
                                   {"FUZZ_EXAMPLES": str(args.fuzz_examples)}, "fuzz.log")
     soak_proc, soak_log = _pytest(["tests/test_soak.py"],
                                   {"SOAK_REQUESTS": str(args.soak_requests)}, "soak.log")
@@ -211,6 +214,17 @@ def main(argv=None):
     soak_rc = soak_proc.wait()
     soak_log.close()
     mark = timed("rest of the soak", mark)
+    bodies_proc = subprocess.run([sys.executable, "-m", "tools.harden.hostile_bodies", "--json",
+                                  os.path.join(OUT, "bodies.json")], cwd=PROJECT_DIR,
+                                 capture_output=True, text=True)
+    mark = timed("worst-case bodies", mark)
+    with ThreadPoolExecutor(len(coverage_fuzz.TARGETS)) as pool:  # one child process each
+        fuzzed = list(pool.map(lambda target: coverage_fuzz.run(target, args.coverage_seconds),
+                               coverage_fuzz.TARGETS))
+    mark = timed("coverage fuzz (targets at once)", mark)
+    typed_rc = typed_proc.wait()
+    typed_log.close()
+    timed("rest of the typed fuzz", mark)
 
     ok = True
     lines = []
@@ -241,13 +255,17 @@ def main(argv=None):
         ok &= good
     typed = _read("fuzz_typed.json")
     if typed is None:
-        lines.append("typed fuzz: no figures (see build/harden/fuzz.log)")
+        lines.append("typed fuzz: no figures (see build/harden/fuzz_typed.log)")
         ok = False
     else:
         lines.append("typed fuzz (DataFrame pipeline, text model): %d cases, %d 5xx (%d valid "
                      "answers equal to predict())"
                      % (typed["requests"], typed["server_errors"], typed["valid_checked"]))
         ok &= typed["server_errors"] == 0
+    if typed_rc != 0:
+        lines.append("  typed fuzz tests FAILED (build/harden/fuzz_typed.log):\n"
+                     + _tail("fuzz_typed.log"))
+        ok = False
     if hostile is None:
         lines.append("hostile inputs: no figures (see build/harden/fuzz.log)")
         ok = False
@@ -275,9 +293,6 @@ def main(argv=None):
         lines.append("  soak test FAILED (build/harden/soak.log):\n" + _tail("soak.log"))
         ok = False
 
-    bodies_proc = subprocess.run([sys.executable, "-m", "tools.harden.hostile_bodies", "--json",
-                                  os.path.join(OUT, "bodies.json")], cwd=PROJECT_DIR,
-                                 capture_output=True, text=True)
     bodies = _read("bodies.json") or []
     hostile_bodies = [b for b in bodies if not b["normal"]]
     lines.append("worst-case bodies at the 6 MiB limit: %d shapes, %d within 2x the time and "
@@ -285,14 +300,9 @@ def main(argv=None):
                  % (len(hostile_bodies), sum(b["held"] for b in hostile_bodies),
                     bodies_proc.stdout.rstrip() or bodies_proc.stderr[-1000:]))
     ok &= bodies_proc.returncode == 0 and bool(hostile_bodies)
-    mark = timed("worst-case bodies", mark)
     lines.append(malicious_line)
     ok &= malicious_ok
 
-    with ThreadPoolExecutor(len(coverage_fuzz.TARGETS)) as pool:  # one child process each
-        fuzzed = list(pool.map(lambda target: coverage_fuzz.run(target, args.coverage_seconds),
-                               coverage_fuzz.TARGETS))
-    timed("coverage fuzz (targets at once)", mark)
     lines.append("coverage-guided fuzz (atheris; seeds tools/harden/corpus/, found inputs "
                  "build/harden/corpus-*/):")
     lines += ["  " + coverage_fuzz.line(result) for result in fuzzed]
@@ -300,7 +310,7 @@ def main(argv=None):
 
     for line in lines:
         print(line)
-    print("steps (the soak runs beside the first three): "
+    print("steps (the soak and the typed fuzz run beside the others): "
           + ", ".join("%s %.0f s" % (step, seconds) for step, seconds in took.items()))
     print("harden: %s in %.0f s" % ("ok" if ok else "FAILED", time.perf_counter() - started))
     return 0 if ok else 1
