@@ -3,11 +3,10 @@ payload through the app's own parsing and model, and writing JSON. Running
 a request and rendering its errors is :mod:`.wrapper`'s."""
 import json
 
-import numpy as np
-
 from chalicelib.http.config import MAX_ROWS
 from chalicelib.http.errors import NotFound, ServiceError
 from chalicelib.http.reply import JSON_HEADERS, Reply
+from chalicelib.runtimes.answer_json import encode as dumps  # noqa: F401  (the protocols' name)
 from chalicelib.runtimes.answer_json import probability_rows
 from chalicelib.schema.parsing import decode_json, parse_payload
 from chalicelib.schema.parsing import decode_utf8 as decode_text  # noqa: F401  (the protocols' name)
@@ -58,25 +57,6 @@ def renamed(ours, theirs):
     def relocate(loc):
         return (theirs,) + loc[1:] if loc[:1] == (ours,) else loc
     return relocate
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise TypeError("not JSON serializable: %s" % type(value).__name__)
-
-
-_ENCODER = json.JSONEncoder(allow_nan=False, default=_plain)
-
-
-def dumps(value):
-    """JSON text; a non-finite model output is the server's failure."""
-    try:
-        return _ENCODER.encode(value)
-    except ValueError:
-        raise ServiceError("model returned a non-finite value") from None
 
 
 def predictions_document(model, predictions, proba):

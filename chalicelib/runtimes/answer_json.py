@@ -10,7 +10,17 @@ import numpy as np
 
 from chalicelib.http.errors import ModelLoadError, ServiceError
 
-_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError("not JSON serializable: %s" % type(value).__name__)
+
+
+_ENCODER = json.JSONEncoder(allow_nan=False, default=_plain)
 
 
 class AnswerJson:
@@ -80,7 +90,8 @@ def probability_rows(proba, n_rows):
 
 
 def encode(value):
-    """JSON text of plain values; NaN or infinity is no JSON: a 500 saying so."""
+    """JSON text (numpy scalars as Python's); a non-finite model output is
+    no JSON: the server's failure, a 500 saying so."""
     try:
         return _ENCODER.encode(value)
     except ValueError:
