@@ -88,7 +88,7 @@ publish-usage:
 test: $(STAMP)-dev  ## the fast tests: no package build, browser or AWS emulator (about 85 s of CPU in two workers: under a minute on 2 cores)
 	$(BIN)/python -m pytest -q -m "$(FAST)" -n 2
 
-test-all: $(STAMP)-dev  ## every test, what CI runs (two workers: about 17 min on 2 cores; CI=1: no skipping the browser)
+test-all: $(STAMP)-dev  ## every test, what CI runs (two workers: 16-19 min on 2 cores; CI=1: no skipping the browser)
 	$(BIN)/python -m pytest -q -n 2
 
 docs: $(STAMP)-docs  ## build the docs site (mkdocs.yml, docs/) into build/site/; --strict: a broken link or anchor fails
